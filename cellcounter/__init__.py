@@ -1,0 +1,42 @@
+"""cellcounter core: a Qt-free library for annotations, image and label IO, models and metrics.
+
+Nothing in this package imports Qt or napari; the GUI lives in :mod:`app`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cellcounter")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+from cellcounter.annotations import (  # noqa: E402
+    Boxes,
+    Grade,
+    ImageAnnotation,
+    InstanceMasks,
+    Origin,
+    Points,
+    ReviewStatus,
+    flip_xy_rc,
+)
+from cellcounter.errors import CellCounterError, FormatError, ImageReadError  # noqa: E402
+from cellcounter.tasks import TASKS, Task, get_task  # noqa: E402
+
+__all__ = [
+    "Boxes",
+    "Grade",
+    "ImageAnnotation",
+    "InstanceMasks",
+    "Origin",
+    "Points",
+    "ReviewStatus",
+    "flip_xy_rc",
+    "CellCounterError",
+    "FormatError",
+    "ImageReadError",
+    "TASKS",
+    "Task",
+    "get_task",
+    "__version__",
+]

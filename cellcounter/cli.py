@@ -1,0 +1,151 @@
+"""The ``cellcounter`` command line: ``convert`` and ``info`` (more subcommands register here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from cellcounter import __version__
+from cellcounter.annotations import ImageAnnotation, grade_counts, total_counts
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.fileutil import atomic_write_with
+from cellcounter.formats import FORMATS, detect_format, get_format, read_labels, write_labels
+from cellcounter.imageio import IMAGE_SUFFIXES, is_image_file, open_image
+from cellcounter.tasks import TASKS, get_task
+
+_IMAGE_FOLDER = {"voc": "JPEGImages"}
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cellcounter",
+        description="Count cells and grade images: convert label formats, inspect data, predict and evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"cellcounter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    fmts = ", ".join(f"{n} ({f.description})" for n, f in FORMATS.items())
+    conv = sub.add_parser(
+        "convert", help="convert labels between formats",
+        description=f"Convert labels between formats. Formats: {fmts}. A folder in a known layout "
+                    "(VOC, DSB stage1_train, MoNuSeg, IDRiD) is recognised without --from.",
+    )
+    conv.add_argument("--from", dest="src_format", choices=[n for n, f in FORMATS.items() if f.reader],
+                      help="source format (recognised from SRC when left out)")
+    conv.add_argument("--to", dest="dst_format", required=True, choices=[n for n, f in FORMATS.items() if f.writer])
+    conv.add_argument("--task", choices=list(TASKS), help="take class names and their order from this task")
+    conv.add_argument("--copy-images", action="store_true",
+                      help="copy the images into DST too, so DST is a self-contained data set")
+    conv.add_argument("src", metavar="SRC", help="label file or folder")
+    conv.add_argument("dst", metavar="DST", help="output file or folder")
+    conv.set_defaults(func=cmd_convert)
+
+    info = sub.add_parser("info", help="show what a label file, folder or image holds",
+                          description="Print images, instances per class and grades found at PATH.")
+    info.add_argument("path", metavar="PATH")
+    info.add_argument("--from", dest="src_format", choices=[n for n, f in FORMATS.items() if f.reader])
+    info.add_argument("--json", action="store_true", help="end with one line of JSON")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def _copy_images(anns: Sequence[ImageAnnotation], dst: Path, fmt: str) -> None:
+    folder = (dst.parent if dst.suffix else dst) / _IMAGE_FOLDER.get(fmt, "images")
+    for a in anns:
+        src = Path(a.image_path)
+        if not src.is_file():
+            raise FormatError(src, "image not found, cannot copy it")
+        target = folder / src.name
+        if not target.exists() or target.resolve() != src.resolve():
+            atomic_write_with(target, lambda tmp, s=src: shutil.copyfile(s, tmp))
+        a.image_path = str(target)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    src_format = args.src_format or detect_format(args.src)
+    class_names = get_task(args.task).class_names if args.task else None
+    anns = read_labels(args.src, src_format, class_names)  # everything is read and checked before writing
+    if not anns:
+        raise FormatError(args.src, "no labelled images found")
+    get_format(args.dst_format)
+    dst = Path(args.dst)
+    if args.copy_images:
+        _copy_images(anns, dst, args.dst_format)
+    written = write_labels(anns, dst, args.dst_format)
+    print(f"read {len(anns)} image(s) as {src_format}, wrote {len(written)} file(s) as {args.dst_format} to {dst}")
+    return 0
+
+
+def summarise(anns: Sequence[ImageAnnotation]) -> dict:
+    object_anns = [a for a in anns if not (a.task and TASKS.get(a.task) and TASKS[a.task].kind == "grade")]
+    out: dict = {"images": len(anns), "instances": total_counts(object_anns)}
+    grades = grade_counts(anns)
+    if grades:
+        out["grades"] = grades
+    return out
+
+
+def _image_info(path: Path, as_json: bool) -> int:
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FormatError(path, "holds no labels in a known layout and no images")
+    for f in files:
+        with open_image(f, lazy=True) as src:
+            size = f"{src.width} x {src.height}"
+            extra = f", {src.pixel_size_um:.4g} um/px" if src.pixel_size_um else ""
+            pages = f", {src.n_pages} pages" if src.n_pages > 1 else ""
+            print(f"{f.name}: {size}, {src.dtype}, {src.shape[2] if len(src.shape) == 3 else 1} channel(s)"
+                  f"{pages}{extra}")
+    summary = {"images": len(files), "instances": {}}
+    print(json.dumps(summary) if as_json else f"{len(files)} image(s), no labels")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if not path.exists():
+        raise FormatError(path, "no such file or folder")
+    try:
+        fmt = args.src_format or detect_format(path)
+    except FormatError:
+        if (path.is_file() and is_image_file(path)) or path.is_dir():
+            return _image_info(path, args.json)
+        raise
+    anns = read_labels(path, fmt)
+    summary = summarise(anns)
+    print(f"{path}: {fmt}, {summary['images']} image(s)")
+    for name, n in summary["instances"].items():
+        print(f"  {name}: {n}")
+    for g, n in summary.get("grades", {}).items():
+        print(f"  grade {g}: {n} image(s)")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _print_warning
+    try:
+        return int(args.func(args) or 0)
+    except CellCounterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

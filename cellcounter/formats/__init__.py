@@ -1,0 +1,181 @@
+"""Label formats: one reader and one writer each, all going through :class:`ImageAnnotation`.
+
+``read_labels(path)`` recognises a known file type or folder layout by itself;
+``write_labels(anns, dst, fmt)`` checks that the target can hold the data before
+writing anything.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellcounter.annotations import Boxes, ImageAnnotation
+from cellcounter.errors import FormatError
+from cellcounter.formats._common import warn
+from cellcounter.formats.aperio import read_aperio
+from cellcounter.formats.coco import read_coco, write_coco
+from cellcounter.formats.cvppp import read_colour_mask, read_cvppp, write_colour_mask, write_cvppp
+from cellcounter.formats.dsb import is_dsb_sample, read_dsb
+from cellcounter.formats.grade_csv import read_grade_csv, write_counts_csv, write_grade_csv
+from cellcounter.formats.label_tiff import LABEL_SUFFIXES, read_label_tiff, write_label_tiff
+from cellcounter.formats.voc import read_voc, write_voc
+
+Reader = Callable[..., list[ImageAnnotation]]
+Writer = Callable[[Sequence[ImageAnnotation], Path], list[Path]]
+
+
+@dataclass(frozen=True)
+class LabelFormat:
+    name: str
+    description: str
+    holds: frozenset[str]  # which of boxes, masks, points, grade the format can store
+    reader: Reader | None
+    writer: Writer | None
+
+
+FORMATS: dict[str, LabelFormat] = {
+    f.name: f
+    for f in (
+        LabelFormat("voc", "Pascal VOC XML boxes (LabelImg, BCCD)", frozenset({"boxes"}), read_voc, write_voc),
+        LabelFormat("coco", "COCO JSON: boxes, RLE/polygon masks, grades and points as attributes",
+                    frozenset({"boxes", "masks", "points", "grade"}), read_coco, write_coco),
+        LabelFormat("label-tiff", "instance label TIFF per image (napari, cellpose)", frozenset({"masks"}),
+                    read_label_tiff, write_label_tiff),
+        LabelFormat("dsb", "DSB 2018: images/ plus one PNG per instance in masks/ (import only)",
+                    frozenset({"masks"}), read_dsb, None),
+        LabelFormat("aperio", "Aperio ImageScope XML polygons, MoNuSeg (import only)", frozenset({"masks"}),
+                    read_aperio, None),
+        LabelFormat("cvppp", "CVPPP indexed label PNGs (plantNNN_label.png)", frozenset({"masks"}), read_cvppp,
+                    write_cvppp),
+        LabelFormat("colour-mask", "colour-coded instance mask PNG, one colour per instance",
+                    frozenset({"masks"}), read_colour_mask, write_colour_mask),
+        LabelFormat("grade-csv", "image-level grade CSV (IDRiD)", frozenset({"grade"}), read_grade_csv,
+                    write_grade_csv),
+        LabelFormat("counts-csv", "per-image, per-class counts with totals (export only)",
+                    frozenset({"boxes", "masks", "points", "grade"}), None, write_counts_csv),
+    )
+}
+
+
+def get_format(name: str) -> LabelFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise FormatError(None, f"unknown format {name!r}; known formats: {', '.join(FORMATS)}") from None
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a label file or of a folder in a known layout."""
+    p = Path(path)
+    if not p.exists():
+        raise FormatError(p, "no such file or folder")
+    if p.is_file():
+        suffix, stem = p.suffix.lower(), p.stem
+        if suffix == ".json":
+            return "coco"
+        if suffix == ".csv":
+            return "grade-csv"
+        if suffix == ".xml":
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+            if b"<Annotations" in head:
+                return "aperio"
+            return "voc"
+        if suffix in (".tif", ".tiff") and any(stem.endswith(s) for s in LABEL_SUFFIXES):
+            return "label-tiff"
+        if suffix == ".png" and stem.endswith("_label"):
+            return "cvppp"
+        if suffix == ".png" and stem.endswith(("_mask", "_colour", "_color")):
+            return "colour-mask"
+        raise FormatError(p, "cannot tell the label format of this file; name it with --from")
+    if (p / "Annotations").is_dir():
+        return "voc"
+    if (p / "stage1_train").is_dir() or is_dsb_sample(p) or any(is_dsb_sample(d) for d in _subdirs(p)):
+        return "dsb"
+    if (p / "tissue_image").is_dir() and (p / "annotations").is_dir():
+        return "aperio"
+    if (p / "1. Original Images").is_dir() and (p / "2. Groundtruths").is_dir():
+        return "grade-csv"
+    names = [f.name for f in p.iterdir() if f.is_file()]
+    if any(n.endswith("_label.png") for n in names):
+        return "cvppp"
+    if any(n.lower().endswith((".tif", ".tiff")) and Path(n).stem.endswith(LABEL_SUFFIXES) for n in names):
+        return "label-tiff"
+    if sum(n.endswith(".json") for n in names) == 1:
+        return "coco"
+    if any(n.endswith(".xml") for n in names):
+        xml = next(f for f in sorted(p.iterdir()) if f.name.endswith(".xml"))
+        return detect_format(xml)
+    if sum(n.endswith(".csv") for n in names) == 1:
+        return "grade-csv"
+    if any(n.endswith(("_mask.png", "_colour.png", "_color.png")) for n in names) or (p / "masks").is_dir():
+        return "colour-mask"
+    raise FormatError(p, "folder is in no known label layout; name the format with --from")
+
+
+def _subdirs(p: Path, limit: int = 5) -> list[Path]:
+    out = []
+    for d in sorted(p.iterdir()):
+        if d.is_dir():
+            out.append(d)
+            if len(out) >= limit:
+                break
+    return out
+
+
+def read_labels(path: str | Path, fmt: str | None = None, class_names: Sequence[str] | None = None
+                ) -> list[ImageAnnotation]:
+    """Read labels in format ``fmt`` (recognised from the path when ``None``)."""
+    name = fmt or detect_format(path)
+    spec = get_format(name)
+    if spec.reader is None:
+        raise FormatError(path, f"{name} is an export-only format and cannot be read")
+    if not Path(path).exists():
+        raise FormatError(path, "no such file or folder")
+    return spec.reader(Path(path), class_names)
+
+
+def _adapt(anns: Sequence[ImageAnnotation], spec: LabelFormat, dst: Path) -> list[ImageAnnotation]:
+    """Check what the target can hold; derive boxes from masks for box-only formats."""
+    has = set()
+    for a in anns:
+        if len(a.boxes):
+            has.add("boxes")
+        if a.masks is not None and len(a.masks):
+            has.add("masks")
+        if len(a.points):
+            has.add("points")
+        if a.grade is not None:
+            has.add("grade")
+    out = list(anns)
+    if "masks" in has and "masks" not in spec.holds and "boxes" in spec.holds:
+        warn(dst, f"{spec.name} cannot hold masks; writing their bounding boxes instead")
+        out = []
+        for a in anns:
+            b = copy.copy(a)
+            if a.masks is not None and len(a.masks):
+                b.boxes = a.boxes.concat(a.masks.bounding_boxes()) if len(a.boxes) else a.masks.bounding_boxes()
+                b.masks = None
+            out.append(b)
+        has = (has - {"masks"}) | {"boxes"}
+    lost = has - spec.holds
+    if has and not (has & spec.holds):
+        raise FormatError(dst, f"{spec.name} cannot hold {', '.join(sorted(has))}; choose another target format")
+    if lost:
+        warn(dst, f"{spec.name} cannot hold {', '.join(sorted(lost))}; they are left out")
+    return out
+
+
+def write_labels(anns: Sequence[ImageAnnotation], dst: str | Path, fmt: str) -> list[Path]:
+    """Write ``anns`` in format ``fmt``; returns the files written."""
+    spec = get_format(fmt)
+    if spec.writer is None:
+        raise FormatError(dst, f"{fmt} is an import-only format and cannot be written")
+    dst = Path(dst)
+    return spec.writer(_adapt(anns, spec, dst), dst)
+
+
+__all__ = ["FORMATS", "LabelFormat", "Boxes", "detect_format", "get_format", "read_labels", "write_labels"]

@@ -1,0 +1,90 @@
+"""Helpers shared by the format readers and writers."""
+
+from __future__ import annotations
+
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterWarning, FormatError
+from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.tasks import TASKS
+
+
+def warn(path: str | Path, message: str) -> None:
+    warnings.warn(f"{path}: {message}", CellCounterWarning, stacklevel=3)
+
+
+def parse_xml(path: Path) -> ET.Element:
+    """Parse an XML file, turning every parser failure into a :class:`FormatError` naming the file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(path, f"cannot read file ({exc.strerror})") from None
+    try:
+        return ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise FormatError(path, f"malformed XML ({exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(path, f"malformed XML ({exc})") from None
+
+
+def infer_class_names(names: Iterable[str]) -> tuple[str, tuple[str, ...]] | tuple[None, tuple[str, ...]]:
+    """Pick the task whose classes cover ``names`` (keeping the task's order), else first-seen order."""
+    seen: list[str] = []
+    for n in names:
+        if n not in seen:
+            seen.append(n)
+    for task in TASKS.values():
+        if task.kind != "grade" and seen and set(seen) <= set(task.class_names):
+            return task.name, task.class_names
+    return None, tuple(seen)
+
+
+def unify_class_names(anns: Sequence[ImageAnnotation], class_names: Sequence[str]) -> None:
+    """Re-map every annotation's class ids onto one shared list of names (in place)."""
+    target = list(class_names)
+    for ann in anns:
+        if tuple(ann.class_names) == tuple(target):
+            continue
+        for name in ann.class_names:
+            if name not in target:
+                target.append(name)
+        lut = np.array([target.index(n) for n in ann.class_names] or [0], dtype=np.int64)
+        if len(ann.boxes):
+            ann.boxes.classes = lut[ann.boxes.classes]
+        if ann.masks is not None and len(ann.masks):
+            ann.masks.classes = lut[ann.masks.classes]
+        if len(ann.points):
+            ann.points.classes = lut[ann.points.classes]
+    for ann in anns:
+        ann.class_names = tuple(target)
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The image file called ``stem`` with any known image suffix in ``folder``."""
+    for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):
+        cand = folder / f"{stem}{suffix}"
+        if cand.is_file():
+            return cand
+    return None
+
+
+def format_number(v: float) -> str:
+    """Integers without a decimal point, other values exactly (so a round trip is lossless)."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() else repr(f)
+
+
+def unique_stems(anns: Sequence[ImageAnnotation], dst: Path) -> list[str]:
+    """Output stems, one per annotation; two images with the same name would overwrite each other."""
+    stems = [a.stem for a in anns]
+    dupes = {s for s in stems if stems.count(s) > 1}
+    if dupes:
+        raise FormatError(dst, f"several images share the name(s) {sorted(dupes)[:5]}; "
+                               "their label files would overwrite each other")
+    return stems

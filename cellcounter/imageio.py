@@ -1,0 +1,364 @@
+"""Reading images: PNG, JPEG and TIFF (multi-page, BigTIFF, 16-bit, OME), small or huge.
+
+Small images are read into memory. TIFFs above :data:`LAZY_PIXELS` are opened
+lazily: the returned :class:`ImageSource` reads only the regions asked for
+(memory-mapped when the file is uncompressed and contiguous, through a zarr
+view of the TIFF's tiles or strips otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+from cellcounter.errors import CellCounterWarning, ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+#: TIFFs with more pixels than this are opened lazily instead of read whole.
+LAZY_PIXELS = 64 * 1024 * 1024
+# Pixel sizes derived from inch-based resolution tags above this are almost
+# always the 72/96/300 dpi placeholders of office software, not a calibration.
+_MAX_PLAUSIBLE_UM_PER_PX = 50.0
+
+Image.MAX_IMAGE_PIXELS = None  # pathology images are legitimately huge
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass
+class ImageSource:
+    """An opened image: its shape, pixel size and a way to read it, whole or by region.
+
+    ``shape`` is ``(height, width)`` or ``(height, width, channels)``.
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    pixel_size_um: float | None
+    n_pages: int
+    _array: Any  # numpy array, numpy memmap or zarr array (H, W[, C])
+    lazy: bool
+
+    @property
+    def height(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.shape[1])
+
+    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` (clipped to the image) as RGB or grey, never RGBA."""
+        y0, x0 = max(0, y0), max(0, x0)
+        y1, x1 = min(self.height, y1), min(self.width, x1)
+        region = np.asarray(self._array[y0:y1, x0:x1])
+        return _drop_alpha(region)
+
+    def read(self) -> np.ndarray:
+        """The whole image in memory (avoid for lazy images: use :meth:`read_region`)."""
+        return self.read_region(0, self.height, 0, self.width)
+
+    def close(self) -> None:
+        for closer in getattr(self, "_closers", ()):
+            closer.close()
+        self._closers = []
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _drop_alpha(a: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[2] == 4:
+        return a[:, :, :3]
+    if a.ndim == 3 and a.shape[2] == 2:  # grey + alpha
+        return a[:, :, 0]
+    return a
+
+
+def read_image(path: str | Path, page: int = 0) -> np.ndarray:
+    """Read an image into memory as ``(H, W)`` grey or ``(H, W, 3)`` colour, keeping its dtype."""
+    src = open_image(path, page=page, lazy=False)
+    return src.read()
+
+
+def open_image(path: str | Path, page: int = 0, lazy: bool | None = None) -> ImageSource:
+    """Open an image; ``lazy=None`` decides by size (only TIFFs can be lazy).
+
+    Raises
+    ------
+    ImageReadError
+        The file is missing, is not an image, or is damaged beyond repair.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(p, "file not found")
+    if p.is_dir():
+        raise ImageReadError(p, "is a folder, not an image")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _open_tiff(p, page, lazy)
+    return _open_pil(p)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image without reading its pixels."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            is_tiff = fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+    except OSError as exc:
+        raise ImageReadError(p, f"cannot read file ({exc.strerror or exc})") from None
+    if not is_tiff:
+        try:
+            with Image.open(p) as im:
+                return im.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(p, f"not a readable image ({exc})") from None
+    src = open_image(p, lazy=True)
+    try:
+        return src.width, src.height
+    finally:
+        src.close()
+
+
+def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, as ``sha256:<hex>``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+# --- PIL formats -------------------------------------------------------------
+
+
+def _open_pil(p: Path) -> ImageSource:
+    data = p.read_bytes()
+    repaired = False
+    if data[:2] == b"\xff\xd8" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        # A JPEG cut short (interrupted copy or upload): add the end-of-image
+        # marker so the decoder fills the missing rows instead of failing.
+        data = data.rstrip(b"\x00") + b"\xff\xd9"
+        repaired = True
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            pixel_size = _pil_pixel_size(im)
+            arr = _pil_to_array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(p, f"not a readable image ({exc})") from None
+    if repaired:
+        warnings.warn(
+            f"{p}: JPEG is truncated (no end-of-image marker); loaded with the missing part filled in grey",
+            CellCounterWarning,
+            stacklevel=3,
+        )
+    arr = _drop_alpha(arr)
+    return ImageSource(p, arr.shape, arr.dtype, pixel_size, 1, arr, lazy=False)
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode == "LA":
+        im = im.convert("L")
+    return np.asarray(im)
+
+
+def _pil_pixel_size(im: Image.Image) -> float | None:
+    # PNG pHYs in pixels per metre is a real calibration; JPEG/PNG "dpi" is not.
+    if im.format == "PNG":
+        aspect = im.info.get("aspect")
+        if aspect is None and "dpi" in im.info:
+            dpi = im.info["dpi"][0]
+            if dpi and 25400.0 / dpi <= _MAX_PLAUSIBLE_UM_PER_PX:
+                return 25400.0 / float(dpi)
+    return None
+
+
+# --- TIFF ----------------------------------------------------------------------
+
+
+def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
+    try:
+        tif = tifffile.TiffFile(p)
+    except Exception as exc:  # tifffile raises a variety of errors on damaged files
+        raise ImageReadError(p, f"not a readable TIFF ({exc})") from None
+    try:
+        series = tif.series[0]
+        shape = tuple(int(s) for s in series.shape)
+        axes = series.axes
+        n_pages = _n_planes(shape, axes)
+        if page < 0 or page >= n_pages:
+            raise ImageReadError(p, f"page {page} asked for but the file has {n_pages} page(s)")
+        pixel_size = _tiff_pixel_size(tif)
+        yx_shape = _plane_shape(shape, axes)
+        n_pixels = yx_shape[0] * yx_shape[1]
+        if lazy is None:
+            lazy = n_pixels > LAZY_PIXELS
+        if not lazy:
+            data = series.asarray()
+            plane = _select_plane(data, axes, page)
+            tif.close()
+            plane = _drop_alpha(np.asarray(plane))
+            return ImageSource(p, plane.shape, plane.dtype, pixel_size, n_pages, plane, lazy=False)
+        arr, store = _lazy_plane(tif, series, p, page)
+        src = ImageSource(p, tuple(arr.shape[:2]) + _channels(arr.shape), np.dtype(arr.dtype), pixel_size,
+                          n_pages, arr, lazy=True)
+        src._closers = [c for c in (store, tif) if c is not None]  # type: ignore[attr-defined]
+        return src
+    except ImageReadError:
+        tif.close()
+        raise
+    except Exception as exc:
+        tif.close()
+        raise ImageReadError(p, f"damaged or unsupported TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _channels(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if len(shape) == 3:
+        c = int(shape[2])
+        if c == 4:
+            return (3,)
+        if c == 2:
+            return ()
+        return (c,)
+    return ()
+
+
+def _n_planes(shape: tuple[int, ...], axes: str) -> int:
+    n = 1
+    for size, ax in zip(shape, axes):
+        if ax not in "YXS":
+            n *= size
+    return n
+
+
+def _plane_shape(shape: tuple[int, ...], axes: str) -> tuple[int, int]:
+    return shape[axes.index("Y")], shape[axes.index("X")]
+
+
+def _select_plane(data: np.ndarray, axes: str, page: int) -> np.ndarray:
+    """Pick plane ``page`` (in C order over the non-YXS axes) and return it as Y, X[, S]."""
+    other = [i for i, ax in enumerate(axes) if ax not in "YXS"]
+    keep = [i for i, ax in enumerate(axes) if ax in "YXS"]
+    moved = np.moveaxis(data, other + keep, list(range(len(axes))))
+    flat = moved.reshape((-1,) + tuple(data.shape[i] for i in keep))
+    plane = flat[page]
+    kept_axes = "".join(axes[i] for i in keep)
+    if kept_axes == "SYX":  # planar RGB
+        plane = np.moveaxis(plane, 0, -1)
+    return plane
+
+
+def _lazy_plane(tif: tifffile.TiffFile, series, p: Path, page: int):
+    """A lazily-read array ``(H, W[, S])`` for one plane of a large TIFF."""
+    axes = series.axes
+    if axes in ("YX", "YXS") and page == 0:
+        try:
+            mm = tifffile.memmap(p, series=0, mode="r")
+            tif.close()
+            return mm, None
+        except (ValueError, OSError):
+            pass  # compressed or non-contiguous: fall through to zarr
+    import zarr
+
+    store = series.aszarr()
+    z = zarr.open(store, mode="r")
+    if hasattr(z, "shape") is False:  # a multiscale group: level 0 is full resolution
+        z = z[0]
+    if axes not in ("YX", "YXS"):
+        if axes == "SYX":
+            raise ImageReadError(p, "large planar (SYX) TIFFs cannot be read lazily; save it interleaved")
+        other = [i for i, ax in enumerate(axes) if ax not in "YXS"]
+        idx = list(np.unravel_index(page, [series.shape[i] for i in other]))
+        index: list[Any] = []
+        for i, ax in enumerate(axes):
+            index.append(int(idx.pop(0)) if i in other else slice(None))
+        z = _IndexedZarr(z, tuple(index))
+    return z, store
+
+
+class _IndexedZarr:
+    """A zarr array with its leading non-spatial axes fixed, sliceable as ``[y, x]``."""
+
+    def __init__(self, z, index: tuple) -> None:
+        self._z = z
+        self._index = index
+        free = [i for i, s in enumerate(index) if isinstance(s, slice)]
+        self.shape = tuple(z.shape[i] for i in free)
+        self.dtype = z.dtype
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        full = []
+        it = iter(key)
+        for s in self._index:
+            full.append(next(it, slice(None)) if isinstance(s, slice) else s)
+        return self._z[tuple(full)]
+
+
+_OME_NS = re.compile(r"\{.*\}")
+
+
+def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
+    """Microns per pixel from OME, ImageJ, Aperio or resolution tags, else ``None``."""
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+            for el in root.iter():
+                if _OME_NS.sub("", el.tag) == "Pixels" and el.get("PhysicalSizeX"):
+                    size = float(el.get("PhysicalSizeX"))
+                    unit = el.get("PhysicalSizeXUnit", "µm")
+                    factor = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3, "m": 1e6}.get(unit)
+                    if factor:
+                        return size * factor
+        except (ET.ParseError, ValueError):
+            pass
+    page = tif.pages.first
+    desc = page.description or ""
+    m = re.search(r"MPP\s*=\s*([0-9.]+)", desc)  # Aperio SVS
+    if m:
+        return float(m.group(1))
+    xres = page.tags.get("XResolution")
+    if xres is None:
+        return None
+    num, den = xres.value if isinstance(xres.value, tuple) else (xres.value, 1)
+    if not num or not den:
+        return None
+    px_per_unit = num / den
+    if tif.is_imagej and tif.imagej_metadata:
+        unit = str(tif.imagej_metadata.get("unit", "")).lower()
+        if unit in ("micron", "um", "µm", "\\u00B5m"):
+            return 1.0 / px_per_unit
+    unit_tag = page.tags.get("ResolutionUnit")
+    unit = int(unit_tag.value) if unit_tag is not None else 2
+    if unit == 3:  # centimetre
+        return 1e4 / px_per_unit
+    if unit == 2:  # inch
+        um = 25400.0 / px_per_unit
+        return um if um <= _MAX_PLAUSIBLE_UM_PER_PX else None
+    return None
