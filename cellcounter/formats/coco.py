@@ -9,6 +9,7 @@ of each annotation; other tools ignore them.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def _build_image(path: Path, e: dict[str, Any], names: list[str], task: str | No
     im = e["im"]
     h, w = im["height"], im["width"]
     file_name = im["file_name"]
-    image_path = Path(file_name) if Path(file_name).is_absolute() else path.parent / file_name
+    image_path = Path(file_name) if Path(file_name).is_absolute() else Path(os.path.normpath(path.parent / file_name))
     if not image_path.exists() and (path.parent / "images" / Path(file_name).name).exists():
         image_path = path.parent / "images" / Path(file_name).name
     attrs = im.get("attributes") or {}
@@ -281,7 +282,7 @@ def _score_origin(rec: dict[str, Any], score: float, origin: int) -> None:
 
 
 def _attributes(a: ImageAnnotation, lut: list[int]) -> dict[str, Any]:
-    attrs: dict[str, Any] = {"review": a.review.value}
+    attrs: dict[str, Any] = {"review": ReviewStatus(a.review).value}
     if a.task:
         attrs["task"] = a.task
     if a.pixel_size_um:
@@ -308,8 +309,6 @@ def _relative(image_path: str, base: Path) -> str:
     if not p.is_absolute():
         return p.as_posix()
     try:
-        import os
-
         return Path(os.path.relpath(p, base)).as_posix()
     except ValueError:  # another drive on Windows
         return p.as_posix()

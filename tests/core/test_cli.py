@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cellcounter.cli import main
+from tests.conftest import sample_annotation
+from cellcounter.formats import write_labels
+
+
+def test_help_of_each_command():
+    for args in (["--help"], ["convert", "--help"], ["info", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "cellcounter.cli", *args], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage:" in out.stdout
+
+
+def test_convert_recognises_the_source_and_info_reports_it(tmp_path, capsys):
+    anns = [sample_annotation(tmp_path, "a", 0), sample_annotation(tmp_path, "b", 1)]
+    write_labels(anns, tmp_path / "src.json", "coco")
+    assert main(["convert", "--to", "label-tiff", str(tmp_path / "src.json"), str(tmp_path / "lt")]) == 0
+    assert main(["info", str(tmp_path / "lt"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary == {"images": 2, "instances": {"RBC": 4, "WBC": 2, "Platelets": 0}}
+
+
+def test_convert_copy_images_makes_a_self_contained_voc_folder(tmp_path, capsys):
+    write_labels([sample_annotation(tmp_path, "a", 0, with_masks=False)], tmp_path / "src.json", "coco")
+    assert main(["convert", "--to", "voc", "--copy-images", str(tmp_path / "src.json"), str(tmp_path / "v")]) == 0
+    assert (tmp_path / "v" / "JPEGImages" / "a.png").is_file()
+    assert main(["info", str(tmp_path / "v"), "--json"]) == 0
+
+
+@pytest.mark.parametrize("args,match", [
+    (["info", "/nonexistent/thing"], "no such file"),
+    (["convert", "--to", "voc", "/nonexistent", "/tmp/x"], "no such file"),
+])
+def test_errors_exit_non_zero_with_a_message(args, match, capsys):
+    assert main(args) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_unknown_format_is_an_argparse_error():
+    with pytest.raises(SystemExit) as exc:
+        main(["convert", "--to", "pdf", "a", "b"])
+    assert exc.value.code == 2
+
+
+def test_console_script_is_installed():
+    out = subprocess.run(["cellcounter", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("cellcounter ")

@@ -1,0 +1,169 @@
+"""Bad input gets a clear error naming the file, never a crash or a half-written output."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cellcounter.cli import main
+from cellcounter.errors import FormatError
+from cellcounter.formats import read_labels
+
+VOC = """<annotation><filename>a.jpg</filename><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
+<object><name>RBC</name><bndbox><xmin>{x1}</xmin><ymin>1</ymin><xmax>{x2}</xmax><ymax>9</ymax></bndbox></object>
+</annotation>"""
+
+READERS = {"voc": "a.xml", "coco": "a.json", "grade-csv": "a.csv", "label-tiff": "a_labels.tif",
+           "cvppp": "a_label.png", "colour-mask": "a_mask.png", "aperio": "a.xml"}
+
+fuzz = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@fuzz
+@given(data=st.binary(max_size=400), fmt=st.sampled_from(sorted(READERS)))
+def test_random_bytes_give_format_errors_only(tmp_path, data, fmt):
+    f = tmp_path / READERS[fmt]
+    f.write_bytes(data)
+    try:
+        read_labels(f, fmt)
+    except FormatError as exc:
+        assert f.name in str(exc)
+
+
+GOOD_VOC = VOC.format(w=10, h=10, x1=1, x2=5)
+
+
+@fuzz
+@given(cut=st.integers(min_value=1, max_value=len(GOOD_VOC.rstrip()) - 1))
+def test_truncated_voc_xml(tmp_path, cut):
+    f = tmp_path / "a.xml"
+    f.write_text(GOOD_VOC[:cut])
+    with pytest.raises(FormatError, match="a.xml"):
+        read_labels(f, "voc")
+
+
+@fuzz
+@given(doc=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.sampled_from(["images", "annotations", "categories", "id", "file_name", "width", "height",
+                         "image_id", "category_id", "bbox", "segmentation", "name", "score", "counts", "size"]),
+        children, max_size=5),
+    max_leaves=20))
+def test_structurally_random_coco_json(tmp_path, doc):
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(doc))
+    try:
+        read_labels(f, "coco")
+    except FormatError as exc:
+        assert "a.json" in str(exc)
+
+
+@pytest.mark.parametrize("w,h,x1,x2,match", [
+    (-5, 10, 1, 5, "positive"),
+    (10, 0, 1, 5, "positive"),
+    ("ten", 10, 1, 5, "not a number"),
+    (10, 10, "one", 5, "xmin.*not a number"),
+    (10, 10, 1, "nan", "not finite"),
+])
+def test_voc_wrong_types_and_sizes(tmp_path, w, h, x1, x2, match):
+    f = tmp_path / "a.xml"
+    f.write_text(VOC.format(w=w, h=h, x1=x1, x2=x2))
+    with pytest.raises(FormatError, match=match):
+        read_labels(f, "voc")
+
+
+def test_voc_out_of_image_boxes_are_clipped_or_dropped_with_a_warning(tmp_path):
+    f = tmp_path / "a.xml"
+    f.write_text(VOC.format(w=10, h=10, x1=-3, x2=5))
+    with pytest.warns(UserWarning, match=r"a\.xml: object 0 \(RBC\).*clipped"):
+        ann = read_labels(f, "voc")[0]
+    assert ann.boxes.xyxy.tolist() == [[0, 1, 5, 9]]
+    f.write_text(VOC.format(w=10, h=10, x1=20, x2=30))
+    with pytest.warns(UserWarning, match="outside"):
+        assert len(read_labels(f, "voc")[0].boxes) == 0
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda d: d["images"][0].update(width="640"), "integers"),
+    (lambda d: d["images"][0].update(height=-1), "positive"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "bbox"),
+    (lambda d: d["annotations"][0].update(bbox="1,2,3,4"), "bbox"),
+    (lambda d: d["annotations"][0].update(image_id=99), "image_id 99"),
+    (lambda d: d["annotations"][0].update(category_id=7), "category_id 7"),
+    (lambda d: d["annotations"][0].update(score="high"), "score"),
+    (lambda d: d["annotations"][0].update(segmentation={"size": [5, 5], "counts": "0"}), "mask is 5x5 but its image is 20x10"),
+    (lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3]]), "polygon"),
+    (lambda d: d.update(images={}), "images"),
+])
+def test_coco_wrong_types_and_mismatched_sizes(tmp_path, mutate, match):
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 10}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 4, 4]}],
+           "categories": [{"id": 1, "name": "RBC"}]}
+    mutate(doc)
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(FormatError, match=match):
+        read_labels(f, "coco")
+
+
+def test_dsb_mask_of_the_wrong_size(tmp_path):
+    s = tmp_path / "s1"
+    (s / "images").mkdir(parents=True)
+    (s / "masks").mkdir()
+    Image.fromarray(np.zeros((10, 12, 4), np.uint8)).save(s / "images" / "s1.png")
+    Image.fromarray(np.full((10, 11), 255, np.uint8)).save(s / "masks" / "m1.png")
+    with pytest.raises(FormatError, match=r"m1\.png: mask is 11x10 but the image is 12x10"):
+        read_labels(tmp_path, "dsb")
+
+
+def test_label_tiff_with_float_or_colour_pixels(tmp_path):
+    tifffile.imwrite(tmp_path / "a_labels.tif", np.full((4, 4), 0.5, np.float32))
+    with pytest.raises(FormatError, match="whole numbers"):
+        read_labels(tmp_path / "a_labels.tif")
+    tifffile.imwrite(tmp_path / "b_labels.tif", np.zeros((4, 4, 3), np.uint8), photometric="rgb")
+    with pytest.raises(FormatError, match="2-D"):
+        read_labels(tmp_path / "b_labels.tif")
+
+
+def test_grade_csv_bad_grade_names_the_line(tmp_path):
+    (tmp_path / "g.csv").write_text("Image name,Retinopathy grade\nx,7\n")
+    with pytest.raises(FormatError, match=r"g\.csv: line 2 \(x\): grade 7 outside 0-4"):
+        read_labels(tmp_path / "g.csv")
+    (tmp_path / "g.csv").write_text("Image name,Retinopathy grade\nx,two\n")
+    with pytest.raises(FormatError, match="not a whole number"):
+        read_labels(tmp_path / "g.csv")
+
+
+def test_aperio_bad_vertex(tmp_path):
+    root = tmp_path
+    (root / "annotations").mkdir()
+    (root / "tissue_image").mkdir()
+    tifffile.imwrite(root / "tissue_image" / "t.tif", np.zeros((20, 20, 3), np.uint8), photometric="rgb")
+    (root / "annotations" / "t.xml").write_text(
+        '<Annotations MicronsPerPixel="0.25"><Annotation><Regions><Region Id="1"><Vertices>'
+        '<Vertex X="1" Y="1"/><Vertex X="10" Y="one"/><Vertex X="5" Y="9"/></Vertices></Region></Regions>'
+        "</Annotation></Annotations>")
+    with pytest.raises(FormatError, match=r"t\.xml: Region 1"):
+        read_labels(root)
+
+
+def test_convert_with_a_bad_file_in_the_folder_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"a{i}.xml").write_text(VOC.format(w=10, h=10, x1=1, x2=5))
+    bad = ET.tostring(ET.Element("annotation")).decode()[:-4]  # truncated
+    (src / "a3.xml").write_text(bad)
+    rc = main(["convert", "--from", "voc", "--to", "coco", str(src), str(tmp_path / "out")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "a3.xml" in err and "malformed XML" in err
+    assert not (tmp_path / "out").exists()
