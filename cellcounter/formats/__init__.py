@@ -179,3 +179,31 @@ def write_labels(anns: Sequence[ImageAnnotation], dst: str | Path, fmt: str) -> 
 
 
 __all__ = ["FORMATS", "LabelFormat", "Boxes", "detect_format", "get_format", "read_labels", "write_labels"]
+
+
+def labels_for_image(image_path: str | Path, class_names: Sequence[str] | None = None) -> ImageAnnotation | None:
+    """Find and read the labels stored beside an image, or ``None`` when there are none.
+
+    Looked for: ``<stem>.xml`` beside the image or in ``../Annotations`` (VOC),
+    ``<stem>_labels.tif``/``_masks.tif`` beside it, the DSB ``../masks`` folder,
+    ``<stem>_label.png`` (CVPPP) and ``<stem>_mask.png`` (colour mask).
+    """
+    img = Path(image_path)
+    stem, folder = img.stem, img.parent
+    candidates: list[tuple[str, Path]] = [
+        ("voc", folder / f"{stem}.xml"),
+        ("voc", folder.parent / "Annotations" / f"{stem}.xml"),
+    ]
+    candidates += [("label-tiff", folder / f"{stem}{s}.tif") for s in LABEL_SUFFIXES]
+    candidates += [("cvppp", folder / f"{stem}_label.png"), ("colour-mask", folder / f"{stem}_mask.png")]
+    if folder.name == "images" and (folder.parent / "masks").is_dir():
+        candidates.append(("dsb", folder.parent))
+    for fmt, cand in candidates:
+        if cand.exists():
+            anns = read_labels(cand, fmt, class_names)
+            match = [a for a in anns if Path(a.image_path).name == img.name] or anns
+            if match:
+                ann = match[0]
+                ann.image_path = str(img)
+                return ann
+    return None

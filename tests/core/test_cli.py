@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -49,5 +50,6 @@ def test_unknown_format_is_an_argparse_error():
 
 
 def test_console_script_is_installed():
-    out = subprocess.run(["cellcounter", "--version"], capture_output=True, text=True)
+    exe = Path(sys.executable).with_name("cellcounter")
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("cellcounter ")

@@ -1,0 +1,136 @@
+"""Conversion between the shared annotation model and napari layers, both ways.
+
+Coordinates go through :func:`cellcounter.annotations.flip_xy_rc` (via the
+rectangle helpers); nothing here swaps axes by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellcounter.annotations import (
+    Boxes,
+    ImageAnnotation,
+    InstanceMasks,
+    Origin,
+    Points,
+    napari_rectangles_to_xyxy,
+    xyxy_to_napari_rectangles,
+)
+
+BOXES, MASKS, POINTS = "boxes", "masks", "points"
+_PALETTE = ["#ff3b30", "#007aff", "#ffcc00", "#34c759", "#af52de", "#ff9500", "#5ac8fa", "#ff2d55"]
+
+
+def class_colours(class_names: tuple[str, ...]) -> dict[str, str]:
+    """A fixed colour per class, the same in every layer and in the legend."""
+    return {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(class_names)}
+
+
+def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray) -> pd.DataFrame:
+    cat = pd.Categorical([ann.class_names[int(c)] for c in classes], categories=list(ann.class_names))
+    data = {"class": cat, "origin": pd.Series([Origin(int(o)).name.lower() for o in origins], dtype=object)}
+    if scores is not None:
+        data["score"] = np.asarray(scores, dtype=float)
+    return pd.DataFrame(data)
+
+
+def boxes_layer_data(ann: ImageAnnotation) -> tuple:
+    """``(data, kwargs, 'shapes')`` for a Shapes layer of the boxes, coloured per class."""
+    colours = class_colours(ann.class_names)
+    feats = _features(ann, ann.boxes.classes, ann.boxes.scores, ann.boxes.origins)
+    kwargs = {
+        "name": BOXES,
+        "shape_type": "rectangle",
+        "features": feats,
+        "edge_color": "class",
+        "edge_color_cycle": [colours[n] for n in ann.class_names],
+        "face_color": "transparent",
+        "edge_width": 2,
+        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human",
+                             "score": np.nan},
+    }
+    return list(xyxy_to_napari_rectangles(ann.boxes.xyxy)), kwargs, "shapes"
+
+
+def points_layer_data(ann: ImageAnnotation) -> tuple:
+    colours = class_colours(ann.class_names)
+    feats = _features(ann, ann.points.classes, None, ann.points.origins)
+    kwargs = {
+        "name": POINTS,
+        "features": feats,
+        "face_color": "class",
+        "face_color_cycle": [colours[n] for n in ann.class_names],
+        "size": 10,
+        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human"},
+    }
+    return ann.points.rc.copy(), kwargs, "points"
+
+
+def masks_layer_data(ann: ImageAnnotation) -> tuple:
+    masks = ann.masks if ann.masks is not None else InstanceMasks.empty(ann.height, ann.width)
+    return masks.label_image.copy(), {"name": MASKS, "opacity": 0.5}, "labels"
+
+
+def annotation_layers(ann: ImageAnnotation) -> list[tuple]:
+    """Layer data tuples for everything the annotation holds (boxes and points always, masks when present)."""
+    layers = [boxes_layer_data(ann), points_layer_data(ann)]
+    if ann.masks is not None:
+        layers.insert(0, masks_layer_data(ann))
+    return layers
+
+
+def _classes_from(features: pd.DataFrame, n: int, class_names: tuple[str, ...]) -> np.ndarray:
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.array([class_names.index(str(c)) for c in features["class"]], dtype=np.int64)
+
+
+def _origins_from(features: pd.DataFrame, n: int) -> np.ndarray:
+    if n == 0 or "origin" not in features:
+        return np.full(n, Origin.HUMAN, dtype=np.uint8)
+    return np.array([Origin[str(o).upper()] for o in features["origin"]], dtype=np.uint8)
+
+
+def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, points=None) -> ImageAnnotation:
+    """The annotation as the user left it in the layers (image, class names and size from ``template``)."""
+    names = template.class_names
+    boxes = Boxes()
+    if shapes is not None and len(shapes.data):
+        n = len(shapes.data)
+        scores = shapes.features["score"].to_numpy(float) if "score" in shapes.features else None
+        boxes = Boxes(napari_rectangles_to_xyxy(shapes.data), _classes_from(shapes.features, n, names), scores,
+                      _origins_from(shapes.features, n))
+    pts = Points()
+    if points is not None and len(points.data):
+        n = len(points.data)
+        pts = Points(np.asarray(points.data)[:, -2:], _classes_from(points.features, n, names),
+                     _origins_from(points.features, n))
+    masks = template.masks
+    if labels is not None:
+        lab = np.asarray(labels.data).astype(np.int32)
+        old = template.masks
+        if old is not None:
+            keep = np.isin(old.ids, np.unique(lab))
+            kept = old.subset(keep) if not keep.all() else old
+            new_ids = np.setdiff1d(np.unique(lab), np.concatenate([[0], kept.ids]))
+            masks = InstanceMasks(
+                lab, np.concatenate([kept.ids, new_ids]), np.concatenate([kept.classes, np.zeros(len(new_ids), int)]),
+                np.concatenate([kept.scores, np.full(len(new_ids), np.nan)]),
+                np.concatenate([kept.origins, np.full(len(new_ids), Origin.HUMAN, np.uint8)]),
+            )
+        else:
+            masks = InstanceMasks(lab)
+    return ImageAnnotation(
+        image_path=template.image_path, width=template.width, height=template.height, class_names=names,
+        task=template.task, boxes=boxes, masks=masks, points=pts, grade=template.grade,
+        content_hash=template.content_hash, pixel_size_um=template.pixel_size_um, review=template.review,
+        model_version=template.model_version, attributes=dict(template.attributes),
+    )
+
+
+def image_title(path: str | Path) -> str:
+    return Path(path).name
