@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--from", dest="src_format", choices=[n for n, f in FORMATS.items() if f.reader])
     info.add_argument("--json", action="store_true", help="end with one line of JSON")
     info.set_defaults(func=cmd_info)
+
+    from cellcounter.project.cli import register as register_project
+
+    register_project(sub)
     return parser
 
 

@@ -28,3 +28,7 @@ class ImageReadError(FormatError):
 
 class CellCounterWarning(UserWarning):
     """Something in the input was fixed or dropped; the message says what and where."""
+
+
+class ProjectError(CellCounterError):
+    """A project file is missing, foreign, damaged, locked by another process or from a newer version."""

@@ -109,3 +109,13 @@ def test_convert_monuseg_to_label_tiff_and_coco_keeps_every_nucleus(monuseg, tmp
     assert [len(a.masks) for a in coco] == [len(a.masks) for a in direct]
     lt = read_labels(tmp_path / "lt")[0]
     assert lt.masks.equals(direct[0].masks)
+
+
+def test_every_image_file_of_the_real_data_decodes(dsb, monuseg, idrid):
+    files = sorted((dsb / "stage1_train").glob("*/images/*.png"))
+    files += sorted((monuseg / "tissue_image").glob("*.tif"))
+    files += sorted(idrid.glob("1. Original Images/*/*.jpg"))
+    assert len(files) == 87 + 6 + 88
+    for f in files:
+        img = read_image(f)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8, f

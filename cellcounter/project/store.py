@@ -1,0 +1,495 @@
+"""The project store: one SQLite file (WAL) holding images, current annotations, edit history and models.
+
+Every :meth:`Project.save` is one transaction, committed before it returns, so
+a crash loses at most the edit in flight. One process writes a project at a
+time (an OS file lock, released by the OS if the process dies); others may
+open it read-only.
+"""
+
+from __future__ import annotations
+
+import csv
+import getpass
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellcounter.annotations import ImageAnnotation, ReviewStatus
+from cellcounter.errors import ProjectError
+from cellcounter.fileutil import atomic_write_text
+from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
+from cellcounter.project import serialize as ser
+from cellcounter.project.lock import FileLock
+from cellcounter.tasks import TASKS
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x43434E54  # "CCNT": marks the SQLite file as a cellcounter project
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,          -- relative to the project file's folder when possible
+    content_hash TEXT NOT NULL,
+    file_size INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    pixel_size_um REAL,
+    task TEXT,
+    review TEXT NOT NULL DEFAULT 'unreviewed',
+    reviewed_by TEXT,
+    reviewed_at REAL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE annotations (
+    image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+    class_names TEXT NOT NULL,
+    boxes BLOB, masks BLOB, points BLOB, grade TEXT,
+    model_version TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    time REAL NOT NULL,
+    user TEXT NOT NULL,
+    image_id INTEGER REFERENCES images(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,                 -- boxes, masks, points, grade, review, add
+    origin TEXT NOT NULL,               -- 'human' or 'model:<version>'
+    before BLOB, after BLOB             -- for masks: a reversible window diff in 'after'
+);
+CREATE INDEX events_image ON events(image_id, id);
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    task TEXT NOT NULL,
+    file TEXT NOT NULL,
+    card TEXT NOT NULL,
+    parent TEXT,
+    training_data TEXT,
+    metrics TEXT,
+    created_at REAL NOT NULL,
+    active INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: Path
+    content_hash: str
+    width: int
+    height: int
+    task: str | None
+    review: ReviewStatus
+    reviewed_by: str | None
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (containers, services)
+        return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+class Project:
+    """An open project. Use :meth:`create` or :meth:`open`; close it (or use ``with``)."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock: FileLock | None, readonly: bool,
+                 user: str | None) -> None:
+        self.path = path
+        self.root = path.parent
+        self._conn = conn
+        self._lock = lock
+        self.readonly = readonly
+        self.user = user or current_user()
+
+    # --- opening -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, user: str | None = None) -> Project:
+        path = Path(path)
+        if path.exists():
+            raise ProjectError(f"{path}: already exists; open it instead")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock.acquire(path)
+        tmp = path.with_name(f".{path.name}.creating")
+        tmp.unlink(missing_ok=True)
+        conn = sqlite3.connect(tmp)
+        with conn:
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("schema_version", str(SCHEMA_VERSION)), ("created_at", repr(time.time())),
+                ("created_by", user or current_user())])
+        conn.close()
+        os.replace(tmp, path)  # the project appears complete or not at all
+        return cls._connect(path, lock, readonly=False, user=user)
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False, user: str | None = None) -> Project:
+        path = Path(path)
+        if not path.is_file():
+            raise ProjectError(f"{path}: no such project file")
+        lock = None if readonly else FileLock.acquire(path)
+        try:
+            return cls._connect(path, lock, readonly, user)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _connect(cls, path: Path, lock: FileLock | None, readonly: bool, user: str | None) -> Project:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        if head != b"SQLite format 3\x00":
+            raise ProjectError(f"{path}: not a cellcounter project (not an SQLite database)")
+        uri = f"file:{path.resolve().as_posix()}?mode=ro" if readonly else str(path)
+        conn = sqlite3.connect(uri, uri=readonly, timeout=5.0, isolation_level=None)
+        try:
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            if app_id != APPLICATION_ID:
+                raise ProjectError(f"{path}: not a cellcounter project (a foreign SQLite database)")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ProjectError(f"{path}: made by a newer cellcounter (schema {version}, this version reads "
+                                   f"up to {SCHEMA_VERSION}); update cellcounter to open it")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, never corrupt
+            conn.execute("PRAGMA foreign_keys=ON")
+            if version < SCHEMA_VERSION and not readonly:
+                _migrate(conn, version)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ProjectError(f"{path}: damaged or not a cellcounter project ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, lock, readonly, user)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self) -> sqlite3.Connection:
+        if self.readonly:
+            raise ProjectError(f"{self.path}: opened read-only")
+        return self._conn
+
+    # --- images --------------------------------------------------------------
+
+    def _rel(self, image: Path) -> str:
+        image = image.resolve()
+        try:
+            return os.path.relpath(image, self.root.resolve()).replace(os.sep, "/")
+        except ValueError:  # another drive on Windows
+            return image.as_posix()
+
+    def _abs(self, stored: str) -> Path:
+        p = Path(stored)
+        return p if p.is_absolute() else (self.root / p)
+
+    def add_image(self, image: str | Path, task: str | None = None) -> int:
+        """Add an image (size, hash and pixel size read from it); returns its id. Adding it twice is a no-op."""
+        image = Path(image)
+        rel = self._rel(image)
+        row = self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()
+        if row:
+            return int(row[0])
+        with open_image(image, lazy=True) as src:
+            w, h, px = src.width, src.height, src.pixel_size_um
+        conn = self._write()
+        with _tx(conn):
+            cur = conn.execute(
+                "INSERT INTO images (path, content_hash, file_size, width, height, pixel_size_um, task, added_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (rel, file_hash(image), image.stat().st_size, w, h, px, task, time.time()))
+            image_id = int(cur.lastrowid)
+            self._event(conn, image_id, "add", "human", None, rel.encode())
+        return image_id
+
+    def images(self, status: ReviewStatus | str | None = None) -> list[ImageRecord]:
+        sql = "SELECT id, path, content_hash, width, height, task, review, reviewed_by FROM images"
+        args: tuple = ()
+        if status is not None:
+            sql += " WHERE review = ?"
+            args = (ReviewStatus(status).value,)
+        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+        return [ImageRecord(r[0], self._abs(r[1]), r[2], r[3], r[4], r[5], ReviewStatus(r[6]), r[7]) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        for rec in self.images():
+            if rec.id == image_id:
+                return rec
+        raise ProjectError(f"{self.path}: no image with id {image_id}")
+
+    def find_image(self, path: str | Path) -> int | None:
+        row = self._conn.execute("SELECT id FROM images WHERE path = ?", (self._rel(Path(path)),)).fetchone()
+        return None if row is None else int(row[0])
+
+    # --- annotations ---------------------------------------------------------
+
+    def load(self, image_id: int) -> ImageAnnotation:
+        r = self._conn.execute(
+            "SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
+            " a.boxes, a.masks, a.points, a.grade, a.model_version FROM images i"
+            " LEFT JOIN annotations a ON a.image_id = i.id WHERE i.id = ?", (image_id,)).fetchone()
+        if r is None:
+            raise ProjectError(f"{self.path}: no image with id {image_id}")
+        task = r[3]
+        names = tuple(json.loads(r[7])) if r[7] else (TASKS[task].class_names if task in TASKS else ())
+        return ImageAnnotation(
+            image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=names, task=task,
+            boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
+            grade=ser.json_grade(r[11]), content_hash=r[5], pixel_size_um=r[6], review=ReviewStatus(r[4]),
+            model_version=r[12],
+        )
+
+    def save(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> list[str]:
+        """Store ``ann`` as the image's current labels; one event per changed part. Returns the parts changed."""
+        conn = self._write()
+        old = self.load(image_id)
+        if (ann.width, ann.height) != (old.width, old.height):
+            raise ProjectError(f"{old.image_path}: labels are for a {ann.width}x{ann.height} image but the image "
+                               f"is {old.width}x{old.height}; nothing saved")
+        new_parts = {"boxes": ser.boxes_blob(ann.boxes), "points": ser.points_blob(ann.points),
+                     "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade)}
+        old_parts = {"boxes": ser.boxes_blob(old.boxes), "points": ser.points_blob(old.points),
+                     "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade)}
+        changed = []
+        with _tx(conn):
+            for kind in ("boxes", "masks", "points", "grade"):
+                if kind == "masks":
+                    same = _masks_same(old.masks, ann.masks)
+                elif kind == "boxes":
+                    same = old.boxes.equals(ann.boxes, atol=0)
+                elif kind == "points":
+                    same = old.points.equals(ann.points, atol=0)
+                else:
+                    same = old_parts[kind] == new_parts[kind]
+                if same:
+                    continue
+                changed.append(kind)
+                if kind == "masks":
+                    self._event(conn, image_id, kind, origin, None, ser.mask_diff(old.masks, ann.masks))
+                else:
+                    before, after = old_parts[kind], new_parts[kind]
+                    self._event(conn, image_id, kind, origin, _b(before), _b(after))
+            if changed or tuple(old.class_names) != tuple(ann.class_names):
+                conn.execute(
+                    "INSERT INTO annotations (image_id, class_names, boxes, masks, points, grade, model_version,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET"
+                    " class_names=excluded.class_names, boxes=excluded.boxes, masks=excluded.masks,"
+                    " points=excluded.points, grade=excluded.grade, model_version=excluded.model_version,"
+                    " updated_at=excluded.updated_at",
+                    (image_id, json.dumps(list(ann.class_names)), new_parts["boxes"], new_parts["masks"],
+                     new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
+        return changed
+
+    def set_review(self, image_id: int, status: ReviewStatus | str) -> None:
+        status = ReviewStatus(status)
+        conn = self._write()
+        old = self.image(image_id).review
+        with _tx(conn):
+            conn.execute("UPDATE images SET review = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
+                         (status.value, self.user, time.time(), image_id))
+            self._event(conn, image_id, "review", "human", old.value.encode(), status.value.encode())
+
+    def _event(self, conn, image_id, kind, origin, before, after) -> None:
+        conn.execute("INSERT INTO events (time, user, image_id, kind, origin, before, after)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (time.time(), self.user, image_id, kind, origin, before, after))
+
+    # --- history -------------------------------------------------------------
+
+    def history(self, image_id: int | None = None) -> list[dict]:
+        sql = ("SELECT e.id, e.time, e.user, e.image_id, i.path, e.kind, e.origin, length(e.before), length(e.after)"
+               " FROM events e LEFT JOIN images i ON i.id = e.image_id")
+        args: tuple = ()
+        if image_id is not None:
+            sql += " WHERE e.image_id = ?"
+            args = (image_id,)
+        rows = self._conn.execute(sql + " ORDER BY e.id", args).fetchall()
+        keys = ("id", "time", "user", "image_id", "image", "kind", "origin", "before_bytes", "after_bytes")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def export_audit(self, dst: str | Path) -> Path:
+        """The edit history as CSV (or JSON when ``dst`` ends in ``.json``): who changed what, when."""
+        dst = Path(dst)
+        events = self.history()
+        for e in events:
+            e["time_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"]))
+        if dst.suffix.lower() == ".json":
+            atomic_write_text(dst, json.dumps(events, indent=1))
+        else:
+            buf = io.StringIO()
+            fields = ["id", "time_utc", "user", "image", "kind", "origin", "before_bytes", "after_bytes"]
+            w = csv.DictWriter(buf, fields, extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            w.writerows(events)
+            atomic_write_text(dst, buf.getvalue())
+        return dst
+
+    # --- models --------------------------------------------------------------
+
+    def add_model_version(self, name: str, task: str, file: str | Path, card: dict, parent: str | None = None,
+                          training_data: Sequence[int] | None = None, metrics: dict | None = None,
+                          active: bool = False) -> int:
+        conn = self._write()
+        with _tx(conn):
+            cur = conn.execute(
+                "INSERT INTO models (name, task, file, card, parent, training_data, metrics, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, task, self._rel(Path(file)), json.dumps(card), parent,
+                 json.dumps(list(training_data or [])), json.dumps(metrics or {}), time.time()))
+            if active:
+                self._activate(conn, name, task)
+        return int(cur.lastrowid)
+
+    def set_active_model(self, name: str) -> None:
+        conn = self._write()
+        row = conn.execute("SELECT task FROM models WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ProjectError(f"{self.path}: no model version called {name!r}")
+        with _tx(conn):
+            self._activate(conn, name, row[0])
+
+    @staticmethod
+    def _activate(conn, name: str, task: str) -> None:
+        conn.execute("UPDATE models SET active = (name = ?) WHERE task = ?", (name, task))
+
+    def models(self, task: str | None = None) -> list[dict]:
+        sql = "SELECT name, task, file, card, parent, training_data, metrics, created_at, active FROM models"
+        rows = self._conn.execute(sql + (" WHERE task = ?" if task else "") + " ORDER BY id",
+                                  (task,) if task else ()).fetchall()
+        return [{"name": r[0], "task": r[1], "file": str(self._abs(r[2])), "card": json.loads(r[3]), "parent": r[4],
+                 "training_data": json.loads(r[5] or "[]"), "metrics": json.loads(r[6] or "{}"),
+                 "created_at": r[7], "active": bool(r[8])} for r in rows]
+
+    def active_model(self, task: str) -> dict | None:
+        return next((m for m in self.models(task) if m["active"]), None)
+
+    # --- maintenance ---------------------------------------------------------
+
+    def missing_images(self) -> list[ImageRecord]:
+        return [rec for rec in self.images() if not rec.path.is_file()]
+
+    def relink(self, folder: str | Path) -> dict[int, Path]:
+        """Find moved images under ``folder`` by content hash and point the project at them."""
+        missing = {rec.content_hash: rec for rec in self.missing_images()}
+        if not missing:
+            return {}
+        sizes = {r[0]: r[1] for r in self._conn.execute("SELECT content_hash, file_size FROM images")}
+        wanted_sizes = {sizes[h] for h in missing}
+        found: dict[int, Path] = {}
+        for f in sorted(Path(folder).rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and f.stat().st_size in wanted_sizes:
+                rec = missing.get(file_hash(f))
+                if rec is not None and rec.id not in found:
+                    found[rec.id] = f
+        conn = self._write()
+        with _tx(conn):
+            for image_id, f in found.items():
+                conn.execute("UPDATE images SET path = ? WHERE id = ?", (self._rel(f), image_id))
+        return found
+
+    def check(self) -> list[str]:
+        """Problems found (empty when the project is sound): SQLite integrity, keys, missing images."""
+        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
+        problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
+        return problems
+
+    def backup(self, dest: str | Path) -> Path:
+        """A consistent copy through SQLite's backup API, safe while another connection writes."""
+        dest = Path(dest)
+        if dest.exists():
+            raise ProjectError(f"{dest}: already exists")
+        tmp = dest.with_name(f".{dest.name}.partial")
+        tmp.unlink(missing_ok=True)
+        target = sqlite3.connect(tmp)
+        try:
+            self._conn.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+        os.replace(tmp, dest)
+        return dest
+
+    def status(self) -> dict:
+        """Per-status image counts and per-class object counts over the whole project."""
+        by_status = {s.value: 0 for s in ReviewStatus}
+        for rec in self.images():
+            by_status[rec.review.value] += 1
+        counts: dict[str, int] = {}
+        grades: dict[str, int] = {}
+        for rec in self.images():
+            ann = self.load(rec.id)
+            for k, v in ann.counts().items():
+                if not (ann.task in TASKS and TASKS[ann.task].kind == "grade"):
+                    counts[k] = counts.get(k, 0) + v
+            if ann.grade is not None:
+                grades[str(ann.grade.value)] = grades.get(str(ann.grade.value), 0) + 1
+        out = {"images": sum(by_status.values()), "review": by_status, "instances": counts}
+        if grades:
+            out["grades"] = dict(sorted(grades.items()))
+        return out
+
+    def annotations(self, image_ids: Iterable[int] | None = None) -> list[ImageAnnotation]:
+        ids = [rec.id for rec in self.images()] if image_ids is None else list(image_ids)
+        return [self.load(i) for i in ids]
+
+
+def _b(v: bytes | str | None) -> bytes | None:
+    return v.encode() if isinstance(v, str) else v
+
+
+def _masks_same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    import numpy as np
+
+    return (np.array_equal(a.label_image, b.label_image) and np.array_equal(a.ids, b.ids)
+            and np.array_equal(a.classes, b.classes) and np.array_equal(a.origins, b.origins)
+            and np.allclose(a.scores, b.scores, equal_nan=True))
+
+
+class _tx:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, *_):
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        return False
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring an older schema up to :data:`SCHEMA_VERSION`, one step at a time (none exist yet)."""
+    steps: dict[int, str] = {}
+    while version < SCHEMA_VERSION:
+        conn.executescript(steps[version])
+        version += 1
+        conn.execute(f"PRAGMA user_version = {version}")
