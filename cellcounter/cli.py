@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     from cellcounter.project.cli import register as register_project
 
     register_project(sub)
+    from cellcounter.inference.cli import register as register_inference
+
+    register_inference(sub)
     return parser
 
 

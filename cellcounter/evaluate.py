@@ -1,0 +1,65 @@
+"""Evaluating a predictor on labelled images: the figures of ``cellcounter evaluate`` and training."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.imageio import read_image
+from cellcounter.metrics import coco_mask_ap, count_mae, detection_ap, grade_metrics, mean_aji
+from cellcounter.tasks import get_task
+
+
+def split_ids(data: Path, split: str) -> set[str]:
+    """Image ids of a named split: ``<split>.txt`` in the data folder or in ``ImageSets/Main``."""
+    for cand in (data / f"{split}.txt", data / "ImageSets" / "Main" / f"{split}.txt"):
+        if cand.is_file():
+            return {line.strip() for line in cand.read_text().splitlines() if line.strip()}
+    raise FormatError(data, f"no split file {split}.txt (looked in the folder and in ImageSets/Main)")
+
+
+def evaluate_annotations(task: str, gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation],
+                         count_threshold: float | None = 0.5) -> dict:
+    """Metrics under the keys of ``cellcounter evaluate --json``."""
+    kind = get_task(task).kind
+    out: dict = {"task": task, "images": len(gts)}
+    if kind == "boxes":
+        ap = detection_ap(gts, preds)
+        valid = [v for v in ap.values() if not np.isnan(v)]
+        out["map50"] = float(np.mean(valid)) if valid else float("nan")
+        out["ap50"] = ap
+        out["count_mae"] = count_mae(gts, preds, count_threshold)
+    elif kind == "masks":
+        out.update(coco_mask_ap(gts, preds))
+        out["aji"] = mean_aji(gts, preds)
+        out["count_mae"] = count_mae(gts, preds, count_threshold)
+    else:
+        n = len(get_task(task).class_names)
+        pairs = [(g.grade.value, p.grade.value) for g, p in zip(gts, preds) if g.grade is not None]
+        out.update(grade_metrics([t for t, _ in pairs], [q for _, q in pairs], n))
+    return out
+
+
+def predict_all(predict: Callable[[np.ndarray, str], ImageAnnotation], gts: Sequence[ImageAnnotation],
+                progress: Callable[[int, int], None] | None = None) -> tuple[list, list]:
+    """Run ``predict`` on every image that exists; missing images are skipped with a warning."""
+    kept_gts, preds = [], []
+    for i, g in enumerate(gts):
+        if not Path(g.image_path).is_file():
+            warnings.warn(f"{g.image_path}: image listed in the labels but not found; skipped")
+            continue
+        image = read_image(g.image_path)
+        p = predict(image, g.image_path)
+        p.class_names = g.class_names if len(p.class_names) == len(g.class_names) else p.class_names
+        kept_gts.append(g)
+        preds.append(p)
+        if progress:
+            progress(i + 1, len(gts))
+    if not kept_gts:
+        raise CellCounterError("no image to evaluate on")
+    return kept_gts, preds

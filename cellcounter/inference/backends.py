@@ -1,0 +1,94 @@
+"""Two ways to run a model: torch (CUDA with mixed precision when present) and ONNX Runtime.
+
+Both take the same preprocessed array and return the same named arrays, so the
+predictor above them does not care which one runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cellcounter.errors import CellCounterError
+from cellcounter.models.card import ModelCard
+
+log = logging.getLogger(__name__)
+DETECTION_OUTPUTS = {"detector": ("boxes", "scores", "labels"), "segmenter": ("boxes", "labels", "scores", "masks"),
+                     "grader": ("logits",)}
+
+
+def cuda_available() -> bool:
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken driver install must not stop CPU inference
+        return False
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise CellCounterError("--device cuda asked for, but no usable CUDA GPU was found; use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise CellCounterError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return device
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: nn.Module, card: ModelCard, device: str = "auto", amp: bool = True) -> None:
+        self.kind = card.config.kind
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.amp = amp and self.device.startswith("cuda")
+
+    @property
+    def description(self) -> str:
+        return f"torch on {self.device}" + (" (mixed precision)" if self.amp else "")
+
+    @torch.inference_mode()
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        t = torch.from_numpy(x).to(self.device)
+        ctx = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+        with ctx:
+            if self.kind == "grader":
+                return {"logits": self.model(t).float().cpu().numpy()}
+            out = self.model([t])[0]
+        return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | Path, card: ModelCard, device: str = "auto") -> None:
+        import onnxruntime as ort
+
+        ort.set_default_logger_severity(3)  # keep CUDA/TensorRT probing messages off the user's console
+        self.kind = card.config.kind
+        want_cuda = resolve_device(device).startswith("cuda")
+        providers = ["CPUExecutionProvider"]
+        if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
+        except Exception as exc:
+            raise CellCounterError(f"{onnx_path}: cannot load the ONNX model ({exc})") from None
+        self.provider = self.session.get_providers()[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime with {self.provider}"
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, {self.input_name: x})
+        return dict(zip(self.output_names, outs))

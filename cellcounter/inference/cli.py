@@ -1,0 +1,165 @@
+"""``cellcounter predict``, ``export-onnx`` and ``evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.formats import read_labels, write_labels
+from cellcounter.imageio import IMAGE_SUFFIXES, open_image
+from cellcounter.tasks import TASKS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="predict boxes, masks or grades for images or folders",
+                       description="Run a model on images and write labels, overlays and a counts CSV.")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    p.add_argument("--task", required=True, choices=list(TASKS))
+    p.add_argument("--model", required=True, help="model folder, or the name of a bundled or installed model")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--format", choices=["coco", "voc", "label-tiff", "grade-csv"],
+                   help="label format per image (default: coco)")
+    p.add_argument("--score-threshold", type=float, default=0.5, help="for counts and overlays (default 0.5)")
+    p.add_argument("--tile", type=int, default=1024, help="tile size for images larger than this (default 1024)")
+    p.add_argument("--overlap", type=int, default=128)
+    p.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("export-onnx", help="export a model to ONNX")
+    e.add_argument("model")
+    e.add_argument("out", type=Path)
+    e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("evaluate", help="evaluate a model on labelled images",
+                       description="Boxes: VOC AP@0.5 per class, mAP, count MAE. Masks: mask AP@0.5 and "
+                                   "@0.5:0.95 (pycocotools), aggregated Jaccard index, count MAE. Grades: "
+                                   "accuracy, quadratic weighted kappa, normalised confusion matrix.")
+    v.add_argument("--task", required=True, choices=list(TASKS))
+    v.add_argument("--model", required=True)
+    v.add_argument("--data", required=True, type=Path, help="labelled folder or file in any readable layout")
+    v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val)")
+    v.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    v.add_argument("--device", default="auto")
+    v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_evaluate)
+
+
+def _images(inputs: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FormatError(p, "no such file or folder")
+    if not out:
+        raise CellCounterError("no images found in the inputs")
+    return out
+
+
+def cmd_predict(args) -> int:
+    from cellcounter.inference import Predictor, TiledPredictor
+    from cellcounter.inference.overlay import save_overlay
+
+    predictor = Predictor.load(args.model, args.backend, args.device)
+    if predictor.card.task != args.task:
+        raise CellCounterError(f"model {predictor.model_version} is for task {predictor.card.task!r}, "
+                               f"not {args.task!r}")
+    kind = predictor.config.kind
+    fmt = args.format or "coco"
+    print(f"model: {predictor.description}", file=sys.stderr)
+    tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap)
+    files = _images(args.inputs)
+    results, failed = [], []
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(files, start=1):
+        print(f"[{i}/{len(files)}] {f.name}", file=sys.stderr, flush=True)
+        try:
+            with open_image(f) as src:
+                if kind == "grader":
+                    image = src.read()
+                    ann = predictor.predict(image, str(f))
+                else:
+                    ann = tiled.predict_source(src)
+                    image = src.read() if not src.lazy else None
+        except CellCounterError as exc:
+            print(f"error: {exc}; skipped", file=sys.stderr)
+            failed.append(f)
+            continue
+        stem = f.stem if sum(g.stem == f.stem for g in files) == 1 else f"{f.parent.name}_{f.stem}"
+        suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif", "grade-csv": ".csv"}[fmt]
+        write_labels([ann], args.out / f"{stem}{suffix}", fmt)
+        if image is not None:
+            save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
+        results.append(ann)
+    if results:
+        from cellcounter.formats.grade_csv import write_counts_csv
+
+        write_counts_csv(results, args.out / "counts.csv", score_threshold=args.score_threshold)
+    print(f"predicted {len(results)} image(s), {len(failed)} failed; results in {args.out}", file=sys.stderr)
+    return 0 if results and not failed else (1 if results else 2)
+
+
+def cmd_export(args) -> int:
+    from cellcounter.inference.export import export_onnx
+    from cellcounter.models.card import load_model
+
+    model, card = load_model(args.model)
+    export_onnx(model, card, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cellcounter.evaluate import evaluate_annotations, predict_all, split_ids
+    from cellcounter.inference import Predictor
+
+    gts = read_labels(args.data, None, TASKS[args.task].class_names)
+    if args.split:
+        ids = split_ids(args.data, args.split)
+        gts = [g for g in gts if g.stem in ids]
+    predictor = Predictor.load(args.model, args.backend, args.device)
+    print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        gts, preds = predict_all(lambda im, path: predictor.predict(im, path), gts)
+    res = evaluate_annotations(args.task, gts, preds, args.score_threshold)
+    res["model"] = predictor.model_version
+    for k, v in res.items():
+        if k not in ("confusion",):
+            print(f"{k}: {_fmt(v)}")
+    if "confusion" in res:
+        print("confusion (rows: true grade):")
+        for row in res["confusion"]:
+            print("  " + " ".join(f"{x:5.2f}" for x in row))
+    if args.json:
+        print(json.dumps(_clean(res)))
+    return 0
+
+
+def _fmt(v):
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
+    return str(v)
+
+
+def _clean(v):
+    """JSON has no NaN: write null for a metric that is undefined (a class with no ground truth)."""
+    if isinstance(v, float) and np.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    return v

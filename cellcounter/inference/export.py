@@ -1,0 +1,39 @@
+"""ONNX export of each model kind, with dynamic image size."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cellcounter.fileutil import atomic_write_with
+from cellcounter.inference.backends import DETECTION_OUTPUTS
+from cellcounter.models.card import ModelCard
+
+OPSET = 17
+
+
+def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
+    """Write ``model`` as ONNX to ``out`` (atomically). Detectors and segmenters keep their resize,
+    normalisation, box decoding and NMS inside the graph; the grader takes a preprocessed batch."""
+    cfg = card.config
+    model = model.eval().cpu()
+    out = Path(out)
+    if cfg.kind == "grader":
+        example: tuple = (torch.zeros(1, 3, cfg.input_size, cfg.input_size),)
+        dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
+    else:
+        example = ([torch.rand(3, cfg.min_size, cfg.min_size)],)
+        dynamic = {"image": {1: "height", 2: "width"}}
+    names = list(DETECTION_OUTPUTS[cfg.kind])
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python control flow are expected here
+            torch.onnx.export(model, example, tmp, opset_version=OPSET, dynamo=False, input_names=["image"],
+                              output_names=names, dynamic_axes=dynamic)
+
+    atomic_write_with(out, write)
+    return out

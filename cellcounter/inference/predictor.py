@@ -1,0 +1,107 @@
+"""One predictor interface over both backends, returning the shared annotation model."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
+from cellcounter.errors import CellCounterError
+from cellcounter.inference.backends import OnnxBackend, TorchBackend
+from cellcounter.inference.preprocess import grader_input, to_chw
+from cellcounter.models.card import ONNX_NAME, ModelCard, load_model, resolve_model
+
+
+class Cancelled(CellCounterError):
+    """The user stopped the work; nothing partial is returned."""
+
+
+@dataclass
+class RawDetections:
+    """Detections in image pixel coordinates; ``masks`` are probabilities ``(N, H, W)`` when present."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray | None = None
+
+
+class Predictor:
+    """Runs one model on whole images. Use :meth:`load`; see :class:`TiledPredictor` for large images."""
+
+    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend) -> None:
+        self.card = card
+        self.config = card.config
+        self.backend = backend
+
+    @classmethod
+    def load(cls, model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+        directory = resolve_model(model)
+        net, card = load_model(directory)
+        if backend == "torch":
+            return cls(card, TorchBackend(net, card, device))
+        if backend == "onnx":
+            onnx_path = directory / ONNX_NAME
+            if not onnx_path.is_file():  # export once, beside the model when writable, else to a temp folder
+                from cellcounter.inference.export import export_onnx
+
+                try:
+                    export_onnx(net, card, onnx_path)
+                except OSError:
+                    onnx_path = Path(tempfile.mkdtemp()) / ONNX_NAME
+                    export_onnx(net, card, onnx_path)
+            return cls(card, OnnxBackend(onnx_path, card, device))
+        raise CellCounterError(f"unknown backend {backend!r}: use torch or onnx")
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.card.name}@{self.card.version}"
+
+    @property
+    def description(self) -> str:
+        return f"{self.model_version} via {self.backend.description}"
+
+    def raw(self, image: np.ndarray) -> RawDetections:
+        """Detector or segmenter outputs for one image (any size)."""
+        kind = self.config.kind
+        if kind == "grader":
+            raise CellCounterError("a grader gives grades, not detections")
+        out = self.backend.run(to_chw(image))
+        classes = out["labels"].astype(np.int64) - (1 if kind == "segmenter" else 0)
+        masks = out["masks"][:, 0] if kind == "segmenter" else None
+        return RawDetections(out["boxes"].astype(np.float64).reshape(-1, 4), out["scores"].astype(np.float64),
+                             classes, masks)
+
+    def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        logits = self.backend.run(grader_input(image, cfg.input_size, cfg.image_mean, cfg.image_std))["logits"][0]
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+    def predict(self, image: np.ndarray, image_path: str = "image") -> ImageAnnotation:
+        """Predictions for a whole image as an annotation (origin: model)."""
+        h, w = image.shape[:2]
+        ann = ImageAnnotation(image_path, w, h, tuple(self.card.class_names), task=self.card.task,
+                              model_version=self.model_version)
+        if self.config.kind == "grader":
+            p = self.grade_probabilities(image)
+            ann.grade = Grade(int(np.argmax(p)), p, Origin.MODEL)
+            return ann
+        det = self.raw(image)
+        n = len(det.scores)
+        if self.config.kind == "detector":
+            ann.boxes = Boxes(det.boxes, det.classes, det.scores, np.full(n, Origin.MODEL, np.uint8))
+        else:
+            ann.masks = masks_from_probabilities(det, (h, w), self.config.mask_threshold)
+        return ann
+
+
+def masks_from_probabilities(det: RawDetections, shape: tuple[int, int], threshold: float) -> InstanceMasks:
+    """Threshold soft masks and paint them lowest score first, so where instances overlap the surer one wins."""
+    order = np.argsort(det.scores, kind="stable")
+    binary = [det.masks[i] >= threshold for i in order] if det.masks is not None else []
+    return InstanceMasks.from_binary_masks(binary, shape, det.classes[order], det.scores[order],
+                                           np.full(len(order), Origin.MODEL, np.uint8))

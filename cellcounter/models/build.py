@@ -1,0 +1,128 @@
+"""Building the three model kinds from their configs (torchvision underneath)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import resnet18, resnet34, resnet50
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import TwoMLPHead, FastRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNPredictor
+from torchvision.models.detection.retinanet import (
+    RetinaNet,
+    RetinaNetClassificationHead,
+    RetinaNetHead,
+    RetinaNetRegressionHead,
+)
+from torchvision.ops import sigmoid_focal_loss
+from torchvision.ops import misc as misc_nn_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+from cellcounter.models.config import (
+    DetectorConfig,
+    GraderConfig,
+    ModelConfig,
+    SegmenterConfig,
+    detector_anchor_sizes,
+)
+
+_RESNETS = {"resnet18": (resnet18, 512), "resnet34": (resnet34, 512), "resnet50": (resnet50, 2048)}
+
+
+def _resnet(name: str, frozen_bn: bool) -> nn.Module:
+    fn, _ = _RESNETS[name]
+    norm = misc_nn_ops.FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    return fn(weights=None, norm_layer=norm)
+
+
+def _fpn_backbone(name: str, frozen_bn: bool, out_channels: int, returned_layers: list[int], extra) -> BackboneWithFPN:
+    body = _resnet(name, frozen_bn)
+    c5 = _RESNETS[name][1]
+    in_channels = [c5 // 8 * 2 ** (i - 1) for i in returned_layers]  # C2..C5 widths
+    return_layers = {f"layer{k}": str(v) for v, k in enumerate(returned_layers)}
+    return BackboneWithFPN(body, return_layers, in_channels, out_channels, extra_blocks=extra)
+
+
+class FocalClassificationHead(RetinaNetClassificationHead):
+    """RetinaNet's classification head with configurable focal-loss alpha and gamma."""
+
+    def __init__(self, in_channels, num_anchors, num_classes, prior_probability, alpha: float, gamma: float):
+        super().__init__(in_channels, num_anchors, num_classes, prior_probability=prior_probability)
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def compute_loss(self, targets, head_outputs, matched_idxs):
+        losses = []
+        for tgt, logits, matched in zip(targets, head_outputs["cls_logits"], matched_idxs):
+            fg = matched >= 0
+            target = torch.zeros_like(logits)
+            target[fg, tgt["labels"][matched[fg]]] = 1.0
+            valid = matched != self.BETWEEN_THRESHOLDS
+            loss = sigmoid_focal_loss(logits[valid], target[valid], alpha=self.alpha, gamma=self.gamma,
+                                      reduction="sum")
+            losses.append(loss / max(1, int(fg.sum())))
+        return sum(losses) / len(targets)
+
+
+def build_detector(cfg: DetectorConfig) -> RetinaNet:
+    backbone = _fpn_backbone(cfg.backbone, cfg.frozen_bn, cfg.fpn_channels, [2, 3, 4],
+                             LastLevelP6P7(cfg.fpn_channels, cfg.fpn_channels))
+    sizes = detector_anchor_sizes(cfg)
+    anchors = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
+    n_anchors = anchors.num_anchors_per_location()[0]
+    head = RetinaNetHead(cfg.fpn_channels, n_anchors, cfg.num_classes)
+    head.classification_head = FocalClassificationHead(cfg.fpn_channels, n_anchors, cfg.num_classes,
+                                                       cfg.prior_probability, cfg.focal_alpha, cfg.focal_gamma)
+    head.regression_head = RetinaNetRegressionHead(cfg.fpn_channels, n_anchors)
+    return RetinaNet(
+        backbone, num_classes=cfg.num_classes, min_size=cfg.min_size, max_size=cfg.max_size,
+        image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), anchor_generator=anchors, head=head,
+        score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh, detections_per_img=cfg.detections_per_img,
+        topk_candidates=cfg.topk_candidates,
+    )
+
+
+def build_segmenter(cfg: SegmenterConfig) -> MaskRCNN:
+    backbone = _fpn_backbone(cfg.backbone, cfg.frozen_bn, 256, [1, 2, 3, 4], LastLevelMaxPool())
+    sizes = tuple((s,) for s in cfg.anchor_sizes)
+    anchors = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
+    resolution = 7
+    box_head = TwoMLPHead(256 * resolution**2, cfg.representation_size)
+    n_out = cfg.num_classes + 1  # Mask R-CNN keeps class 0 for the background
+    return MaskRCNN(
+        backbone, num_classes=None, min_size=cfg.min_size, max_size=cfg.max_size,
+        image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
+        box_head=box_head, box_predictor=FastRCNNPredictor(cfg.representation_size, n_out),
+        mask_predictor=MaskRCNNPredictor(256, 256, n_out),
+        box_score_thresh=cfg.score_thresh, box_nms_thresh=cfg.nms_thresh,
+        box_detections_per_img=cfg.detections_per_img, box_batch_size_per_image=cfg.box_batch_size_per_image,
+    )
+
+
+class Grader(nn.Module):
+    """ResNet features, optional dropout, a linear layer to ``num_classes`` logits."""
+
+    def __init__(self, cfg: GraderConfig) -> None:
+        super().__init__()
+        net = _RESNETS[cfg.backbone][0](weights=None)
+        self.features = nn.Sequential(*list(net.children())[:-1])  # up to global average pooling
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(net.fc.in_features, cfg.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.flatten(self.features(x), 1)))
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    if isinstance(cfg, DetectorConfig):
+        return build_detector(cfg)
+    if isinstance(cfg, SegmenterConfig):
+        return build_segmenter(cfg)
+    if isinstance(cfg, GraderConfig):
+        return Grader(cfg)
+    raise TypeError(f"not a model config: {cfg!r}")
+
+
+__all__ = ["build_model", "build_detector", "build_segmenter", "Grader", "FocalClassificationHead"]

@@ -1,0 +1,152 @@
+"""Saving and loading models: weights plus a JSON model card, never code.
+
+A model directory holds ``card.json`` and ``model.pt`` (a plain state dict,
+optionally stored in float16). Loading uses ``torch.load(weights_only=True)``,
+so a file carrying pickled code is refused instead of run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.fileutil import atomic_open, atomic_write_text
+from cellcounter.models.build import build_model
+from cellcounter.models.config import ModelConfig, config_from_dict, config_to_dict
+
+CARD_NAME, WEIGHTS_NAME, ONNX_NAME = "card.json", "model.pt", "model.onnx"
+FORMAT_VERSION = 1
+RESOURCES_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
+
+
+@dataclass
+class ModelCard:
+    """What a model is, what it expects and how it was made."""
+
+    name: str
+    task: str
+    class_names: list[str]
+    architecture: dict[str, Any]
+    version: str = "1"
+    parent: str | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    pretrained: str = "none"
+    notes: str = ""
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    weights_dtype: str = "float32"
+
+    @property
+    def config(self) -> ModelConfig:
+        return config_from_dict(self.architecture)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "cellcounter-model", "format_version": FORMAT_VERSION, **asdict(self)}, indent=2)
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelCard:
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FormatError(path, f"unreadable model card ({exc})") from None
+        if not isinstance(d, dict) or d.get("format") != "cellcounter-model":
+            raise FormatError(path, "not a cellcounter model card")
+        if d.get("format_version", 0) > FORMAT_VERSION:
+            raise FormatError(path, "model card from a newer cellcounter; update to use this model")
+        d.pop("format", None)
+        d.pop("format_version", None)
+        known = set(cls.__dataclass_fields__)
+        try:
+            card = cls(**{k: v for k, v in d.items() if k in known})
+            card.config  # validates the architecture  # noqa: B018
+        except (TypeError, CellCounterError) as exc:
+            raise FormatError(path, f"invalid model card ({exc})") from None
+        return card
+
+
+def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
+    pre: dict[str, Any] = {"input": "RGB float in [0, 1]", "mean": list(cfg.image_mean), "std": list(cfg.image_std)}
+    if cfg.kind == "grader":
+        pre["resize"] = f"shorter side to {cfg.input_size}, then centre crop {cfg.input_size} x {cfg.input_size}"
+    else:
+        pre["resize"] = f"inside the model: shorter side {cfg.min_size}, longer side at most {cfg.max_size}"
+    return pre
+
+
+def save_model(model: nn.Module, card: ModelCard, directory: str | Path, half: bool = False) -> Path:
+    """Write ``card.json`` and ``model.pt`` into ``directory`` (each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in model.state_dict().items()}
+    card.weights_dtype = "float16" if half else "float32"
+    if not card.preprocessing:
+        card.preprocessing = default_preprocessing(card.config)
+    with atomic_open(directory / WEIGHTS_NAME, "wb") as fh:
+        torch.save(state, fh)
+    atomic_write_text(directory / CARD_NAME, card.to_json())
+    return directory
+
+
+def user_models_dir() -> Path:
+    base = os.environ.get("CELLCOUNTER_MODELS")
+    if base:
+        return Path(base)
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("cellcounter", appauthor=False)) / "models"
+
+
+def resolve_model(path_or_name: str | Path) -> Path:
+    """A model directory from a path (directory, ``card.json`` or ``model.pt``) or a bundled/installed name."""
+    p = Path(path_or_name)
+    if p.is_file():
+        p = p.parent
+    if (p / CARD_NAME).is_file():
+        return p
+    for root in (RESOURCES_MODELS, user_models_dir()):
+        cand = root / str(path_or_name)
+        if (cand / CARD_NAME).is_file():
+            return cand
+    raise CellCounterError(
+        f"model {str(path_or_name)!r} not found: give a model folder (with card.json and model.pt) or the name "
+        f"of a bundled model in {RESOURCES_MODELS} or an installed one in {user_models_dir()}")
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Load a state dict without running code from the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise FormatError(path, "refused: the file holds code or objects other than weights "
+                                f"(loading it could run that code) [{str(exc).splitlines()[0][:200]}]") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise FormatError(path, f"not a readable weights file ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FormatError(path, "not a state dict of tensors")
+    return state
+
+
+def load_model(path_or_name: str | Path) -> tuple[nn.Module, ModelCard]:
+    """Build the model its card describes and load its weights (float32, eval mode, on the CPU)."""
+    directory = resolve_model(path_or_name)
+    card = ModelCard.from_file(directory / CARD_NAME)
+    model = build_model(card.config)
+    state = load_weights(directory / WEIGHTS_NAME)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FormatError(directory / WEIGHTS_NAME,
+                          f"weights do not fit the card's architecture ({str(exc).splitlines()[0]})") from None
+    return model.eval(), card
