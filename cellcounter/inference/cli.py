@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", choices=["coco", "voc", "label-tiff", "grade-csv"],
-                   help="label format per image (default: coco)")
+                   help="label format per image (default: coco); grades also go to grades.csv for the run")
     p.add_argument("--score-threshold", type=float, default=0.5, help="for counts and overlays (default 0.5)")
     p.add_argument("--tile", type=int, default=1024, help="tile size for images larger than this (default 1024)")
     p.add_argument("--overlap", type=int, default=128)
@@ -96,8 +96,9 @@ def cmd_predict(args) -> int:
             failed.append(f)
             continue
         stem = f.stem if sum(g.stem == f.stem for g in files) == 1 else f"{f.parent.name}_{f.stem}"
-        suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif", "grade-csv": ".csv"}[fmt]
-        write_labels([ann], args.out / f"{stem}{suffix}", fmt)
+        if fmt != "grade-csv":  # grades go into one CSV for the run, written below
+            suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
+            write_labels([ann], args.out / f"{stem}{suffix}", fmt)
         if image is not None:
             save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
         results.append(ann)
@@ -105,6 +106,8 @@ def cmd_predict(args) -> int:
         from cellcounter.formats.grade_csv import write_counts_csv
 
         write_counts_csv(results, args.out / "counts.csv", score_threshold=args.score_threshold)
+        if kind == "grader" or fmt == "grade-csv":
+            write_labels(results, args.out / "grades.csv", "grade-csv")
     print(f"predicted {len(results)} image(s), {len(failed)} failed; results in {args.out}", file=sys.stderr)
     return 0 if results and not failed else (1 if results else 2)
 

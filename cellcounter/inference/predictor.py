@@ -11,7 +11,7 @@ import numpy as np
 from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.backends import OnnxBackend, TorchBackend
-from cellcounter.inference.preprocess import grader_input, to_chw
+from cellcounter.inference.preprocess import detection_input, grader_input
 from cellcounter.models.card import ONNX_NAME, ModelCard, load_model, resolve_model
 
 
@@ -69,11 +69,18 @@ class Predictor:
         kind = self.config.kind
         if kind == "grader":
             raise CellCounterError("a grader gives grades, not detections")
-        out = self.backend.run(to_chw(image))
+        h, w = image.shape[:2]
+        x, scale = detection_input(image, self.config.min_size, self.config.max_size)
+        out = self.backend.run(x)
         classes = out["labels"].astype(np.int64) - (1 if kind == "segmenter" else 0)
-        masks = out["masks"][:, 0] if kind == "segmenter" else None
-        return RawDetections(out["boxes"].astype(np.float64).reshape(-1, 4), out["scores"].astype(np.float64),
-                             classes, masks)
+        boxes = out["boxes"].astype(np.float64).reshape(-1, 4) / scale
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        masks = None
+        if kind == "segmenter":
+            masks = out["masks"][:, 0]
+            if scale != 1.0 and len(masks):
+                masks = resize_masks(masks, h, w)
+        return RawDetections(boxes, out["scores"].astype(np.float64), classes, masks)
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -105,3 +112,16 @@ def masks_from_probabilities(det: RawDetections, shape: tuple[int, int], thresho
     binary = [det.masks[i] >= threshold for i in order] if det.masks is not None else []
     return InstanceMasks.from_binary_masks(binary, shape, det.classes[order], det.scores[order],
                                            np.full(len(order), Origin.MODEL, np.uint8))
+
+
+def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Soft masks ``(N, h, w)`` back to the image size, one at a time to keep memory bounded."""
+    import torch
+    import torch.nn.functional as F
+
+    out = np.empty((len(masks), height, width), dtype=np.float16)
+    for i, m in enumerate(masks):
+        t = F.interpolate(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
+                          size=(height, width), mode="bilinear", align_corners=False)
+        out[i] = t[0, 0].numpy()
+    return out

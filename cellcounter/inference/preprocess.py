@@ -35,7 +35,7 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def to_chw(image: np.ndarray) -> np.ndarray:
-    """``(3, H, W)`` float32, contiguous: the detector and segmenter input (they normalise inside)."""
+    """``(3, H, W)`` float32, contiguous (detectors and segmenters normalise inside the model)."""
     return np.ascontiguousarray(to_float_rgb(image).transpose(2, 0, 1))
 
 
@@ -50,3 +50,27 @@ def grader_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
     crop = resized[y0:y0 + size, x0:x0 + size]
     crop = (crop - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)[None])
+
+
+def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
+    """torchvision's policy: shorter side to ``min_size`` unless the longer side would pass ``max_size``.
+
+    ``min_size <= 0`` keeps the native resolution (scale 1).
+    """
+    if min_size <= 0:
+        return 1.0
+    return min(min_size / min(height, width), max_size / max(height, width))
+
+
+def detection_input(image: np.ndarray, min_size: int, max_size: int) -> tuple[np.ndarray, float]:
+    """``(3, h, w)`` float32 resized by the detection resize policy, and the scale applied."""
+    import torch
+    import torch.nn.functional as F
+
+    chw = to_chw(image)
+    scale = resize_scale(chw.shape[1], chw.shape[2], min_size, max_size)
+    if abs(scale - 1.0) < 1e-6:
+        return chw, 1.0
+    h, w = max(1, round(chw.shape[1] * scale)), max(1, round(chw.shape[2] * scale))
+    t = F.interpolate(torch.from_numpy(chw)[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    return np.ascontiguousarray(t.numpy()), scale

@@ -8,6 +8,7 @@ from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead, FastRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNPredictor
 from torchvision.models.detection.retinanet import (
     RetinaNet,
@@ -44,6 +45,23 @@ def _fpn_backbone(name: str, frozen_bn: bool, out_channels: int, returned_layers
     return BackboneWithFPN(body, return_layers, in_channels, out_channels, extra_blocks=extra)
 
 
+class NoResizeTransform(GeneralizedRCNNTransform):
+    """torchvision's detection transform without its resize: normalisation and padding only.
+
+    Resizing happens before the model (:func:`cellcounter.inference.preprocess.detection_input`
+    at inference, the training transforms when training), so torch and the exported ONNX graph
+    see identical pixels and the resize policy is written in the model card.
+    """
+
+    def resize(self, image, target=None):
+        return image, target
+
+
+def _no_resize(model, min_size: int, max_size: int, mean, std):
+    model.transform = NoResizeTransform(min_size, max_size, list(mean), list(std))
+    return model
+
+
 class FocalClassificationHead(RetinaNetClassificationHead):
     """RetinaNet's classification head with configurable focal-loss alpha and gamma."""
 
@@ -75,12 +93,13 @@ def build_detector(cfg: DetectorConfig) -> RetinaNet:
     head.classification_head = FocalClassificationHead(cfg.fpn_channels, n_anchors, cfg.num_classes,
                                                        cfg.prior_probability, cfg.focal_alpha, cfg.focal_gamma)
     head.regression_head = RetinaNetRegressionHead(cfg.fpn_channels, n_anchors)
-    return RetinaNet(
+    model = RetinaNet(
         backbone, num_classes=cfg.num_classes, min_size=cfg.min_size, max_size=cfg.max_size,
         image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), anchor_generator=anchors, head=head,
         score_thresh=cfg.score_thresh, nms_thresh=cfg.nms_thresh, detections_per_img=cfg.detections_per_img,
         topk_candidates=cfg.topk_candidates,
     )
+    return _no_resize(model, cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std)
 
 
 def build_segmenter(cfg: SegmenterConfig) -> MaskRCNN:
@@ -90,7 +109,7 @@ def build_segmenter(cfg: SegmenterConfig) -> MaskRCNN:
     resolution = 7
     box_head = TwoMLPHead(256 * resolution**2, cfg.representation_size)
     n_out = cfg.num_classes + 1  # Mask R-CNN keeps class 0 for the background
-    return MaskRCNN(
+    model = MaskRCNN(
         backbone, num_classes=None, min_size=cfg.min_size, max_size=cfg.max_size,
         image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
@@ -99,6 +118,7 @@ def build_segmenter(cfg: SegmenterConfig) -> MaskRCNN:
         box_score_thresh=cfg.score_thresh, box_nms_thresh=cfg.nms_thresh,
         box_detections_per_img=cfg.detections_per_img, box_batch_size_per_image=cfg.box_batch_size_per_image,
     )
+    return _no_resize(model, cfg.min_size, cfg.max_size, cfg.image_mean, cfg.image_std)
 
 
 class Grader(nn.Module):
@@ -125,4 +145,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     raise TypeError(f"not a model config: {cfg!r}")
 
 
-__all__ = ["build_model", "build_detector", "build_segmenter", "Grader", "FocalClassificationHead"]
+__all__ = ["build_model", "build_detector", "build_segmenter", "Grader", "FocalClassificationHead", "NoResizeTransform"]

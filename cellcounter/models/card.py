@@ -78,8 +78,11 @@ def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
     pre: dict[str, Any] = {"input": "RGB float in [0, 1]", "mean": list(cfg.image_mean), "std": list(cfg.image_std)}
     if cfg.kind == "grader":
         pre["resize"] = f"shorter side to {cfg.input_size}, then centre crop {cfg.input_size} x {cfg.input_size}"
+    elif cfg.min_size <= 0:
+        pre["resize"] = "none: the model sees native pixels"
     else:
-        pre["resize"] = f"inside the model: shorter side {cfg.min_size}, longer side at most {cfg.max_size}"
+        pre["resize"] = (f"before the model, bilinear: shorter side to {cfg.min_size} unless the longer side "
+                         f"would pass {cfg.max_size}; outputs scaled back to the image")
     return pre
 
 

@@ -1,0 +1,213 @@
+"""Prediction end to end: torch vs ONNX Runtime parity, tiling, cancellation and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from scipy import ndimage
+
+from cellcounter.cli import main
+from cellcounter.formats import read_labels
+from cellcounter.inference import Cancelled, Predictor, TiledPredictor
+from cellcounter.inference.tiling import core_bounds, tile_starts
+from cellcounter.metrics import box_iou
+from cellcounter.models import DetectorConfig, ModelCard, SegmenterConfig
+from cellcounter.models.config import config_to_dict
+
+
+@pytest.mark.parametrize("kind", ["detector", "segmenter", "grader"])
+def test_onnx_runtime_matches_torch(tiny_models, rgb_image, kind, tmp_path):
+    torch_p = Predictor.load(tiny_models[kind], "torch", "cpu")
+    onnx_p = Predictor.load(tiny_models[kind], "onnx", "cpu")
+    assert onnx_p.backend.provider == "CPUExecutionProvider"
+    if kind == "grader":
+        a, b = torch_p.grade_probabilities(rgb_image), onnx_p.grade_probabilities(rgb_image)
+        assert np.abs(a - b).max() < 1e-4 and a.sum() == pytest.approx(1.0)
+        return
+    # a second size checks that the exported graph really has a dynamic image size
+    for image in (rgb_image, rgb_image[:150, :220]):
+        a, b = torch_p.raw(image), onnx_p.raw(image)
+        assert len(a.scores) == len(b.scores) > 0
+        iou = box_iou(a.boxes, b.boxes)
+        j = iou.argmax(axis=1)
+        assert iou.max(axis=1).min() > 0.99
+        assert np.abs(a.scores - b.scores[j]).max() < 1e-3
+        assert np.array_equal(a.classes, b.classes[j])
+        if kind == "segmenter":
+            for i in range(len(j)):
+                ma, mb = a.masks[i] >= 0.5, b.masks[j[i]] >= 0.5
+                union = (ma | mb).sum()
+                assert union == 0 or (ma & mb).sum() / union > 0.98
+
+
+def test_whole_image_prediction_is_an_annotation(tiny_models, rgb_image):
+    for kind in ("detector", "segmenter", "grader"):
+        p = Predictor.load(tiny_models[kind])
+        ann = p.predict(rgb_image, "x.png")
+        assert (ann.width, ann.height) == (240, 200) and ann.model_version == p.model_version
+        if kind == "detector":
+            assert len(ann.boxes) and (ann.boxes.origins == 0).all() and not np.isnan(ann.boxes.scores).any()
+        elif kind == "segmenter":
+            assert ann.masks is not None and ann.masks.shape == (200, 240)
+        else:
+            assert 0 <= ann.grade.value <= 4 and ann.grade.probabilities.shape == (5,)
+
+
+class BlobBackend:
+    """A stand-in for a trained network that finds bright squares in whatever tile it is shown.
+
+    Objects cut by the tile edge are reported cut, as a real detector would, so the
+    tiler's job of keeping only whole objects once is really exercised.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.calls = 0
+        self.description = "blobs"
+
+    def run(self, chw: np.ndarray) -> dict:
+        self.calls += 1
+        lab, n = ndimage.label(chw[0] > 0.5)
+        boxes, masks = [], []
+        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+            boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
+            masks.append((lab == k)[None].astype(np.float32))
+        out = {"boxes": np.array(boxes, np.float32).reshape(-1, 4), "scores": np.full(n, 0.9, np.float32),
+               "labels": np.full(n, 1 if self.kind == "segmenter" else 0, np.int64)}
+        if self.kind == "segmenter":
+            out["masks"] = np.array(masks).reshape(n, 1, *chw.shape[1:])
+        return out
+
+
+def _blob_predictor(kind: str) -> Predictor:
+    cfg = DetectorConfig(min_size=0) if kind == "detector" else SegmenterConfig(min_size=0)  # native pixels
+    card = ModelCard("blobs", "blood" if kind == "detector" else "nuclei",
+                     ["RBC", "WBC", "Platelets"] if kind == "detector" else ["nucleus"], config_to_dict(cfg))
+    return Predictor(card, BlobBackend(kind))
+
+
+def _blob_image(size=(700, 900), tile=256, overlap=64):
+    """Squares of side 30 everywhere, including straddling every tile border."""
+    img = np.zeros((*size, 3), np.uint8)
+    centres = []
+    ys = tile_starts(size[0], tile, overlap)
+    xs = tile_starts(size[1], tile, overlap)
+    borders_y = [s + tile for s in ys[:-1]] + [s for s in ys[1:]]
+    borders_x = [s + tile for s in xs[:-1]] + [s for s in xs[1:]]
+    for y in sorted(set(borders_y + [100, 350])):
+        for x in sorted(set(borders_x + [120, 500])):
+            if 20 <= y < size[0] - 20 and 20 <= x < size[1] - 20 and all(
+                    abs(y - cy) > 40 or abs(x - cx) > 40 for cy, cx in centres):
+                centres.append((y, x))
+                img[y - 15:y + 15, x - 15:x + 15] = 255
+    return img, centres
+
+
+def test_tiles_cover_the_image_and_cores_partition_it():
+    starts = tile_starts(1000, 256, 64)
+    assert starts[0] == 0 and starts[-1] == 1000 - 256
+    assert all(b - a <= 256 - 64 for a, b in zip(starts, starts[1:]))
+    cores = core_bounds(starts, 256, 1000)
+    assert cores[0][0] == 0 and cores[-1][1] == 1000
+    assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
+
+
+@pytest.mark.parametrize("kind", ["detector", "segmenter"])
+def test_tiled_finds_each_object_exactly_once_like_untiled(kind):
+    img, centres = _blob_image()
+    pred = _blob_predictor(kind)
+    whole = pred.predict(img)
+    tiled = TiledPredictor(pred, tile_size=256, overlap=64).predict_array(img)
+    assert pred.backend.calls > 12
+    if kind == "detector":
+        assert len(whole.boxes) == len(centres) == len(tiled.boxes)
+        iou = box_iou(whole.boxes.xyxy, tiled.boxes.xyxy)
+        assert (iou.max(axis=1) > 0.99).all() and (iou.max(axis=0) > 0.99).all()
+    else:
+        assert len(tiled.masks) == len(centres) == len(whole.masks)
+        assert np.array_equal(tiled.masks.label_image > 0, whole.masks.label_image > 0)
+        assert (tiled.masks.areas() == 900).all()  # no instance cut in half
+
+
+def test_tiled_prediction_reports_progress_and_can_be_cancelled(tmp_path):
+    img, centres = _blob_image()
+    tifffile.imwrite(tmp_path / "big.tif", img, tile=(128, 128), photometric="rgb", compression="zlib")
+    seen = []
+    tp = TiledPredictor(_blob_predictor("detector"), tile_size=256, overlap=64)
+    ann = tp.predict_path(tmp_path / "big.tif", progress=lambda d, t: seen.append((d, t)))
+    assert len(ann.boxes) == len(centres)
+    assert seen[-1][0] == seen[-1][1] == len(tp.tiles(700, 900)) and len(seen) == seen[-1][1]
+    calls = []
+    with pytest.raises(Cancelled):
+        tp.predict_path(tmp_path / "big.tif", should_stop=lambda: len(calls) > 2 or calls.append(1))
+
+
+def _write_images(folder: Path, n=2) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray((rng.random((120, 160, 3)) * 255).astype(np.uint8)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_cli_predict_writes_labels_overlays_and_counts_and_skips_corrupt_images(tiny_models, tmp_path, capsys):
+    _write_images(tmp_path / "in")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rc = main(["predict", str(tmp_path / "in"), "--task", "blood", "--model", str(tiny_models["detector"]),
+               "--out", str(tmp_path / "out"), "--backend", "onnx", "--score-threshold", "0.0"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "broken.jpg" in err and "skipped" in err
+    assert (tmp_path / "out" / "img0.json").is_file() and (tmp_path / "out" / "img1_overlay.png").is_file()
+    rows = (tmp_path / "out" / "counts.csv").read_text().splitlines()
+    assert rows[0] == "image,RBC,WBC,Platelets,total" and len(rows) == 4
+    back = read_labels(tmp_path / "out" / "img0.json")[0]
+    assert len(back.boxes) > 0 and (back.boxes.origins == 0).all()
+
+
+def test_cli_predict_masks_to_label_tiff_and_grades_to_csv(tiny_models, tmp_path):
+    _write_images(tmp_path / "in", 1)
+    assert main(["predict", str(tmp_path / "in"), "--task", "nuclei", "--model", str(tiny_models["segmenter"]),
+                 "--out", str(tmp_path / "m"), "--format", "label-tiff"]) == 0
+    assert (tmp_path / "m" / "img0_labels.tif").is_file()
+    assert main(["predict", str(tmp_path / "in"), "--task", "retinopathy", "--model", str(tiny_models["grader"]),
+                 "--out", str(tmp_path / "g"), "--format", "grade-csv"]) == 0
+    rows = (tmp_path / "g" / "grades.csv").read_text().splitlines()
+    assert rows[0].startswith("Image name,Retinopathy grade,p0,p1,p2,p3,p4,origin") and rows[1].startswith("img0,")
+    assert rows[1].endswith(",model")
+    # a model for another task is refused clearly
+    assert main(["predict", str(tmp_path / "in"), "--task", "nuclei", "--model", str(tiny_models["grader"]),
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_cli_export_onnx(tiny_models, tmp_path):
+    assert main(["export-onnx", str(tiny_models["grader"]), str(tmp_path / "g.onnx")]) == 0
+    import onnx
+
+    onnx.checker.check_model(str(tmp_path / "g.onnx"))
+
+
+@pytest.mark.realdata
+def test_cli_evaluate_on_bccd_val_and_idrid(tiny_models, bccd, capsys):
+    assert main(["evaluate", "--task", "blood", "--model", str(tiny_models["detector"]), "--data", str(bccd),
+                 "--split", "val", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["task"] == "blood" and res["images"] == 87
+    assert set(res["ap50"]) == {"RBC", "WBC", "Platelets"} and set(res["count_mae"]) == {"RBC", "WBC", "Platelets"}
+    assert 0 <= res["map50"] <= 1
+
+
+@pytest.mark.realdata
+def test_cli_evaluate_masks_on_dsb(tiny_models, dsb, tmp_path, capsys):
+    sample = sorted((dsb / "stage1_train").iterdir())[0]
+    assert main(["evaluate", "--task", "nuclei", "--model", str(tiny_models["segmenter"]), "--data", str(sample),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(res) >= {"task", "images", "mask_ap50", "mask_ap", "aji", "count_mae"} and res["images"] == 1
