@@ -390,6 +390,14 @@ class ImageAnnotation:
             per_class += np.bincount(cls, minlength=len(per_class))[: len(per_class)]
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
+    def densities_per_mm2(self, kind: CountKind | None = None, score_threshold: float | None = None
+                          ) -> dict[str, float] | None:
+        """Objects per square millimetre of image, per class; ``None`` when the pixel size is unknown."""
+        if not self.pixel_size_um:
+            return None
+        area_mm2 = self.width * self.height * (self.pixel_size_um / 1000.0) ** 2
+        return {k: v / area_mm2 for k, v in self.counts(kind, score_threshold).items()}
+
     def n_objects(self) -> int:
         return len(self.boxes) + (len(self.masks) if self.masks is not None else 0) + len(self.points)
 

@@ -159,7 +159,11 @@ def write_grade_csv(anns: Sequence[ImageAnnotation], dst: str | Path) -> list[Pa
 
 
 def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_threshold: float | None = None) -> list[Path]:
-    """One row per image, one column per class plus ``total``; a last ``TOTAL`` row sums them."""
+    """One row per image, one column per class plus ``total``; a last ``TOTAL`` row sums them.
+
+    When every image has a pixel size, ``<class>_per_mm2`` density columns follow (the
+    ``TOTAL`` row then holds the density over all images' area).
+    """
     dst = Path(dst)
     target = dst if dst.suffix.lower() == ".csv" else dst / "counts.csv"
     classes: list[str] = []
@@ -169,7 +173,10 @@ def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_thr
                 classes.append(n)
     with_grades = any(a.grade is not None for a in anns)
     object_classes = [c for c in classes] if any(a.n_objects() for a in anns) or not with_grades else []
+    with_density = bool(object_classes) and all(a.pixel_size_um for a in anns)
     header = ["image"] + object_classes + (["total"] if object_classes else []) + (["grade"] if with_grades else [])
+    header += [f"{c}_per_mm2" for c in object_classes] if with_density else []
+    total_area = 0.0
     rows = [header]
     totals = np.zeros(len(object_classes), dtype=np.int64)
     for a in anns:
@@ -179,10 +186,16 @@ def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_thr
         row = [a.name] + [str(v) for v in vals] + ([str(sum(vals))] if object_classes else [])
         if with_grades:
             row.append("" if a.grade is None else str(a.grade.value))
+        if with_density:
+            d = a.densities_per_mm2(score_threshold=score_threshold) or {}
+            row += [f"{d.get(k, 0.0):.6g}" for k in object_classes]
+            total_area += a.width * a.height * (a.pixel_size_um / 1000.0) ** 2
         rows.append(row)
     total_row = ["TOTAL"] + [str(int(v)) for v in totals] + ([str(int(totals.sum()))] if object_classes else [])
     if with_grades:
         total_row.append("")
+    if with_density:
+        total_row += [f"{v / total_area:.6g}" for v in totals]
     rows.append(total_row)
     atomic_write_text(target, _csv_text(rows))
     return [target]

@@ -158,3 +158,16 @@ def test_coco_written_json_is_plain_json(tmp_path):
     doc = json.loads((tmp_path / "c.json").read_text())
     assert {c["name"] for c in doc["categories"]} == {"RBC", "WBC", "Platelets"}
     assert all(isinstance(a["segmentation"]["counts"], str) for a in doc["annotations"] if "segmentation" in a)
+
+
+def test_counts_csv_adds_densities_when_the_pixel_size_is_known(tmp_path):
+    anns = _two(tmp_path)
+    for a in anns:
+        a.masks, a.points, a.grade = None, type(a.points)(), None
+        a.pixel_size_um = 250.0  # 64 x 48 px of 0.25 mm: 16 x 12 mm = 192 mm^2
+    assert anns[0].densities_per_mm2()["RBC"] == pytest.approx(1 / 192)
+    write_labels(anns, tmp_path / "counts.csv", "counts-csv")
+    rows = list(csv.reader(open(tmp_path / "counts.csv")))
+    assert rows[0][-3:] == ["RBC_per_mm2", "WBC_per_mm2", "Platelets_per_mm2"]
+    assert float(rows[1][-3]) == pytest.approx(1 / 192)
+    assert float(rows[3][-2]) == pytest.approx(2 / 384)  # 2 WBC over both images

@@ -211,3 +211,25 @@ def test_cli_evaluate_masks_on_dsb(tiny_models, dsb, tmp_path, capsys):
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(res) >= {"task", "images", "mask_ap50", "mask_ap", "aji", "count_mae"} and res["images"] == 1
+
+
+def test_tiled_prediction_of_a_large_lazily_read_tiff_keeps_memory_bounded(tmp_path):
+    import resource
+
+    side, tile = 12000, 1024
+    path = tmp_path / "large.tif"
+
+    def tiles():
+        t = np.zeros((tile, tile, 3), np.uint8)
+        t[500:530, 500:530] = 255  # one object per TIFF tile
+        for _ in range((side // tile + 1) ** 2):
+            yield t
+
+    n_side = side // tile + 1
+    tifffile.imwrite(path, tiles(), shape=(n_side * tile, n_side * tile, 3), dtype=np.uint8, tile=(tile, tile),
+                     compression="zlib", photometric="rgb", bigtiff=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ann = TiledPredictor(_blob_predictor("detector"), tile_size=1024, overlap=128).predict_path(path)
+    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    assert len(ann.boxes) == n_side * n_side
+    assert grew < 250, f"peak memory grew by {grew:.0f} MB for a {3 * (n_side * tile) ** 2 / 1e6:.0f} MB image"
