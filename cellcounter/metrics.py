@@ -63,31 +63,35 @@ def match_detections(gt_boxes: np.ndarray, pred_boxes: np.ndarray, pred_scores: 
     return tp
 
 
+def precision_recall(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation], class_id: int,
+                     iou_thr: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Precision and recall down the score-ranked predictions of one class, and the number of ground truths."""
+    scores, flags, n_gt = [], [], 0
+    for g, p in zip(gts, preds):
+        gb = g.boxes.xyxy[g.boxes.classes == class_id]
+        sel = p.boxes.classes == class_id
+        pb, ps = p.boxes.xyxy[sel], np.nan_to_num(p.boxes.scores[sel], nan=1.0)
+        n_gt += len(gb)
+        flags.append(match_detections(gb, pb, ps, iou_thr))
+        scores.append(np.sort(ps)[::-1])
+    s = np.concatenate(scores) if scores else np.zeros(0)
+    f = np.concatenate(flags) if flags else np.zeros(0, bool)
+    order = np.argsort(-s, kind="stable")
+    tp = np.cumsum(f[order])
+    fp = np.cumsum(~f[order])
+    recall = tp / max(n_gt, 1)
+    precision = tp / np.maximum(tp + fp, np.finfo(float).eps)
+    return precision, recall, n_gt
+
+
 def detection_ap(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation], iou_thr: float = 0.5,
                  class_names: Sequence[str] | None = None) -> dict[str, float]:
     """VOC AP per class name over paired images (``gts[i]`` with ``preds[i]``); NaN for a class with no ground truth."""
     names = list(class_names or gts[0].class_names)
     out: dict[str, float] = {}
     for c, name in enumerate(names):
-        scores, flags, n_gt = [], [], 0
-        for g, p in zip(gts, preds):
-            gb = g.boxes.xyxy[g.boxes.classes == c]
-            sel = p.boxes.classes == c
-            pb, ps = p.boxes.xyxy[sel], np.nan_to_num(p.boxes.scores[sel], nan=1.0)
-            n_gt += len(gb)
-            flags.append(match_detections(gb, pb, ps, iou_thr))
-            scores.append(np.sort(ps)[::-1])
-        if n_gt == 0:
-            out[name] = float("nan")
-            continue
-        s = np.concatenate(scores) if scores else np.zeros(0)
-        f = np.concatenate(flags) if flags else np.zeros(0, bool)
-        order = np.argsort(-s, kind="stable")
-        tp = np.cumsum(f[order])
-        fp = np.cumsum(~f[order])
-        recall = tp / n_gt
-        precision = tp / np.maximum(tp + fp, np.finfo(float).eps)
-        out[name] = voc_ap(recall, precision)
+        precision, recall, n_gt = precision_recall(gts, preds, c, iou_thr)
+        out[name] = voc_ap(recall, precision) if n_gt else float("nan")
     return out
 
 

@@ -1,0 +1,137 @@
+"""The training configuration: one typed dataclass, saved beside every output, mapped 1:1 onto CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cellcounter.errors import CellCounterError
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. ``recipe`` fills the defaults; any field set explicitly wins.
+
+    Steps and iterations count optimiser updates (batches), not images.
+    """
+
+    # what and where
+    task: str = "blood"
+    data: str = ""  # labelled folder or file in any readable layout; "synthetic" for leaves
+    out: str = "runs/model"
+    recipe: str = ""  # a name from training.recipes.RECIPES
+    val: str = ""  # a separate labelled folder/file for validation
+    val_split: float = 0.2  # fraction held out when neither val nor val_ids is given
+    train_ids: str = ""  # name of a split file in the data folder (e.g. "train" for train.txt)
+    val_ids: str = ""  # likewise for validation (e.g. "val")
+    limit_images: int = 0  # use only the first N training images (0: all); for quick runs and tests
+    synthetic_train: int = 2000  # leaves: rosettes generated for training
+    synthetic_val: int = 100  # leaves: fixed validation set
+    synthetic_size: int = 256
+
+    # model
+    init: str = "none"  # none | imagenet | a model folder or name to fine-tune (its weights are the parent)
+    init_weights: str = ""  # local ImageNet weights file for init=imagenet (offline machines)
+    name: str = ""  # name of the model written (default: from task)
+    backbone: str = "resnet18"
+    min_size: int = 480
+    max_size: int = 640
+    input_size: int = 384  # grader
+    fpn_channels: int = 256
+    representation_size: int = 1024
+    anchor_sizes: tuple[int, ...] = ()
+    anchor_scales: tuple[float, ...] = ()
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    prior_probability: float = 0.01
+    frozen_bn: bool = True
+    detections_per_img: int = 0  # 0: the model kind's default
+
+    # optimisation
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many steps (0: run all epochs)
+    batch_size: int = 4
+    optimizer: str = "sgd"  # sgd | adamw | adagrad
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    scheduler: str = "sgdr"  # sgdr | step | constant
+    warmup_iters: int = 100
+    sgdr_t0: int = 500  # iterations to the first restart
+    sgdr_t_mult: int = 2
+    sgdr_eta_min: float = 1e-5
+    step_milestones: tuple[float, ...] = (0.7, 0.9)  # fractions of all steps
+    step_gamma: float = 0.1
+    heads_only_epochs: int = 0  # stage 1: train heads with the backbone frozen
+    class_weighted_loss: bool = False  # grader
+    class_weights: tuple[float, ...] = ()  # grader: given weights (else from label frequencies)
+    balanced_sampling: bool = False  # grader
+    grad_clip: float = 10.0
+
+    # augmentation
+    hflip: float = 0.5
+    vflip: float = 0.5
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.02
+    rotate: float = 0.0  # grader: degrees
+    mosaic_p: float = 0.0
+    gridmask_p: float = 0.0
+    gridmask_ratio: float = 0.5
+    gridmask_rotate: float = 0.0
+    gridmask_d_min: int = 32
+    gridmask_d_max: int = 96
+    dropblock_level: str = ""  # "" off; P3, P4, P5, P6 or P7
+    dropblock_size: int = 3
+    dropblock_prob: float = 0.1  # reached linearly at the end of training
+    random_crop: int = 0  # segmenter: crop to this size before resizing (0: off)
+    multiscale: tuple[int, ...] = ()  # segmenter: shorter sides to pick from (multiples of 32)
+
+    # running
+    device: str = "auto"
+    seed: int = 0
+    num_workers: int = 0
+    checkpoint_every: int = 200
+    eval_every_epochs: int = 1
+    resume: bool = False
+    export_onnx: bool = False
+    half: bool = False  # store weights in float16
+    count_threshold: float = 0.5
+    recipe_applied: bool = False  # set once the recipe's settings are filled in (not a user setting)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        hints = typing.get_type_hints(cls)
+        unknown = set(d) - set(hints)
+        if unknown:
+            raise CellCounterError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
+        return cls(**{k: tuple(v) if "tuple" in str(hints[k]) else v for k, v in d.items()})
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def field_help() -> dict[str, str]:
+    """The trailing comment of each field, for the CLI's --help."""
+    import inspect
+
+    src = inspect.getsource(TrainConfig)
+    out = {}
+    for line in src.splitlines():
+        line = line.strip()
+        if ":" in line and "#" in line and "=" in line and not line.startswith(("#", '"')):
+            name = line.split(":", 1)[0].strip()
+            out[name] = line.split("#", 1)[1].strip()
+    return out
+
+
+__all__ = ["TrainConfig", "field", "field_help"]

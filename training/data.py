@@ -1,0 +1,271 @@
+"""Training data: labelled images in the shared annotation model, made into torch samples.
+
+Augmentation is torchvision.transforms.v2 on tv_tensors (boxes and masks follow
+the pixels), plus Mosaic and GridMask from :mod:`training.augment`. Every
+sample's randomness is seeded from (run seed, epoch, index), so a resumed run
+sees exactly the batches an uninterrupted one would, with any number of workers.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError
+from cellcounter.evaluate import split_ids
+from cellcounter.formats import read_labels
+from cellcounter.imageio import read_image
+from cellcounter.inference.preprocess import to_float_rgb
+from cellcounter.tasks import get_task
+from training.augment import GridMask, mosaic
+from training.config import TrainConfig
+from training.synthetic_leaves import rosette_annotation
+
+Loader = Callable[[], tuple[np.ndarray, ImageAnnotation]]
+
+
+@dataclass
+class Split:
+    train: list[Loader]
+    val: list[Loader]
+    train_names: list[str]
+    val_names: list[str]
+
+
+def _file_loader(ann: ImageAnnotation, max_side: int = 0) -> Loader:
+    cache: dict[str, np.ndarray] = {}
+
+    def load() -> tuple[np.ndarray, ImageAnnotation]:
+        if "img" not in cache:
+            img = read_image(ann.image_path)
+            if max_side and min(img.shape[:2]) > max_side:  # huge fundus photos: keep a smaller copy
+                from PIL import Image
+
+                s = max_side / min(img.shape[:2])
+                rgb = (to_float_rgb(img) * 255).astype(np.uint8)
+                img = np.asarray(Image.fromarray(rgb).resize((round(img.shape[1] * s), round(img.shape[0] * s)),
+                                                             Image.BILINEAR))
+            cache["img"] = img
+        return cache["img"], ann
+
+    return load
+
+
+def _synthetic_loader(seed: int, size: int) -> Loader:
+    return lambda: rosette_annotation(seed, size)
+
+
+def load_split(cfg: TrainConfig) -> Split:
+    """Training and validation loaders from the config's data, val, ids and split settings."""
+    task = get_task(cfg.task)
+    if cfg.data == "synthetic":
+        if cfg.task != "leaves":
+            raise CellCounterError("synthetic data exists for the leaves task only")
+        n_tr = cfg.limit_images or cfg.synthetic_train
+        tr = [_synthetic_loader(cfg.seed * 1_000_003 + i, cfg.synthetic_size) for i in range(n_tr)]
+        va = [_synthetic_loader(999_999_000 + i, cfg.synthetic_size) for i in range(cfg.synthetic_val)]
+        return Split(tr, va, [f"synthetic:{cfg.seed * 1_000_003 + i}" for i in range(n_tr)],
+                     [f"synthetic:{999_999_000 + i}" for i in range(cfg.synthetic_val)])
+    if not cfg.data:
+        raise CellCounterError("no training data given (--data PATH)")
+    data = Path(cfg.data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # readers' warnings were shown when the data was converted/inspected
+        anns = [a for a in read_labels(data, None, task.class_names) if Path(a.image_path).is_file()]
+    anns.sort(key=lambda a: a.image_path)
+    max_side = int(cfg.input_size * 1.25) if task.kind == "grade" else 0
+    if cfg.train_ids:
+        ids = split_ids(data, cfg.train_ids)
+        train = [a for a in anns if a.stem in ids]
+    else:
+        train = anns
+    if cfg.val:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            val = [a for a in read_labels(Path(cfg.val), None, task.class_names) if Path(a.image_path).is_file()]
+    elif cfg.val_ids:
+        ids = split_ids(data, cfg.val_ids)
+        val = [a for a in anns if a.stem in ids]
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(len(train))
+        n_val = int(round(len(train) * cfg.val_split))
+        val = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    if cfg.limit_images:
+        train = train[: cfg.limit_images]
+    if not train:
+        raise CellCounterError(f"{data}: no training images with labels found")
+    return Split([_file_loader(a, max_side) for a in train], [_file_loader(a, max_side) for a in val],
+                 [a.image_path for a in train], [a.image_path for a in val])
+
+
+def _colour(cfg: TrainConfig) -> list:
+    if cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue:
+        return [v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)]
+    return []
+
+
+def _flips(cfg: TrainConfig) -> list:
+    out = []
+    if cfg.hflip:
+        out.append(v2.RandomHorizontalFlip(cfg.hflip))
+    if cfg.vflip:
+        out.append(v2.RandomVerticalFlip(cfg.vflip))
+    return out
+
+
+class _Seeded(Dataset):
+    def __init__(self, loaders: Sequence[Loader], cfg: TrainConfig, train: bool) -> None:
+        self.loaders = list(loaders)
+        self.cfg = cfg
+        self.train = train
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.loaders)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, i: int):
+        seed = (self.cfg.seed * 1_000_003 + self.epoch * 10_007 + i) % (2**32)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            return self.sample(i, np.random.default_rng(seed))
+
+    def sample(self, i: int, rng: np.random.Generator):
+        raise NotImplementedError
+
+
+def _image_tensor(img: np.ndarray) -> tv_tensors.Image:
+    return tv_tensors.Image(torch.from_numpy(to_float_rgb(img).transpose(2, 0, 1).copy()))
+
+
+class DetectionDataset(_Seeded):
+    """Images with boxes: ``(image (3, H, W) float, {"boxes", "labels"})``; labels 0-based (RetinaNet)."""
+
+    def __init__(self, loaders, cfg, train):
+        super().__init__(loaders, cfg, train)
+        steps: list = []
+        if train:
+            steps += _flips(cfg) + _colour(cfg)
+            if cfg.gridmask_p:
+                steps.append(GridMask(cfg.gridmask_p, cfg.gridmask_ratio, cfg.gridmask_rotate, cfg.gridmask_d_min,
+                                      cfg.gridmask_d_max))
+        if cfg.min_size > 0:
+            steps.append(v2.Resize(cfg.min_size, max_size=cfg.max_size, antialias=True))
+        steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+        self.transform = v2.Compose(steps)
+
+    def _raw(self, i: int):
+        img, ann = self.loaders[i]()
+        return _image_tensor(img), {"boxes": torch.as_tensor(ann.boxes.xyxy, dtype=torch.float32).reshape(-1, 4),
+                                    "labels": torch.as_tensor(ann.boxes.classes, dtype=torch.int64)}
+
+    def sample(self, i, rng):
+        if self.train and self.cfg.mosaic_p and rng.random() < self.cfg.mosaic_p and len(self) >= 4:
+            others = rng.choice([j for j in range(len(self)) if j != i], size=3, replace=False)
+            size = max(self.cfg.min_size, 256) if self.cfg.min_size > 0 else 512
+            image, target = mosaic([self._raw(j) for j in [i, *others]], size, rng)
+            image = tv_tensors.Image(image)
+        else:
+            image, target = self._raw(i)
+        h, w = image.shape[-2:]
+        boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w))
+        image, out = self.transform(image, {"boxes": boxes, "labels": target["labels"]})
+        return image.as_subclass(torch.Tensor), {"boxes": out["boxes"].as_subclass(torch.Tensor),
+                                                 "labels": out["labels"]}
+
+
+class InstanceDataset(_Seeded):
+    """Images with instance masks: ``{"boxes", "labels" (1-based), "masks" (N, H, W)}`` for Mask R-CNN."""
+
+    def __init__(self, loaders, cfg, train):
+        super().__init__(loaders, cfg, train)
+        steps: list = []
+        if train:
+            if cfg.random_crop:
+                steps.append(v2.RandomCrop(cfg.random_crop, pad_if_needed=True))
+            if cfg.multiscale:
+                steps.append(v2.RandomShortestSize(list(cfg.multiscale), antialias=True))
+            steps += _flips(cfg) + _colour(cfg)
+        if cfg.min_size > 0:
+            steps.append(v2.Resize(cfg.min_size, max_size=cfg.max_size, antialias=True))
+        steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
+        self.transform = v2.Compose(steps)
+
+    def sample(self, i, rng):
+        img, ann = self.loaders[i]()
+        m = ann.masks.relabelled() if ann.masks is not None else None
+        h, w = img.shape[:2]
+        if m is None or len(m) == 0:
+            masks = torch.zeros((0, h, w), dtype=torch.uint8)
+            boxes = torch.zeros((0, 4))
+            labels = torch.zeros(0, dtype=torch.int64)
+        else:
+            ids = torch.arange(1, len(m) + 1)[:, None, None]
+            masks = (torch.from_numpy(m.label_image)[None] == ids).to(torch.uint8)
+            boxes = torch.as_tensor(m.bounding_boxes().xyxy, dtype=torch.float32)
+            labels = torch.as_tensor(m.classes + 1, dtype=torch.int64)
+        target = {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+                  "masks": tv_tensors.Mask(masks), "labels": labels}
+        image, out = self.transform(_image_tensor(img), target)
+        # boxes follow the masks exactly (a crop can cut an instance; its box must shrink with it)
+        mk = out["masks"].as_subclass(torch.Tensor)
+        keep = mk.flatten(1).any(1) if len(mk) else torch.zeros(0, dtype=torch.bool)
+        mk = mk[keep]
+        b = _mask_boxes(mk)
+        return image.as_subclass(torch.Tensor), {"boxes": b, "labels": out["labels"][keep], "masks": mk}
+
+
+def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    if len(masks) == 0:
+        return torch.zeros((0, 4))
+    from torchvision.ops import masks_to_boxes
+
+    b = masks_to_boxes(masks)
+    b[:, 2:] += 1  # pixel-edge coordinates: the box covers the last pixel
+    return b
+
+
+class GradeDataset(_Seeded):
+    """Images with a grade: ``(image (3, S, S) normalised, grade)``; resize + centre crop, never stretched."""
+
+    def __init__(self, loaders, cfg, train, mean, std):
+        super().__init__(loaders, cfg, train)
+        steps: list = [v2.Resize(cfg.input_size, antialias=True)]
+        if train:
+            if cfg.rotate:
+                steps.append(v2.RandomRotation(cfg.rotate))
+            steps += _flips(cfg) + _colour(cfg)
+        steps += [v2.CenterCrop(cfg.input_size), v2.Normalize(list(mean), list(std))]
+        self.transform = v2.Compose(steps)
+
+    def grade(self, i: int) -> int:
+        return int(self.loaders[i]()[1].grade.value)
+
+    def sample(self, i, rng):
+        img, ann = self.loaders[i]()
+        if ann.grade is None:
+            raise CellCounterError(f"{ann.image_path}: no grade")
+        return self.transform(_image_tensor(img)).as_subclass(torch.Tensor), int(ann.grade.value)
+
+
+def collate_lists(batch):
+    return [b[0] for b in batch], [b[1] for b in batch]
+
+
+def collate_grades(batch):
+    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])

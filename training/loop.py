@@ -1,0 +1,336 @@
+"""``iter_training(config)``: the one training loop the GUI and the CLI share.
+
+It yields :class:`TrainEvent`s (step, epoch, losses, learning rate, ETA,
+validation metrics) and stops cleanly between steps when ``should_stop()``
+says so. Checkpoints are written every ``checkpoint_every`` steps and on stop;
+``resume=True`` continues from the last one with the same result as an
+uninterrupted run. Under ``torchrun`` it trains with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from cellcounter.errors import CellCounterError
+from cellcounter.evaluate import evaluate_annotations
+from cellcounter.fileutil import atomic_open, atomic_write_text
+from cellcounter.inference.backends import TorchBackend, resolve_device
+from cellcounter.inference.predictor import Predictor
+from cellcounter.models.card import load_weights, save_model
+from cellcounter.tasks import get_task
+from training.augment import ScheduledDropBlock
+from training.config import TrainConfig
+from training.data import DetectionDataset, GradeDataset, InstanceDataset, collate_grades, collate_lists, load_split
+from training.recipes import apply_recipe
+from training.setup import build_for_training, make_optimizer, make_scheduler, set_trunk_trainable
+
+BEST_METRIC = {"boxes": "map50", "masks": "mask_ap50", "grade": "qwk"}
+
+
+@dataclass
+class TrainEvent:
+    kind: str  # start, step, eval, checkpoint, stopped, done
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    epochs: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    eta_s: float = 0.0
+    metrics: dict = field(default_factory=dict)
+    message: str = ""
+    model_dir: str = ""
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _epoch_order(cfg: TrainConfig, n: int, epoch: int, grades: list[int] | None) -> np.ndarray:
+    rng = np.random.default_rng(cfg.seed * 7_919 + epoch)
+    if cfg.balanced_sampling and grades:
+        g = np.asarray(grades)
+        freq = np.bincount(g)
+        w = 1.0 / freq[g]
+        return rng.choice(n, size=n, replace=True, p=w / w.sum())
+    return rng.permutation(n)
+
+
+def _batches(order: np.ndarray, rank: int, world: int, batch_size: int) -> list[list[int]]:
+    mine = order[rank::world].tolist()
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def _class_weights(cfg: TrainConfig, grades: list[int], n: int) -> torch.Tensor | None:
+    if cfg.class_weights:
+        if len(cfg.class_weights) != n:
+            raise CellCounterError(f"class_weights needs {n} values, got {len(cfg.class_weights)}")
+        return torch.tensor(cfg.class_weights, dtype=torch.float32)
+    if not cfg.class_weighted_loss:
+        return None
+    counts = np.bincount(np.asarray(grades), minlength=n).astype(float)
+    w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+
+
+def _save_checkpoint(path: Path, model: nn.Module, opt, state: dict) -> None:
+    payload = {"model": model.state_dict(), "optimizer": opt.state_dict(), **state}
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
+
+
+def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold: float) -> dict:
+    """The validation figures of :func:`cellcounter.evaluate.evaluate_annotations`, through the real predictor."""
+    snapshot = copy.deepcopy(model).eval()
+    predictor = Predictor(card, TorchBackend(snapshot, card, device, amp=False))
+    gts, preds = [], []
+    for load in loaders:
+        img, ann = load()
+        p = predictor.predict(img, ann.image_path)
+        gts.append(ann)
+        preds.append(p)
+    res = evaluate_annotations(card.task, gts, preds, count_threshold)
+    res["_pairs"] = (gts, preds)
+    return res
+
+
+def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent]:
+    cfg = config if config.recipe_applied else apply_recipe(config)
+    rank, world, local_rank = _dist_info()
+    distributed = world > 1
+    device = resolve_device(cfg.device)
+    if distributed:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(local_rank)
+    out = Path(cfg.out)
+    ckpt_dir = out / "checkpoints"
+    is_main = rank == 0
+    if is_main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.json", cfg.to_json())
+
+    torch.manual_seed(cfg.seed)
+    task = get_task(cfg.task)
+    split = load_split(cfg)
+    model, card, parent, init_desc = build_for_training(cfg)
+    mcfg = card.config
+    if task.kind == "boxes":
+        ds = DetectionDataset(split.train, cfg, train=True)
+        collate = collate_lists
+    elif task.kind == "masks":
+        ds = InstanceDataset(split.train, cfg, train=True)
+        collate = collate_lists
+    else:
+        ds = GradeDataset(split.train, cfg, True, mcfg.image_mean, mcfg.image_std)
+        collate = collate_grades
+    grades = [ds.grade(i) for i in range(len(ds))] if task.kind == "grade" else None
+    steps_per_epoch = math.ceil(math.ceil(len(ds) / world) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+
+    model.to(device)
+    opt = make_optimizer(cfg, model)
+    sched = make_scheduler(cfg, opt, total)
+    dropblock = None
+    if cfg.dropblock_level and task.kind == "boxes":
+        dropblock = ScheduledDropBlock(model, cfg.dropblock_level, cfg.dropblock_size, cfg.dropblock_prob, total)
+    weights = _class_weights(cfg, grades or [], len(task.class_names))
+    loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
+
+    step, best, history, evals = 0, -math.inf, [], []
+    last = ckpt_dir / "last.pt"
+    if cfg.resume:
+        if not last.is_file():
+            raise CellCounterError(f"{last}: no checkpoint to resume from")
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), float(state["best"])
+        history, evals = json.loads(state["history"]), json.loads(state["evals"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the "step before optimizer.step" warning does not apply here
+            for _ in range(step):
+                sched.step()
+    train_model: nn.Module = model
+    if distributed:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device != "cpu" else None)
+
+    def checkpoint() -> None:
+        if is_main:
+            _save_checkpoint(last, model, opt, {"step": step, "best": best, "history": json.dumps(history),
+                                                "evals": json.dumps(evals), "config": cfg.to_json()})
+
+    yield TrainEvent("start", step, total, step // max(1, steps_per_epoch), cfg.epochs,
+                     message=f"{len(split.train)} training and {len(split.val)} validation images; {init_desc}; "
+                             f"{device}" + (f" x{world}" if distributed else ""))
+    t0, t0_step = time.time(), step
+    while step < total:
+        epoch = step // steps_per_epoch
+        ds.set_epoch(epoch)
+        frozen = epoch < cfg.heads_only_epochs
+        set_trunk_trainable(model, not frozen)
+        batches = _batches(_epoch_order(cfg, len(ds), epoch, grades), rank, world, cfg.batch_size)
+        skip = step - epoch * steps_per_epoch
+        loader = DataLoader(ds, batch_sampler=batches[skip:], collate_fn=collate, num_workers=cfg.num_workers)
+        model.train()
+        for batch in loader:
+            if should_stop is not None and should_stop():
+                checkpoint()
+                yield TrainEvent("stopped", step, total, epoch, cfg.epochs, message=f"stopped; checkpoint {last}")
+                _finish_dist(distributed)
+                return
+            torch.manual_seed(cfg.seed * 7_919 + step)  # DropBlock and proposal sampling draw from it
+            if dropblock is not None:
+                dropblock.set_step(step)
+            if task.kind == "grade":
+                x, y = batch
+                losses = {"cross_entropy": loss_fn(train_model(x.to(device)), y.to(device))}
+            else:
+                images, targets = batch
+                images = [im.to(device) for im in images]
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                losses = train_model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise CellCounterError(f"training diverged at step {step} (loss {float(loss)}); lower the learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.grad_clip)
+            opt.step()
+            sched.step()
+            step += 1
+            rec = {"step": step, "epoch": epoch, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
+                   **{k: v.item() for k, v in losses.items()}}
+            history.append(rec)
+            rate = (time.time() - t0) / max(1, step - t0_step)
+            yield TrainEvent("step", step, total, epoch, cfg.epochs, {k: rec[k] for k in losses},
+                             rec["lr"], rate * (total - step), message="heads only" if frozen else "")
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                checkpoint()
+                yield TrainEvent("checkpoint", step, total, epoch, cfg.epochs, message=str(last))
+            if step >= total:
+                break
+        end_of_epoch = step % steps_per_epoch == 0 or step >= total
+        if end_of_epoch and is_main and split.val and (
+                (epoch + 1) % max(1, cfg.eval_every_epochs) == 0 or step >= total):
+            res = evaluate_model(model, card, split.val, device, cfg.count_threshold)
+            res.pop("_pairs")
+            res["step"] = step
+            evals.append(res)
+            score = res.get(BEST_METRIC[task.kind], float("nan"))
+            if not np.isnan(score) and score > best:
+                best = score
+                with atomic_open(ckpt_dir / "best.pt", "wb") as fh:
+                    torch.save(model.state_dict(), fh)
+            model.train()
+            yield TrainEvent("eval", step, total, epoch, cfg.epochs, metrics=res)
+        if distributed:
+            dist.barrier()
+        checkpoint()
+
+    if is_main:
+        model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0)
+        yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
+                         model_dir=str(model_dir), message=f"model written to {model_dir}")
+    if dropblock is not None:
+        dropblock.remove()
+    _finish_dist(distributed)
+
+
+def _finish_dist(distributed: bool) -> None:
+    if distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, seconds) -> Path:
+    from training.plots import save_plots
+
+    out = Path(cfg.out)
+    best_path = out / "checkpoints" / "best.pt"
+    final_eval = evals[-1] if evals else {}
+    if best_path.is_file():  # model selection on the validation score
+        model.load_state_dict(load_weights(best_path))
+        best_eval = max(evals, key=lambda e: _score(e, card.task))
+    else:
+        best_eval = final_eval
+    card.name = cfg.name or card.name
+    card.metrics = {"validation": {k: v for k, v in best_eval.items() if k != "_pairs"}, "selected_at_step":
+                    best_eval.get("step"), "validation_images": len(split.val)}
+    card.training = {
+        "recipe": cfg.recipe, "config": json.loads(cfg.to_json()), "seed": cfg.seed, "steps": len(history),
+        "seconds": round(seconds, 1), "hardware": _hardware(device), "initialisation": init_desc,
+        "train_images": [Path(p).name for p in split.train_names],
+        "val_images": [Path(p).name for p in split.val_names], "command": command_line(cfg),
+    }
+    model_dir = save_model(model.cpu(), card, out / "model", half=cfg.half)
+    if cfg.export_onnx:
+        from cellcounter.inference.export import export_onnx
+
+        export_onnx(model, card, model_dir / "model.onnx")
+    atomic_write_text(out / "history.json", json.dumps({"steps": history, "evals": evals}, indent=1))
+    pairs = evaluate_model(model, card, split.val, "cpu", cfg.count_threshold)["_pairs"] if split.val else None
+    save_plots(out, history, card, pairs)
+    return model_dir
+
+
+def _score(e: dict, task: str) -> float:
+    v = e.get(BEST_METRIC[get_task(task).kind], float("nan"))
+    return -math.inf if v is None or np.isnan(v) else v
+
+
+def command_line(cfg: TrainConfig) -> str:
+    """The ``cellcounter-train`` command that reproduces this run (settings that differ from the recipe)."""
+    from training.recipes import RECIPES
+
+    base = TrainConfig(**{**asdict(TrainConfig()), **RECIPES.get(cfg.recipe, {})})
+    parts = ["cellcounter-train"]
+    for k, v in asdict(cfg).items():
+        if k in ("resume",) or v == getattr(base, k):
+            continue
+        flag = "--" + k.replace("_", "-")
+        if isinstance(v, bool):
+            parts.append(flag if v else f"--no-{k.replace('_', '-')}")
+        elif isinstance(v, tuple):
+            parts.append(f"{flag} {','.join(str(x) for x in v)}")
+        else:
+            parts.append(f"{flag} {v}")
+    return " ".join(parts)
+
+
+def run_training(config: TrainConfig, should_stop: Callable[[], bool] | None = None,
+                 on_event: Callable[[TrainEvent], None] | None = None) -> TrainEvent:
+    """Run :func:`iter_training` to the end; returns the last event."""
+    last = TrainEvent("none")
+    for ev in iter_training(config, should_stop):
+        if on_event is not None:
+            on_event(ev)
+        last = ev
+    return last

@@ -1,0 +1,81 @@
+"""Named recipes: the training settings of the studies the product comes from, each piece switchable.
+
+A recipe only fills settings the user left at their defaults; anything set
+explicitly (a CLI flag, a field passed in code) wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cellcounter.errors import CellCounterError
+from cellcounter.models.config import BLOOD_ANCHOR_SCALES
+from training.config import TrainConfig
+
+_BLOOD_BASE: dict[str, Any] = {
+    "task": "blood", "backbone": "resnet18", "min_size": 480, "max_size": 640,
+    "focal_alpha": 0.25, "focal_gamma": 2.0, "prior_probability": 0.01, "frozen_bn": True,
+    "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+    "scheduler": "sgdr", "warmup_iters": 100, "sgdr_t0": 500, "sgdr_t_mult": 2, "sgdr_eta_min": 1e-5,
+    "hflip": 0.5, "vflip": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.02,
+    "batch_size": 4, "epochs": 30,
+}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Blood-cell study: RetinaNet with focal loss, an extra small anchor scale, frozen BN, SGDR,
+    # Mosaic, then GridMask, and DropBlock on P3.
+    "blood-detector": {**_BLOOD_BASE, "anchor_scales": BLOOD_ANCHOR_SCALES, "mosaic_p": 0.5, "gridmask_p": 0.5,
+                       "gridmask_ratio": 0.4, "gridmask_rotate": 45.0, "dropblock_level": "P3",
+                       "dropblock_size": 3, "dropblock_prob": 0.1},
+    # The same without the tricks, with RetinaNet's usual three scales: the ablation's baseline.
+    "blood-baseline": {**_BLOOD_BASE, "anchor_scales": (1.0, 2 ** (1 / 3), 2 ** (2 / 3))},
+    # Nuclei study: Mask R-CNN with small anchors, crops, multiples of 32, saturation jitter, flips,
+    # warmup then step decay, heads first then all layers.
+    "nuclei-maskrcnn": {
+        "task": "nuclei", "backbone": "resnet18", "min_size": 0, "max_size": 0, "anchor_sizes": (8, 16, 32, 64, 128),
+        "detections_per_img": 1000, "representation_size": 256, "random_crop": 256,
+        "multiscale": (224, 256, 288, 320), "saturation": 0.3, "brightness": 0.1, "contrast": 0.1, "hue": 0.0,
+        "hflip": 0.5, "vflip": 0.5, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+        "scheduler": "step", "warmup_iters": 100, "step_milestones": (0.7, 0.9), "step_gamma": 0.1,
+        "heads_only_epochs": 1, "batch_size": 2, "epochs": 20,
+    },
+    "leaves-maskrcnn": {
+        "task": "leaves", "data": "synthetic", "backbone": "resnet18", "min_size": 0, "max_size": 0,
+        "anchor_sizes": (8, 16, 32, 64, 128), "detections_per_img": 100, "representation_size": 256,
+        "saturation": 0.3, "hflip": 0.5, "vflip": 0.5, "optimizer": "sgd", "lr": 0.01, "scheduler": "step",
+        "warmup_iters": 100, "step_milestones": (0.7, 0.9), "heads_only_epochs": 1, "batch_size": 4, "epochs": 10,
+    },
+    # DR grading: class-weighted loss, resize + centre crop without distortion, rotations and flips,
+    # frozen-backbone feature extraction first when the backbone is pretrained.
+    "dr-grader": {
+        "task": "retinopathy", "backbone": "resnet18", "input_size": 384, "class_weighted_loss": True,
+        "rotate": 180.0, "hflip": 0.5, "vflip": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.05,
+        "hue": 0.0, "optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-4, "scheduler": "step",
+        "warmup_iters": 20, "step_milestones": (0.7, 0.9), "batch_size": 8, "epochs": 30,
+    },
+}
+
+DEFAULT_RECIPE = {"blood": "blood-detector", "nuclei": "nuclei-maskrcnn", "leaves": "leaves-maskrcnn",
+                  "retinopathy": "dr-grader"}
+
+
+def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
+    """``cfg`` with its recipe's settings filled in where not set explicitly.
+
+    ``explicit`` names the fields the user set; when ``None``, fields still at their
+    dataclass default count as not set.
+    """
+    name = cfg.recipe or DEFAULT_RECIPE.get(cfg.task, "")
+    if name not in RECIPES:
+        raise CellCounterError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
+    defaults = TrainConfig()
+    updates = {}
+    for key, value in RECIPES[name].items():
+        user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)
+        if not user_set:
+            updates[key] = value
+    out = dataclasses.replace(cfg, recipe=name, recipe_applied=True, **updates)
+    if name.startswith(("blood", "nuclei", "leaves", "dr")) and RECIPES[name]["task"] != out.task:
+        raise CellCounterError(f"recipe {name} is for task {RECIPES[name]['task']}, not {out.task}")
+    return out

@@ -1,0 +1,108 @@
+"""Building the model, optimiser and learning-rate schedule a training config asks for."""
+
+from __future__ import annotations
+
+from torch import nn, optim
+from torch.optim import lr_scheduler
+
+from cellcounter.errors import CellCounterError
+from cellcounter.models import DetectorConfig, GraderConfig, ModelCard, SegmenterConfig, build_model, load_model
+from cellcounter.models.config import TASK_KIND_TO_MODEL, ModelConfig, config_to_dict
+from cellcounter.models.pretrained import backbone_body, init_backbone_imagenet
+from cellcounter.tasks import get_task
+from training.config import TrainConfig
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    task = get_task(cfg.task)
+    kind = TASK_KIND_TO_MODEL[task.kind]
+    n = len(task.class_names)
+    if kind == "detector":
+        kw = {}
+        if cfg.anchor_sizes:
+            kw["anchor_sizes"] = tuple(cfg.anchor_sizes)
+        if cfg.anchor_scales:
+            kw["anchor_scales"] = tuple(cfg.anchor_scales)
+        if cfg.detections_per_img:
+            kw["detections_per_img"] = cfg.detections_per_img
+        return DetectorConfig(backbone=cfg.backbone, num_classes=n, focal_alpha=cfg.focal_alpha,
+                              focal_gamma=cfg.focal_gamma, prior_probability=cfg.prior_probability,
+                              min_size=cfg.min_size, max_size=cfg.max_size, fpn_channels=cfg.fpn_channels,
+                              frozen_bn=cfg.frozen_bn, **kw)
+    if kind == "segmenter":
+        kw = {"anchor_sizes": tuple(cfg.anchor_sizes)} if cfg.anchor_sizes else {}
+        if cfg.detections_per_img:
+            kw["detections_per_img"] = cfg.detections_per_img
+        return SegmenterConfig(backbone=cfg.backbone, num_classes=n, min_size=cfg.min_size, max_size=cfg.max_size,
+                               representation_size=cfg.representation_size, frozen_bn=cfg.frozen_bn, **kw)
+    return GraderConfig(backbone=cfg.backbone, num_classes=n, input_size=cfg.input_size)
+
+
+def build_for_training(cfg: TrainConfig) -> tuple[nn.Module, ModelCard, str | None, str]:
+    """The model to train, its card, the parent version (when fine-tuning) and what it was initialised from."""
+    task = get_task(cfg.task)
+    if cfg.init not in ("none", "imagenet", ""):
+        model, parent = load_model(cfg.init)
+        if parent.task != cfg.task or list(parent.class_names) != list(task.class_names):
+            raise CellCounterError(f"{cfg.init}: a model for {parent.task} with classes {parent.class_names} cannot "
+                                   f"be fine-tuned for {cfg.task} with classes {list(task.class_names)}")
+        card = ModelCard(cfg.name or parent.name, cfg.task, list(task.class_names), parent.architecture,
+                         version=_next_version(parent.version), parent=f"{parent.name}@{parent.version}",
+                         pretrained=parent.pretrained)
+        return model.train(), card, card.parent, f"fine-tuned from {card.parent}"
+    mcfg = model_config(cfg)
+    model = build_model(mcfg)
+    pretrained = "none (trained from scratch)"
+    if cfg.init == "imagenet":
+        init_backbone_imagenet(model, cfg.backbone, cfg.init_weights or None)
+        pretrained = f"ImageNet {cfg.backbone} backbone" + (f" from {cfg.init_weights}" if cfg.init_weights else "")
+    card = ModelCard(cfg.name or f"{cfg.task}-custom", cfg.task, list(task.class_names), config_to_dict(mcfg),
+                     pretrained=pretrained)
+    return model.train(), card, None, pretrained
+
+
+def _next_version(v: str) -> str:
+    try:
+        return str(int(v) + 1)
+    except ValueError:
+        return f"{v}.1"
+
+
+def trunk(model: nn.Module) -> nn.Module:
+    """What "heads only" freezes: the ResNet body (and FPN) of detectors and segmenters, the features of graders."""
+    return model.backbone if hasattr(model, "backbone") else backbone_body(model)
+
+
+def set_trunk_trainable(model: nn.Module, trainable: bool) -> None:
+    for p in trunk(model).parameters():
+        p.requires_grad_(trainable)
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
+    params = list(model.parameters())
+    if cfg.optimizer == "sgd":
+        return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adagrad":
+        return optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise CellCounterError(f"unknown optimizer {cfg.optimizer!r}: use sgd, adamw or adagrad")
+
+
+def make_scheduler(cfg: TrainConfig, opt: optim.Optimizer, total_steps: int) -> lr_scheduler.LRScheduler:
+    """Per-step schedule: linear warmup, then SGDR (cosine with warm restarts), step decay or constant."""
+    if cfg.scheduler == "sgdr":
+        main = lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=max(1, cfg.sgdr_t0), T_mult=max(1, cfg.sgdr_t_mult),
+                                                        eta_min=cfg.sgdr_eta_min)
+    elif cfg.scheduler == "step":
+        after = max(1, total_steps - cfg.warmup_iters)
+        main = lr_scheduler.MultiStepLR(opt, milestones=sorted({max(1, int(f * after)) for f in cfg.step_milestones}),
+                                        gamma=cfg.step_gamma)
+    elif cfg.scheduler == "constant":
+        main = lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    else:
+        raise CellCounterError(f"unknown scheduler {cfg.scheduler!r}: use sgdr, step or constant")
+    if cfg.warmup_iters <= 0:
+        return main
+    warm = lr_scheduler.LinearLR(opt, start_factor=1e-3, end_factor=1.0, total_iters=cfg.warmup_iters)
+    return lr_scheduler.SequentialLR(opt, [warm, main], milestones=[cfg.warmup_iters])
