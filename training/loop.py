@@ -164,6 +164,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
 
     step, best, history, evals = 0, -math.inf, [], []
+    last_pairs = None
     last = ckpt_dir / "last.pt"
     if cfg.resume:
         if not last.is_file():
@@ -241,10 +242,12 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         if end_of_epoch and is_main and split.val and (
                 (epoch + 1) % max(1, cfg.eval_every_epochs) == 0 or step >= total):
             res = evaluate_model(model, card, split.val, device, cfg.count_threshold)
-            res.pop("_pairs")
+            pairs = res.pop("_pairs")
             res["step"] = step
             evals.append(res)
             score = res.get(BEST_METRIC[task.kind], float("nan"))
+            if last_pairs is None or (not np.isnan(score) and score > best):
+                last_pairs = pairs  # kept for the plots of the model that will be written
             if not np.isnan(score) and score > best:
                 best = score
                 with atomic_open(ckpt_dir / "best.pt", "wb") as fh:
@@ -256,7 +259,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         checkpoint()
 
     if is_main:
-        model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0)
+        model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0,
+                                   last_pairs)
         yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
                          model_dir=str(model_dir), message=f"model written to {model_dir}")
     if dropblock is not None:
@@ -270,7 +274,7 @@ def _finish_dist(distributed: bool) -> None:
         dist.destroy_process_group()
 
 
-def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, seconds) -> Path:
+def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, seconds, pairs) -> Path:
     from training.plots import save_plots
 
     out = Path(cfg.out)
@@ -296,7 +300,6 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
 
         export_onnx(model, card, model_dir / "model.onnx")
     atomic_write_text(out / "history.json", json.dumps({"steps": history, "evals": evals}, indent=1))
-    pairs = evaluate_model(model, card, split.val, "cpu", cfg.count_threshold)["_pairs"] if split.val else None
     save_plots(out, history, card, pairs)
     return model_dir
 

@@ -1,0 +1,164 @@
+"""Each recipe trains for a few steps on small real images; checkpoints load, resume reproduces, DDP runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cellcounter.inference import Predictor
+from cellcounter.models import load_model
+from tests.conftest import REPO, data_dir
+from training import TrainConfig, apply_recipe, iter_training, run_training
+from training.cli import build_parser, config_from_args, main
+from training.config import TrainConfig as TC
+from training.seeds import run_seeds
+
+QUIET = dict(checkpoint_every=0, warmup_iters=2, num_workers=0)
+
+
+def tiny(task: str, tmp_path, **kw) -> TrainConfig:
+    base = {
+        "blood": dict(data=str(data_dir("bccd")), train_ids="train", val_ids="val", min_size=96, max_size=128,
+                      fpn_channels=32, limit_images=4, batch_size=2),
+        "nuclei": dict(data=str(data_dir("dsb2018-stained") / "stage1_train"), random_crop=96, multiscale=(96,),
+                       limit_images=3, batch_size=1, val_split=0.03, representation_size=32,
+                       detections_per_img=30),
+        "leaves": dict(data="synthetic", synthetic_train=3, synthetic_val=2, synthetic_size=96,
+                       representation_size=32, batch_size=1, detections_per_img=30),
+        "retinopathy": dict(data=str(data_dir("idrid")), input_size=64, limit_images=6, batch_size=3,
+                            val_split=0.05),
+    }[task]
+    cfg = TrainConfig(task=task, out=str(tmp_path / task), **{"epochs": 1, **base, **QUIET, **kw})
+    return apply_recipe(cfg, explicit=set(base) | set(QUIET) | set(kw) | {"task", "out", "epochs"})
+
+
+@pytest.mark.parametrize("task", ["blood", "nuclei", "leaves", "retinopathy"])
+def test_each_recipe_trains_and_writes_a_model_the_core_loads(task, tmp_path):
+    cfg = tiny(task, tmp_path, max_steps=2)
+    events = list(iter_training(cfg))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds.count("step") == 2 and kinds[-1] == "done"
+    assert all(np.isfinite(list(e.losses.values())).all() for e in events if e.kind == "step")
+    model_dir = tmp_path / task / "model"
+    model, card = load_model(model_dir)
+    assert card.task == task and card.training["recipe"] == cfg.recipe and card.training["command"].startswith(
+        "cellcounter-train")
+    assert card.pretrained.startswith("none")
+    assert json.loads((tmp_path / task / "config.json").read_text())["recipe"] == cfg.recipe
+    assert (tmp_path / task / "loss_lr.png").is_file()
+    rng = np.random.default_rng(0)
+    ann = Predictor.load(model_dir).predict((rng.random((96, 128, 3)) * 255).astype(np.uint8))
+    assert ann.task == task
+
+
+def _one_image_losses(cfg, steps):
+    cfg = dataclasses.replace(cfg, max_steps=steps, epochs=steps, limit_images=1, batch_size=1, hflip=0, vflip=0,
+                              brightness=0, contrast=0, saturation=0, hue=0, mosaic_p=0, gridmask_p=0,
+                              dropblock_level="", val_split=0.0, val_ids="", scheduler="constant", warmup_iters=0,
+                              random_crop=0, multiscale=(), rotate=0.0)
+    return [e.losses for e in iter_training(cfg) if e.kind == "step"]
+
+
+@pytest.mark.parametrize("task,lr", [("blood", 0.05), ("retinopathy", 1e-3)])
+def test_loss_decreases_on_a_repeated_batch(task, lr, tmp_path):
+    losses = _one_image_losses(tiny(task, tmp_path, lr=lr), 12)
+    total = [sum(x.values()) for x in losses]
+    assert np.mean(total[-3:]) < 0.9 * np.mean(total[:3]), total
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    full = tiny("blood", tmp_path / "a", max_steps=4, mosaic_p=0.5, gridmask_p=0.5, dropblock_level="P3",
+                epochs=2, limit_images=4, val_ids="", val_split=0.0)
+    run_training(full)
+    a = torch.load(tmp_path / "a" / "blood" / "checkpoints" / "last.pt", weights_only=True)["model"]
+
+    part = dataclasses.replace(full, out=str(tmp_path / "b" / "blood"))
+    seen = []
+    last = run_training(part, should_stop=lambda: len(seen) >= 3 or seen.append(1) is not None and False)
+    assert last.kind == "stopped"
+    ckpt = torch.load(tmp_path / "b" / "blood" / "checkpoints" / "last.pt", weights_only=True)
+    assert 0 < ckpt["step"] < 4
+    done = run_training(dataclasses.replace(part, resume=True))
+    assert done.kind == "done"
+    b = torch.load(tmp_path / "b" / "blood" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_heads_only_stage_freezes_the_backbone_then_trains_all(tmp_path):
+    cfg = tiny("retinopathy", tmp_path, epochs=2, heads_only_epochs=1, val_split=0.0)
+    events = [e for e in iter_training(cfg) if e.kind == "step"]
+    assert events[0].message == "heads only" and events[-1].message == ""
+
+
+def test_recipes_fill_only_what_the_user_did_not_set():
+    cfg = apply_recipe(TC(task="blood", lr=0.5))
+    assert cfg.recipe == "blood-detector" and cfg.lr == 0.5 and cfg.mosaic_p == 0.5 and cfg.scheduler == "sgdr"
+    args = build_parser().parse_args(["--task", "blood", "--mosaic-p", "0.0", "--anchor-scales", "1,2"])
+    cfg = config_from_args(args)
+    assert cfg.mosaic_p == 0.0 and cfg.anchor_scales == (1.0, 2.0) and cfg.gridmask_p == 0.5
+
+
+def test_every_config_field_is_a_cli_flag():
+    flags = {a.dest for a in build_parser()._actions}
+    fields = {f.name for f in dataclasses.fields(TC)} - {"recipe_applied"}
+    assert fields <= flags
+
+
+def test_cli_trains_and_prints_the_model(tmp_path, capsys):
+    rc = main(["--task", "retinopathy", "--data", str(data_dir("idrid")), "--out", str(tmp_path / "r"),
+               "--input-size", "64", "--limit-images", "4", "--epochs", "1", "--batch-size", "2",
+               "--val-split", "0.05", "--warmup-iters", "1", "--export-onnx", "--quiet"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["model"].endswith("model") and "accuracy" in out["metrics"]
+    assert (tmp_path / "r" / "model" / "model.onnx").is_file() and (tmp_path / "r" / "confusion.png").is_file()
+    assert main(["--task", "retinopathy", "--data", "/nonexistent", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_seeds_report_mean_and_std(tmp_path):
+    cfg = tiny("retinopathy", tmp_path, max_steps=1)
+    summary = run_seeds(cfg, [0, 1])
+    assert set(summary["per_seed"]) == {0, 1} and "accuracy" in summary["mean"] and "accuracy" in summary["std"]
+    assert (tmp_path / "retinopathy" / "seeds_summary.json").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_processes_with_gloo(tmp_path):
+    cfg = tiny("retinopathy", tmp_path, max_steps=2, val_split=0.0, limit_images=4, batch_size=1, lr=1e-2)
+    (tmp_path / "cfg.json").write_text(cfg.to_json())
+    code = (
+        "import sys, json, torch\n"
+        "from training import TrainConfig, run_training\n"
+        "cfg = TrainConfig.load(sys.argv[1])\n"
+        "last = run_training(cfg)\n"
+        "print('RESULT', last.kind, last.step)\n"
+    )
+    port = _free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+               "RANK": str(rank), "LOCAL_RANK": str(rank), "GLOO_SOCKET_IFNAME": "lo"}
+        procs.append(subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cfg.json")], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "RESULT done 2" in outs[0][0]
+    # with 4 images over 2 ranks and batch 1, each epoch is 2 steps: both ranks agree on the step count
+    assert "RESULT" in outs[1][0]
+    model, card = load_model(tmp_path / "retinopathy" / "model")
+    assert card.training["steps"] == 2
