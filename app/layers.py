@@ -32,7 +32,10 @@ def class_colours(class_names: tuple[str, ...]) -> dict[str, str]:
 
 def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray) -> pd.DataFrame:
     cat = pd.Categorical([ann.class_names[int(c)] for c in classes], categories=list(ann.class_names))
-    data = {"class": cat, "origin": pd.Series([Origin(int(o)).name.lower() for o in origins], dtype=object)}
+    # uid: the object's index when the layer was filled; -1 for objects the user adds. It lets an edit
+    # of a model's object be told apart from a new one (provenance: corrected vs human).
+    data = {"class": cat, "origin": pd.Series([Origin(int(o)).name.lower() for o in origins], dtype=object),
+            "uid": np.arange(len(classes), dtype=np.int64)}
     if scores is not None:
         data["score"] = np.asarray(scores, dtype=float)
     return pd.DataFrame(data)
@@ -51,7 +54,7 @@ def boxes_layer_data(ann: ImageAnnotation) -> tuple:
         "face_color": "transparent",
         "edge_width": 2,
         "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human",
-                             "score": np.nan},
+                             "score": np.nan, "uid": -1},
     }
     return list(xyxy_to_napari_rectangles(ann.boxes.xyxy)), kwargs, "shapes"
 
@@ -65,7 +68,7 @@ def points_layer_data(ann: ImageAnnotation) -> tuple:
         "face_color": "class",
         "face_color_cycle": [colours[n] for n in ann.class_names],
         "size": 10,
-        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human"},
+        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "uid": -1},
     }
     return ann.points.rc.copy(), kwargs, "points"
 
@@ -95,15 +98,35 @@ def _origins_from(features: pd.DataFrame, n: int) -> np.ndarray:
     return np.array([Origin[str(o).upper()] for o in features["origin"]], dtype=np.uint8)
 
 
+def _corrected(features: pd.DataFrame, n: int, xyxy: np.ndarray, classes: np.ndarray, origins: np.ndarray,
+               before: Boxes | None) -> np.ndarray:
+    """Model boxes whose position, size or class differs from when the layer was filled become corrected."""
+    if before is None or n == 0 or "uid" not in features:
+        return origins
+    uid = features["uid"].to_numpy(np.int64)
+    out = origins.copy()
+    for i in np.nonzero((origins == Origin.MODEL) & (uid >= 0) & (uid < len(before)))[0]:
+        j = uid[i]
+        if classes[i] != before.classes[j] or not np.allclose(xyxy[i], before.xyxy[j], atol=0.5):
+            out[i] = Origin.CORRECTED
+    return out
+
+
 def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, points=None) -> ImageAnnotation:
-    """The annotation as the user left it in the layers (image, class names and size from ``template``)."""
+    """The annotation as the user left it in the layers (image, class names and size from ``template``).
+
+    ``template`` is the annotation the layers were filled from: model boxes changed since then are
+    marked corrected; objects the user added are human.
+    """
     names = template.class_names
     boxes = Boxes()
     if shapes is not None and len(shapes.data):
         n = len(shapes.data)
         scores = shapes.features["score"].to_numpy(float) if "score" in shapes.features else None
-        boxes = Boxes(napari_rectangles_to_xyxy(shapes.data), _classes_from(shapes.features, n, names), scores,
-                      _origins_from(shapes.features, n))
+        xyxy = napari_rectangles_to_xyxy(shapes.data)
+        classes = _classes_from(shapes.features, n, names)
+        origins = _corrected(shapes.features, n, xyxy, classes, _origins_from(shapes.features, n), template.boxes)
+        boxes = Boxes(xyxy, classes, scores, origins)
     pts = Points()
     if points is not None and len(points.data):
         n = len(points.data)
@@ -114,13 +137,20 @@ def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, 
         lab = np.asarray(labels.data).astype(np.int32)
         old = template.masks
         if old is not None:
-            keep = np.isin(old.ids, np.unique(lab))
+            present = np.unique(lab)
+            keep = np.isin(old.ids, present)
             kept = old.subset(keep) if not keep.all() else old
-            new_ids = np.setdiff1d(np.unique(lab), np.concatenate([[0], kept.ids]))
+            new_ids = np.setdiff1d(present, np.concatenate([[0], kept.ids]))
+            origins = kept.origins.copy()
+            if len(kept):  # a model instance whose pixels the user changed is a corrected one
+                n = int(max(lab.max(), old.label_image.max())) + 1
+                before = np.bincount(old.label_image.ravel(), minlength=n)[kept.ids]
+                after = np.bincount(lab.ravel(), minlength=n)[kept.ids]
+                origins[(origins == Origin.MODEL) & (before != after)] = Origin.CORRECTED
             masks = InstanceMasks(
                 lab, np.concatenate([kept.ids, new_ids]), np.concatenate([kept.classes, np.zeros(len(new_ids), int)]),
                 np.concatenate([kept.scores, np.full(len(new_ids), np.nan)]),
-                np.concatenate([kept.origins, np.full(len(new_ids), Origin.HUMAN, np.uint8)]),
+                np.concatenate([origins, np.full(len(new_ids), Origin.HUMAN, np.uint8)]),
             )
         else:
             masks = InstanceMasks(lab)

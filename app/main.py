@@ -1,58 +1,101 @@
-"""``cellcounter-app``: open images with their labels in napari, with live per-class counts.
+"""``cellcounter-app``: open images, folders or projects for prediction, correction, counting and review.
 
-``--selftest`` opens the bundled sample, writes a screenshot and prints a one-line
-JSON summary, for installers and machines without a display.
+``--selftest`` opens the bundled blood sample offscreen, predicts it with the
+bundled model through torch and ONNX Runtime, writes a screenshot and prints
+a one-line JSON summary, for installers and machines without a display.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cellcounter-app", description="Open an image and its labels for counting.")
-    p.add_argument("image", nargs="?", help="image to open (default: the bundled blood-smear sample)")
-    p.add_argument("--task", help="task whose class names to use (blood, nuclei, leaves, retinopathy)")
+    p = argparse.ArgumentParser(prog="cellcounter-app",
+                                description="Open an image, a folder or a project (.ccproj) for counting.")
+    p.add_argument("path", nargs="?", help="image, folder or project (default: the bundled blood-smear sample)")
+    p.add_argument("--task", choices=["blood", "nuclei", "leaves", "retinopathy"])
     p.add_argument("--selftest", action="store_true",
-                   help="open the sample, take a screenshot, print a JSON summary and exit")
+                   help="open the sample, predict it, take a screenshot, print a JSON summary and exit")
     p.add_argument("--screenshot", type=Path, help="where --selftest writes its screenshot")
+    p.add_argument("--model", default="blood-default", help="model for --selftest (default: blood-default)")
     return p
+
+
+def selftest(window, model_name: str, shot: Path) -> dict:
+    from qtpy.QtWidgets import QApplication
+
+    from cellcounter.inference import Predictor, TiledPredictor
+    from cellcounter.imageio import read_image
+    from cellcounter.models.card import resolve_model
+
+    session = window.session
+    summary: dict = {"task": session.saved.task, "image": Path(session.saved.image_path).name, "model": None}
+    try:
+        resolve_model(model_name)
+    except Exception as exc:
+        summary["model_error"] = str(exc)
+    else:
+        image = read_image(session.saved.image_path)
+        summary["backends"] = {}
+        for backend in ("onnx", "torch"):
+            predictor = Predictor.load(model_name, backend)
+            ann = TiledPredictor(predictor).predict_array(image, session.saved.image_path)
+            summary["model"] = predictor.model_version
+            summary["backends"][backend] = {"runs_on": predictor.backend.description,
+                                            "counts": ann.counts(score_threshold=0.5)}
+            window.controller.predicted(session.current_id, ann, predictor.model_version)
+        window.review.threshold.setValue(50)
+    QApplication.processEvents()
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    window.viewer.screenshot(str(shot), canvas_only=False)
+    summary["counts"] = window.controller.current().counts(score_threshold=0.5)
+    summary["screenshot"] = str(shot)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import napari
 
-    from app.viewer import SAMPLES, CountsWidget, open_image_with_labels
+    from app.session import Session
+    from app.window import SAMPLES, CellCounterWindow
+    from cellcounter.errors import CellCounterError
 
-    image = Path(args.image) if args.image else SAMPLES["blood"]
-    viewer = napari.Viewer(title="cellcounter", show=True)
-    counts = CountsWidget(viewer)
-    viewer.window.add_dock_widget(counts, name="Counts", area="right")
+    path = Path(args.path) if args.path else SAMPLES["blood"]
+    task = args.task or (None if args.path else "blood")
+    tmp = None
+    if args.selftest:  # leave no project behind: the self-test writes only to a temporary folder
+        tmp = tempfile.TemporaryDirectory(prefix="cellcounter-selftest-")
+        os.environ["CELLCOUNTER_PROJECTS"] = tmp.name
     try:
-        ann = open_image_with_labels(viewer, image, args.task)
-    except Exception as exc:  # shown to the user, not a traceback
+        session, first = Session.open_path(path, task)
+    except CellCounterError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        viewer.close()
         return 2
-    counts.attach(ann)
+    viewer = napari.Viewer(title="cellcounter", show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    window = CellCounterWindow(viewer, session, task or "blood")
+    window.show_image(first)
     if args.selftest:
-        from qtpy.QtWidgets import QApplication
-
-        QApplication.processEvents()
-        shot = args.screenshot or Path("cellcounter-selftest.png")
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(shot), canvas_only=False)
-        summary = {"task": ann.task, "model": None, "labels": "stored labels", "image": image.name,
-                   "counts": counts.counts(), "screenshot": str(shot)}
-        viewer.close()
+        try:
+            summary = selftest(window, args.model, args.screenshot or Path("cellcounter-selftest.png"))
+        finally:
+            window.controller.flush()
+            window.session.close()
+            viewer.close()
+            tmp.cleanup()
         print(json.dumps(summary))
         return 0
     napari.run()
+    window.controller.flush()
+    window.session.close()
     return 0
 
 

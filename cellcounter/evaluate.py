@@ -16,11 +16,28 @@ from cellcounter.tasks import get_task
 
 
 def split_ids(data: Path, split: str) -> set[str]:
-    """Image ids of a named split: ``<split>.txt`` in the data folder or in ``ImageSets/Main``."""
+    """Image ids of a split: a path to a list file, or ``<split>.txt`` in the data folder or ``ImageSets/Main``.
+
+    An id is an image's file stem, or ``<split>/<stem>`` where a data set reuses stems across its own
+    splits (IDRiD's training and testing sets both start at IDRiD_001).
+    """
+    if Path(split).suffix == ".txt" and Path(split).is_file():
+        return {line.strip() for line in Path(split).read_text().splitlines() if line.strip()}
     for cand in (data / f"{split}.txt", data / "ImageSets" / "Main" / f"{split}.txt"):
         if cand.is_file():
             return {line.strip() for line in cand.read_text().splitlines() if line.strip()}
     raise FormatError(data, f"no split file {split}.txt (looked in the folder and in ImageSets/Main)")
+
+
+def image_id(ann: ImageAnnotation) -> str:
+    """``<split>/<stem>`` when the reader recorded a split, else the stem."""
+    split = ann.attributes.get("split")
+    return f"{split}/{ann.stem}" if split else ann.stem
+
+
+def select_ids(anns: Sequence[ImageAnnotation], ids: set[str]) -> list[ImageAnnotation]:
+    """The annotations whose stem or ``<split>/<stem>`` is listed."""
+    return [a for a in anns if image_id(a) in ids or a.stem in ids]
 
 
 def evaluate_annotations(task: str, gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation],

@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
-from cellcounter.evaluate import split_ids
+from cellcounter.evaluate import select_ids, split_ids
 from cellcounter.formats import read_labels
 from cellcounter.imageio import read_image
 from cellcounter.inference.preprocess import to_float_rgb
@@ -85,8 +85,7 @@ def load_split(cfg: TrainConfig) -> Split:
     anns.sort(key=lambda a: a.image_path)
     max_side = int(cfg.input_size * 1.25) if task.kind == "grade" else 0
     if cfg.train_ids:
-        ids = split_ids(data, cfg.train_ids)
-        train = [a for a in anns if a.stem in ids]
+        train = select_ids(anns, split_ids(data, cfg.train_ids))
     else:
         train = anns
     if cfg.val:
@@ -94,8 +93,7 @@ def load_split(cfg: TrainConfig) -> Split:
             warnings.simplefilter("ignore")
             val = [a for a in read_labels(Path(cfg.val), None, task.class_names) if Path(a.image_path).is_file()]
     elif cfg.val_ids:
-        ids = split_ids(data, cfg.val_ids)
-        val = [a for a in anns if a.stem in ids]
+        val = select_ids(anns, split_ids(data, cfg.val_ids))
     else:
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(len(train))

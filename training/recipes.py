@@ -75,6 +75,13 @@ def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
         user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)
         if not user_set:
             updates[key] = value
+    # Frozen BatchNorm and a heads-only first stage only make sense over trained weights: a network
+    # trained from scratch needs its normalisation statistics learnt and its trunk trained from step one.
+    from_scratch = (cfg.init or "none") == "none"
+    for key, off in (("frozen_bn", False), ("heads_only_epochs", 0)):
+        user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)
+        if from_scratch and not user_set:
+            updates[key] = off
     out = dataclasses.replace(cfg, recipe=name, recipe_applied=True, **updates)
     if name.startswith(("blood", "nuclei", "leaves", "dr")) and RECIPES[name]["task"] != out.task:
         raise CellCounterError(f"recipe {name} is for task {RECIPES[name]['task']}, not {out.task}")

@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--task", required=True, choices=list(TASKS))
     v.add_argument("--model", required=True)
     v.add_argument("--data", required=True, type=Path, help="labelled folder or file in any readable layout")
-    v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val)")
+    v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val), or in a "
+                                   "given .txt file (ids are stems, or split/stem for IDRiD)")
     v.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     v.add_argument("--device", default="auto")
     v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
@@ -123,13 +124,12 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cellcounter.evaluate import evaluate_annotations, predict_all, split_ids
+    from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
     from cellcounter.inference import Predictor
 
     gts = read_labels(args.data, None, TASKS[args.task].class_names)
     if args.split:
-        ids = split_ids(args.data, args.split)
-        gts = [g for g in gts if g.stem in ids]
+        gts = select_ids(gts, split_ids(args.data, args.split))
     predictor = Predictor.load(args.model, args.backend, args.device)
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():

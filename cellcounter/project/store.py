@@ -304,6 +304,31 @@ class Project:
                      new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
         return changed
 
+    def model_counts(self, image_id: int) -> dict[str, int] | None:
+        """Per-class counts of the latest model prediction saved for the image (``None`` if never predicted).
+
+        Read from the history, so it survives every later correction: the counts table's "model" column.
+        """
+        names = self.load(image_id).class_names
+        row = self._conn.execute(
+            "SELECT kind, after FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND kind IN "
+            "('boxes', 'masks', 'points') ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
+        if row is None:
+            return None
+        kind, blob = row
+        if kind == "masks":
+            d = ser.unpack(blob)
+            classes = d["after_classes"] if bool(d["after_present"][0]) else []
+        elif kind == "boxes":
+            classes = ser.blob_boxes(blob).classes
+        else:
+            classes = ser.blob_points(blob).classes
+        counts = {n: 0 for n in names}
+        for c in classes:
+            if 0 <= int(c) < len(names):
+                counts[names[int(c)]] += 1
+        return counts
+
     def set_review(self, image_id: int, status: ReviewStatus | str) -> None:
         status = ReviewStatus(status)
         conn = self._write()

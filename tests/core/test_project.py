@@ -252,3 +252,15 @@ def test_labels_of_the_wrong_size_are_refused_and_nothing_is_saved(project, tmp_
     with pytest.raises(ProjectError, match="100x48 image but the image is 64x48"):
         proj.save(image_id, wrong)
     assert len(proj.history()) == n_events and proj.load(image_id).equals(ann)
+
+
+def test_model_counts_survive_corrections(project):
+    proj, image_id, ann = project
+    model_ann = proj.load(image_id)
+    model_ann.boxes = Boxes(np.array([[0, 0, 5, 5]] * 3), [0, 0, 2], [0.9, 0.8, 0.7], [Origin.MODEL] * 3)
+    proj.save(image_id, model_ann, origin="model:blood@1")
+    corrected = proj.load(image_id)
+    corrected.boxes = corrected.boxes.subset(np.array([True, False, True]))
+    proj.save(image_id, corrected)
+    assert proj.model_counts(image_id) == {"RBC": 2, "WBC": 0, "Platelets": 1}
+    assert proj.load(image_id).counts("boxes") == {"RBC": 1, "WBC": 0, "Platelets": 1}

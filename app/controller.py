@@ -1,0 +1,267 @@
+"""Binds a napari viewer to a :class:`Session`: shows an image's labels as layers, saves every edit.
+
+Edits reach the project a short moment after they happen (debounced, so a drag
+is one edit, not a hundred); undo and redo refill the layers from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from app.layers import BOXES, MASKS, POINTS, annotation_from_layers, annotation_layers
+from app.session import Session
+from cellcounter.annotations import Boxes, ImageAnnotation, Origin
+from cellcounter.imageio import open_image
+
+DEBOUNCE_MS = 250
+
+
+class LayerController(QObject):
+    """Everything the widgets do to the current image goes through here."""
+
+    changed = Signal()  # labels of the current image changed (counts, review panel listen)
+    image_changed = Signal()
+
+    def __init__(self, viewer, session: Session) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.session = session
+        self.score_threshold = 0.0
+        self.hidden: Boxes = Boxes()  # model boxes below the threshold: kept, not shown
+        self._muted = False
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.commit)
+        self.image_layer_name = ""
+
+    # --- showing ---------------------------------------------------------------
+
+    def show(self, image_id: int) -> ImageAnnotation:
+        self.flush()
+        ann = self.session.load(image_id)
+        with open_image(ann.image_path) as src:
+            pixels = self._display_pixels(src)
+        self._muted = True
+        try:
+            for layer in list(self.viewer.layers):
+                self.viewer.layers.remove(layer)
+            rgb = pixels[0].ndim == 3 and pixels[0].shape[-1] == 3
+            self.image_layer_name = Path(ann.image_path).name
+            self.viewer.add_image(pixels if len(pixels) > 1 else pixels[0], name=self.image_layer_name, rgb=rgb,
+                                  multiscale=len(pixels) > 1)
+            self._fill(ann)
+            self.viewer.reset_view()
+            self.viewer.title = f"cellcounter - {self.image_layer_name}"
+        finally:
+            self._muted = False
+        self.image_changed.emit()
+        self.changed.emit()
+        return ann
+
+    @staticmethod
+    def _display_pixels(src) -> list:
+        """The image, or a pyramid of lazily read levels for huge images (smooth panning)."""
+        if not src.lazy:
+            return [src.read()]
+        levels = [src._array]
+        h, w = src.height, src.width
+        step = 1
+        while max(h, w) // step > 2048:
+            step *= 2
+            levels.append(src._array[::step, ::step])
+        return levels
+
+    def _fill(self, ann: ImageAnnotation) -> None:
+        shown = ann.boxes.above(self.score_threshold) | (ann.boxes.origins != Origin.MODEL)
+        self.hidden = ann.boxes.subset(~shown)
+        visible = ImageAnnotation(ann.image_path, ann.width, ann.height, ann.class_names, task=ann.task,
+                                  boxes=ann.boxes.subset(shown), masks=ann.masks, points=ann.points, grade=ann.grade)
+        for name in (BOXES, MASKS, POINTS):
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+        for data, kwargs, kind in annotation_layers(visible):
+            if kind == "labels" and ann.masks is None:
+                continue
+            layer = getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+            if kind == "labels":
+                layer.events.paint.connect(self._edited)
+                layer.events.data.connect(self._edited)
+            else:
+                layer.events.data.connect(self._edited)
+                layer.events.features.connect(self._edited)
+        self._template = visible
+        if POINTS in self.viewer.layers:
+            self._number_points()
+
+    def _number_points(self) -> None:
+        pts = self.viewer.layers[POINTS]
+        if len(pts.data) and "class" in pts.features:
+            cls = pts.features["class"].astype(str).to_numpy()
+            num = np.zeros(len(cls), dtype=np.int64)
+            for c in set(cls):
+                sel = cls == c
+                num[sel] = np.arange(1, sel.sum() + 1)
+            pts.features["num"] = num
+            pts.text = {"string": "{num}", "size": 8, "color": "white", "anchor": "upper_left"}
+
+    # --- editing -----------------------------------------------------------------
+
+    def _edited(self, *_args) -> None:
+        if not self._muted:
+            self._timer.start()
+
+    def flush(self) -> None:
+        """Commit a pending edit now (before switching images, exporting or closing)."""
+        if self._timer.isActive():
+            self._timer.stop()
+            self.commit()
+
+    def current(self) -> ImageAnnotation | None:
+        if self.session.saved is None:
+            return None
+        layers = self.viewer.layers
+        ann = annotation_from_layers(
+            self._template,
+            shapes=layers[BOXES] if BOXES in layers else None,
+            labels=layers[MASKS] if MASKS in layers else None,
+            points=layers[POINTS] if POINTS in layers else None,
+        )
+        if len(self.hidden):
+            ann.boxes = ann.boxes.concat(self.hidden)
+        ann.review = self.session.saved.review
+        return ann
+
+    def commit(self) -> list[str]:
+        ann = self.current()
+        if ann is None:
+            return []
+        changed = self.session.commit(ann)
+        if changed:
+            self._refresh_template()
+            if POINTS in self.viewer.layers:
+                self._number_points()
+            self.changed.emit()
+        return changed
+
+    def _refresh_template(self) -> None:
+        """After a save the layers hold exactly the saved objects: renumber uids to match."""
+        self._muted = True
+        try:
+            shown = self.session.saved.boxes.subset(np.arange(len(self.session.saved.boxes)) <
+                                                    len(self.session.saved.boxes) - len(self.hidden))
+            self._template = ImageAnnotation(
+                self.session.saved.image_path, self.session.saved.width, self.session.saved.height,
+                self.session.saved.class_names, task=self.session.saved.task, boxes=shown,
+                masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade)
+            for name in (BOXES, POINTS):
+                if name in self.viewer.layers:
+                    layer = self.viewer.layers[name]
+                    if len(layer.data):
+                        layer.features["uid"] = np.arange(len(layer.data))
+                        if name == BOXES:
+                            layer.features["origin"] = [Origin(int(o)).name.lower() for o in shown.origins]
+        finally:
+            self._muted = False
+
+    def apply(self, ann: ImageAnnotation) -> None:
+        """Refill the layers from an annotation (after undo/redo or a prediction)."""
+        self._muted = True
+        try:
+            self._fill(ann)
+        finally:
+            self._muted = False
+        self.changed.emit()
+
+    def undo(self) -> bool:
+        self.flush()
+        ann = self.session.undo()
+        if ann is not None:
+            self.apply(ann)
+        return ann is not None
+
+    def redo(self) -> bool:
+        self.flush()
+        ann = self.session.redo()
+        if ann is not None:
+            self.apply(ann)
+        return ann is not None
+
+    def set_threshold(self, value: float) -> None:
+        self.flush()
+        self.score_threshold = float(value)
+        if self.session.saved is not None:
+            self.apply(self.current())
+
+    def drop_hidden(self) -> int:
+        """Delete the model boxes below the threshold for good (one undoable edit)."""
+        n = len(self.hidden)
+        self.hidden = Boxes()
+        self.commit()
+        return n
+
+    def accept_shown(self) -> int:
+        """Mark the visible model boxes as checked by a person (origin corrected), and drop the hidden ones."""
+        shapes = self.viewer.layers[BOXES] if BOXES in self.viewer.layers else None
+        n = 0
+        if shapes is not None and len(shapes.data):
+            origins = shapes.features["origin"].astype(str).to_numpy()
+            n = int((origins == "model").sum())
+            shapes.features["origin"] = ["corrected" if o == "model" else o for o in origins]
+        self.hidden = Boxes()
+        self.commit()
+        return n
+
+    def relabel_selected(self, class_index: int) -> None:
+        """Set the class of the selected boxes (or the drawing class when none is selected)."""
+        names = self._template.class_names
+        if not 0 <= class_index < len(names):
+            return
+        name = names[class_index]
+        for lname in (BOXES, POINTS):
+            if lname not in self.viewer.layers:
+                continue
+            layer = self.viewer.layers[lname]
+            layer.feature_defaults["class"] = name
+            sel = sorted(layer.selected_data) if lname == BOXES else []
+            if sel:
+                feats = layer.features.copy()
+                feats.loc[sel, "class"] = name
+                layer.features = feats
+                if lname == BOXES:
+                    layer.refresh_colors(update_color_mapping=False)
+        self._edited()
+
+    def predicted(self, image_id: int, pred: ImageAnnotation, model_version: str) -> None:
+        """Store a prediction for an image (merged with its human labels); refresh the layers if it is shown."""
+        if image_id == self.session.current_id:
+            self.flush()
+        self.session.merge_prediction(image_id, pred, model_version)
+        if image_id == self.session.current_id:
+            self.apply(self.session.saved)
+
+    # --- masks ---------------------------------------------------------------------
+
+    def delete_instance(self, label: int) -> None:
+        self._edit_labels(lambda lab: np.where(lab == label, 0, lab))
+
+    def merge_instances(self, keep: int, other: int) -> None:
+        self._edit_labels(lambda lab: np.where(lab == other, keep, lab))
+
+    def new_instance_label(self) -> int:
+        layer = self.viewer.layers[MASKS]
+        layer.selected_label = int(np.asarray(layer.data).max()) + 1
+        return layer.selected_label
+
+    def _edit_labels(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        if MASKS not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[MASKS]
+        layer.data = fn(np.asarray(layer.data))
+        self._edited()
+
+

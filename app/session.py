@@ -1,0 +1,262 @@
+"""The labelling session behind the window: which project and image are open, saving, undo/redo, review queue.
+
+No widgets here: the window's controllers call it, and tests drive it directly.
+Every committed edit goes to the project store at once (crash-safe), and onto
+an undo stack per image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from platformdirs import user_data_dir
+
+from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.formats import detect_format, labels_for_image, read_labels
+from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.project import Project
+from cellcounter.tasks import TASKS
+
+UNDO_DEPTH = 100
+PROJECT_NAME = "cellcounter.ccproj"
+
+
+def default_project_path(folder: Path) -> Path:
+    """``folder/cellcounter.ccproj`` when the folder is writable, else one in the user's data folder."""
+    folder = folder.resolve()
+    resources = Path(__file__).resolve().parent.parent / "resources"
+    if os.access(folder, os.W_OK) and resources not in folder.parents and folder != resources:
+        return folder / PROJECT_NAME
+    key = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
+    base = Path(os.environ.get("CELLCOUNTER_PROJECTS") or Path(user_data_dir("cellcounter", appauthor=False)) / "projects")
+    return base / f"{folder.name}-{key}.ccproj"
+
+
+@dataclass
+class UndoStack:
+    done: list[ImageAnnotation] = field(default_factory=list)
+    undone: list[ImageAnnotation] = field(default_factory=list)
+
+
+class Session:
+    """An open project and the image being edited in it."""
+
+    def __init__(self, project: Project, task: str | None = None) -> None:
+        self.project = project
+        self.task = task
+        self.current_id: int | None = None
+        self.saved: ImageAnnotation | None = None  # the current image's labels as stored
+        self._undo: dict[int, UndoStack] = {}
+
+    # --- opening -------------------------------------------------------------
+
+    @classmethod
+    def open_path(cls, path: str | Path, task: str | None = None, user: str | None = None) -> tuple[Session, int]:
+        """Open an image, a folder or a project file; returns the session and the image to show first."""
+        path = Path(path)
+        if path.suffix == ".ccproj":
+            proj = Project.open(path, user=user)
+            session = cls(proj, task)
+            ids = [r.id for r in proj.images()]
+            if not ids:
+                raise CellCounterError(f"{path}: the project holds no images")
+            return session, ids[0]
+        folder = path if path.is_dir() else path.parent
+        proj_path = default_project_path(folder)
+        proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
+        session = cls(proj, task)
+        first = session.import_folder(folder) if path.is_dir() else session.import_image(path)
+        return session, first
+
+    def import_image(self, image: Path) -> int:
+        existing = self.project.find_image(image)
+        if existing is not None:
+            return existing
+        ann = labels_for_image(image, TASKS[self.task].class_names if self.task else None)
+        task = self.task or (ann.task if ann is not None else None)
+        image_id = self.project.add_image(image, task)
+        if ann is not None:
+            self.project.save(image_id, ann, origin="human")
+        return image_id
+
+    def import_folder(self, folder: Path) -> int:
+        """Add a folder's images (with labels from a known layout) and return the first image's id."""
+        try:
+            fmt = detect_format(folder)
+        except FormatError:
+            fmt = None
+        ids = []
+        if fmt is not None:
+            names = TASKS[self.task].class_names if self.task else None
+            for ann in read_labels(folder, fmt, names):
+                if not Path(ann.image_path).is_file():
+                    continue
+                existing = self.project.find_image(ann.image_path)
+                if existing is None:
+                    existing = self.project.add_image(ann.image_path, self.task or ann.task)
+                    self.project.save(existing, ann, origin="human")
+                ids.append(existing)
+        else:
+            for f in sorted(folder.rglob("*")):
+                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and "_mask" not in f.stem:
+                    ids.append(self.import_image(f))
+        if not ids:
+            raise CellCounterError(f"{folder}: no images found")
+        return ids[0]
+
+    # --- the current image -----------------------------------------------------
+
+    def load(self, image_id: int) -> ImageAnnotation:
+        self.current_id = image_id
+        self.saved = self.project.load(image_id)
+        if self.task and not self.saved.class_names:
+            self.saved.class_names = TASKS[self.task].class_names
+        if self.saved.review == ReviewStatus.UNREVIEWED:
+            self.project.set_review(image_id, ReviewStatus.IN_PROGRESS)
+            self.saved.review = ReviewStatus.IN_PROGRESS
+        return self.saved
+
+    def commit(self, ann: ImageAnnotation, origin: str = "human") -> list[str]:
+        """Save ``ann`` as the current image's labels; undoable. Returns the parts that changed."""
+        if self.current_id is None or self.saved is None:
+            raise CellCounterError("no image is open")
+        before = self.saved
+        changed = self.project.save(self.current_id, ann, origin=origin)
+        if changed:
+            stack = self._undo.setdefault(self.current_id, UndoStack())
+            stack.done.append(before)
+            del stack.done[:-UNDO_DEPTH]
+            stack.undone.clear()
+            self.saved = self.project.load(self.current_id)
+        return changed
+
+    def can_undo(self) -> bool:
+        return bool(self.current_id is not None and self._undo.get(self.current_id, UndoStack()).done)
+
+    def can_redo(self) -> bool:
+        return bool(self.current_id is not None and self._undo.get(self.current_id, UndoStack()).undone)
+
+    def undo(self) -> ImageAnnotation | None:
+        return self._step(back=True)
+
+    def redo(self) -> ImageAnnotation | None:
+        return self._step(back=False)
+
+    def _step(self, back: bool) -> ImageAnnotation | None:
+        stack = self._undo.get(self.current_id) if self.current_id is not None else None
+        if stack is None:
+            return None
+        source, target = (stack.done, stack.undone) if back else (stack.undone, stack.done)
+        if not source:
+            return None
+        state = source.pop()
+        target.append(self.saved)
+        self.project.save(self.current_id, state, origin="human")
+        if state.review != self.saved.review:
+            self.project.set_review(self.current_id, state.review)
+        self.saved = self.project.load(self.current_id)
+        return self.saved
+
+    def merge_prediction(self, image_id: int, pred: ImageAnnotation, model_version: str) -> None:
+        """Save a prediction: it replaces the model's earlier objects; human and corrected ones stay."""
+        saved = self.project.load(image_id)
+        merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
+                                 task=pred.task or saved.task, review=saved.review, model_version=model_version)
+        keep = saved.boxes.origins != Origin.MODEL
+        merged.boxes = saved.boxes.subset(keep).concat(pred.boxes)
+        merged.points = saved.points
+        merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks
+        human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
+        merged.grade = saved.grade if human_grade or pred.grade is None else pred.grade
+        if image_id == self.current_id and self.saved is not None:
+            before = self.saved
+            if self.project.save(image_id, merged, origin=f"model:{model_version}"):
+                stack = self._undo.setdefault(image_id, UndoStack())
+                stack.done.append(before)
+                stack.undone.clear()
+            self.saved = self.project.load(image_id)
+        else:
+            self.project.save(image_id, merged, origin=f"model:{model_version}")
+
+    def set_review(self, status: ReviewStatus | str) -> None:
+        if self.current_id is None or self.saved is None:
+            return
+        status = ReviewStatus(status)
+        if status == self.saved.review:
+            return
+        stack = self._undo.setdefault(self.current_id, UndoStack())
+        stack.done.append(self.saved)
+        stack.undone.clear()
+        self.project.set_review(self.current_id, status)
+        self.saved = self.project.load(self.current_id)
+
+    # --- the review queue ----------------------------------------------------
+
+    def queue(self, status: str | None = None, order: str = "added") -> list[int]:
+        """Image ids to review: optionally one status only; ``order="least-confident"`` puts images whose
+        model predictions are least certain first (mean score of predicted objects, grade probability)."""
+        recs = self.project.images(status or None)
+        ids = [r.id for r in recs]
+        if order == "least-confident":
+            ids.sort(key=self.confidence)
+        return ids
+
+    def confidence(self, image_id: int) -> float:
+        ann = self.project.load(image_id)
+        scores = [s for part in (ann.boxes.scores, ann.masks.scores if ann.masks is not None else np.zeros(0))
+                  for s in part[~np.isnan(part)]]
+        if ann.grade is not None and ann.grade.probabilities is not None:
+            scores.append(float(np.max(ann.grade.probabilities)))
+        return float(np.mean(scores)) if scores else 1.0
+
+    def neighbour(self, step: int, status: str | None = None, order: str = "added") -> int | None:
+        ids = self.queue(status, order)
+        if not ids:
+            return None
+        if self.current_id not in ids:
+            return ids[0]
+        return ids[(ids.index(self.current_id) + step) % len(ids)]
+
+    # --- counts ----------------------------------------------------------------
+
+    def count_rows(self, ann: ImageAnnotation, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
+        """``(class, model count, current count)`` for the current image."""
+        current = ann.counts(score_threshold=score_threshold)
+        model = self.project.model_counts(self.current_id) if self.current_id is not None else None
+        return [(name, (model or {}).get(name, 0), n) for name, n in current.items()]
+
+    def project_count_rows(self, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
+        totals: dict[str, list[int]] = {}
+        for rec in self.project.images():
+            ann = self.project.load(rec.id)
+            model = self.project.model_counts(rec.id) or {}
+            for name, n in ann.counts(score_threshold=score_threshold).items():
+                row = totals.setdefault(name, [0, 0])
+                row[0] += model.get(name, 0)
+                row[1] += n
+        return [(k, v[0], v[1]) for k, v in totals.items()]
+
+    def close(self) -> None:
+        self.project.close()
+
+
+def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMasks:
+    """Human and corrected instances stay on top; predicted ones fill the pixels left free."""
+    if saved is None or len(saved) == 0 or not (saved.origins != Origin.MODEL).any():
+        return pred
+    kept = saved.subset(saved.origins != Origin.MODEL).relabelled()
+    lab = kept.label_image.copy()
+    offset = int(lab.max())
+    p = pred.relabelled()
+    free = (lab == 0) & (p.label_image > 0)
+    lab[free] = p.label_image[free] + offset
+    ids = np.unique(lab[lab > 0])
+    pred_sel = ids[ids > offset] - offset - 1
+    return InstanceMasks(lab, ids, np.concatenate([kept.classes, p.classes[pred_sel]]),
+                         np.concatenate([kept.scores, p.scores[pred_sel]]),
+                         np.concatenate([kept.origins, p.origins[pred_sel]]))

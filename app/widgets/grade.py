@@ -1,0 +1,70 @@
+"""The grade of a fundus photo: the model's grade, its probabilities as bars, and the user's override."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from app.controller import LayerController
+from cellcounter.annotations import Grade, Origin
+from cellcounter.tasks import TASKS
+
+
+class GradePanel(QWidget):
+    def __init__(self, controller: LayerController) -> None:
+        super().__init__()
+        self.controller = controller
+        names = TASKS["retinopathy"].class_names
+        self.predicted = QLabel("no prediction")
+        self.bars = []
+        form = QFormLayout()
+        form.addRow("Model", self.predicted)
+        for i, name in enumerate(names):
+            bar = QProgressBar()
+            bar.setRange(0, 1000)
+            bar.setFormat(f"%p%")
+            self.bars.append(bar)
+            form.addRow(f"{i} {name}", bar)
+        self.override = QComboBox()
+        self.override.addItem("(none)", -1)
+        for i, name in enumerate(names):
+            self.override.addItem(f"{i} {name}", i)
+        form.addRow("Grade", self.override)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        self.override.activated.connect(self._set)
+        controller.changed.connect(self.refresh)
+        self._updating = False
+
+    def refresh(self, *_args) -> None:
+        ann = self.controller.session.saved
+        if ann is None:
+            return
+        self._updating = True
+        try:
+            g = ann.grade
+            probs = g.probabilities if g is not None and g.probabilities is not None else None
+            self.predicted.setText("no prediction" if probs is None else f"grade {int(probs.argmax())}")
+            for i, bar in enumerate(self.bars):
+                bar.setValue(0 if probs is None or i >= len(probs) else int(round(probs[i] * 1000)))
+            self.override.setCurrentIndex(0 if g is None else g.value + 1)
+        finally:
+            self._updating = False
+
+    def set_grade(self, value: int) -> None:
+        ann = self.controller.current()
+        if ann is None:
+            return
+        if value < 0:
+            ann.grade = None
+        else:
+            old = ann.grade
+            origin = Origin.CORRECTED if old is not None and old.origin == Origin.MODEL else Origin.HUMAN
+            if old is not None and old.value == value:
+                return
+            ann.grade = Grade(value, None if old is None else old.probabilities, origin)
+        self.controller.session.commit(ann)
+        self.controller.apply(self.controller.session.saved)
+
+    def _set(self, index: int) -> None:
+        if not self._updating:
+            self.set_grade(int(self.override.itemData(index)))

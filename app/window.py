@@ -1,0 +1,222 @@
+"""The cellcounter window: a napari viewer with the panels, menus and keyboard shortcuts of the app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from napari.layers import Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QFileDialog, QMessageBox
+
+from app.controller import LayerController
+from app.layers import BOXES, MASKS, POINTS
+from app.session import Session
+from app.widgets.counts import CountsPanel
+from app.widgets.grade import GradePanel
+from app.widgets.predict import PredictPanel
+from app.widgets.review import ReviewPanel
+from cellcounter.annotations import ReviewStatus
+from cellcounter.errors import CellCounterError
+from cellcounter.formats import write_labels
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+SAMPLES = {
+    "blood": RESOURCES / "samples" / "blood" / "BloodImage_00000.jpg",
+    "nuclei": next(iter(sorted((RESOURCES / "samples" / "nuclei").glob("*/images/*.png"))), None),
+}
+
+SHORTCUTS = [
+    ("1 ... 9", "class of the selected boxes, of new boxes and of click-count marks"),
+    ("Shift-C", "click-count mode on/off: a click adds a mark of the current class, a click on a mark removes it"),
+    ("R / S / Delete", "draw a box / select boxes / delete the selected ones (boxes layer)"),
+    ("Shift-R", "mark the image reviewed"),
+    ("Page Down / Page Up", "next / previous image in the review queue"),
+    ("Ctrl-Z / Ctrl-Shift-Z", "undo / redo (boxes, masks, points, grade, status)"),
+    ("Shift-D", "delete the selected mask instance"),
+    ("Shift-N", "new-instance brush: paint a new mask instance"),
+    ("Shift-M", "merge the instance under the picker into the selected one"),
+    ("Ctrl-Enter", "run the model on this image"),
+    ("F1", "this list"),
+]
+
+
+class CellCounterWindow:
+    """Owns the session, the controller and the panels of one napari viewer."""
+
+    def __init__(self, viewer, session: Session, task: str = "blood") -> None:
+        self.viewer = viewer
+        self.session = session
+        self.controller = LayerController(viewer, session)
+        self.counts = CountsPanel(self.controller)
+        self.predict = PredictPanel(self.controller, task)
+        self.review = ReviewPanel(self.controller)
+        self.grade = GradePanel(self.controller)
+        viewer.window.add_dock_widget(self.predict, name="Predict", area="right")
+        viewer.window.add_dock_widget(self.counts, name="Counts", area="right")
+        viewer.window.add_dock_widget(self.review, name="Review", area="right")
+        self.grade_dock = viewer.window.add_dock_widget(self.grade, name="Grade", area="right")
+        self.click_count = False
+        self._bind_keys()
+        self._menus()
+        self.controller.image_changed.connect(self._bind_layer_keys)
+        self.controller.changed.connect(self._bind_layer_keys)
+        viewer.mouse_drag_callbacks.append(self._click_count)
+
+    # --- opening -----------------------------------------------------------------
+
+    def show_image(self, image_id: int) -> None:
+        ann = self.controller.show(image_id)
+        self.grade_dock.setVisible(ann.task == "retinopathy")
+
+    def open_path(self, path: str | Path, task: str | None = None) -> None:
+        self.controller.flush()
+        try:
+            session, first = Session.open_path(path, task or self.session.task, self.session.project.user)
+        except CellCounterError as exc:
+            show_error(str(exc))
+            return
+        self.session.close()
+        self.session = session
+        self.controller.session = session
+        self.predict.refresh_models()
+        self.show_image(first)
+
+    def _menus(self) -> None:
+        menu = self.viewer.window.main_menu.addMenu("&Cellcounter")
+        menu.addAction("Open image...", lambda: self._ask_open("image"))
+        menu.addAction("Open folder...", lambda: self._ask_open("folder"))
+        menu.addAction("Open project...", lambda: self._ask_open("project"))
+        samples = menu.addMenu("Open sample")
+        for task, path in SAMPLES.items():
+            if path is not None and path.is_file():
+                samples.addAction(task, lambda p=path, t=task: self.open_path(p, t))
+        export = menu.addMenu("Export")
+        for fmt in ("coco", "voc", "label-tiff", "grade-csv", "counts-csv"):
+            export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))
+            export.addAction(f"Whole project as {fmt}...", lambda f=fmt: self.export(f, whole_project=True))
+        menu.addAction("Keyboard shortcuts", self.show_help)
+
+    def _ask_open(self, kind: str) -> None:
+        if kind == "folder":
+            path = QFileDialog.getExistingDirectory(None, "Open folder")
+        else:
+            flt = "Projects (*.ccproj)" if kind == "project" else "Images (*.png *.jpg *.jpeg *.tif *.tiff *.bmp)"
+            path, _ = QFileDialog.getOpenFileName(None, f"Open {kind}", "", flt)
+        if path:
+            self.open_path(path)
+
+    def export(self, fmt: str, whole_project: bool, dst: str | Path | None = None) -> list[Path]:
+        self.controller.flush()
+        if dst is None:
+            dst = QFileDialog.getExistingDirectory(None, f"Export as {fmt} into folder")
+            if not dst:
+                return []
+        ids = [r.id for r in self.session.project.images()] if whole_project else [self.session.current_id]
+        anns = self.session.project.annotations(ids)
+        try:
+            written = write_labels(anns, Path(dst), fmt)
+        except CellCounterError as exc:
+            show_error(str(exc))
+            return []
+        show_info(f"Exported {len(anns)} image(s) to {dst}")
+        return written
+
+    # --- keys ----------------------------------------------------------------------
+
+    def _bind_keys(self) -> None:
+        v = self.viewer
+
+        def bind(key, fn):
+            v.bind_key(key, lambda _v: fn(), overwrite=True)
+
+        bind("Shift-R", lambda: self.review.set_status(ReviewStatus.REVIEWED))
+        bind("PageDown", lambda: self.review.go(1))
+        bind("PageUp", lambda: self.review.go(-1))
+        bind("Control-Z", self.controller.undo)
+        bind("Control-Shift-Z", self.controller.redo)
+        bind("Control-Y", self.controller.redo)
+        bind("Shift-C", self.toggle_click_count)
+        bind("Shift-D", self._delete_instance)
+        bind("Shift-N", self._new_instance)
+        bind("Shift-M", self._merge_instance)
+        bind("Control-Enter", lambda: self.predict.start(False))
+        bind("F1", self.show_help)
+        # napari's own undo on label layers would bypass the project's history: route it here
+        Labels.bind_key("Control-Z", lambda _layer: self.controller.undo(), overwrite=True)
+        Labels.bind_key("Control-Shift-Z", lambda _layer: self.controller.redo(), overwrite=True)
+
+    def _bind_layer_keys(self, *_args) -> None:
+        """Number keys choose the class on our layers (napari uses them for tool modes elsewhere)."""
+        for name in (BOXES, POINTS, self.controller.image_layer_name):
+            if name and name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                for k in range(1, 10):
+                    layer.bind_key(str(k), lambda _l, i=k - 1: self.controller.relabel_selected(i), overwrite=True)
+
+    def toggle_click_count(self) -> None:
+        self.click_count = not self.click_count
+        if POINTS in self.viewer.layers:
+            pts = self.viewer.layers[POINTS]
+            self.viewer.layers.selection.active = pts
+            pts.mode = "pan_zoom"
+        show_info("Click-count mode " + ("on: click to add, click a mark to remove" if self.click_count else "off"))
+
+    def _click_count(self, viewer, event):
+        if not self.click_count or POINTS not in viewer.layers:
+            return
+        start = np.asarray(event.position)[-2:]
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            moved = True
+            yield
+        end = np.asarray(event.position)[-2:]
+        if moved and np.hypot(*(end - start)) > 3:
+            return  # a drag pans; only a click counts
+        self.toggle_mark(end)
+
+    def toggle_mark(self, rc) -> None:
+        """Remove the mark under ``rc`` or add one of the current class there."""
+        pts = self.viewer.layers[POINTS]
+        data = np.asarray(pts.data)
+        radius = float(np.max(pts.size)) / 2 if len(data) else 5.0
+        if len(data):
+            d = np.hypot(*(data[:, -2:] - np.asarray(rc)).T)
+            i = int(np.argmin(d))
+            if d[i] <= radius:
+                pts.selected_data = {i}
+                pts.remove_selected()
+                return
+        pts.add([list(rc)])
+
+    def _delete_instance(self) -> None:
+        if MASKS in self.viewer.layers:
+            self.controller.delete_instance(int(self.viewer.layers[MASKS].selected_label))
+
+    def _new_instance(self) -> None:
+        if MASKS in self.viewer.layers:
+            layer = self.viewer.layers[MASKS]
+            self.controller.new_instance_label()
+            layer.mode = "paint"
+            self.viewer.layers.selection.active = layer
+
+    def _merge_instance(self) -> None:
+        """Merge: the label last picked (picker tool) joins the one selected before it."""
+        if MASKS in self.viewer.layers:
+            layer = self.viewer.layers[MASKS]
+            keep = getattr(self, "_merge_target", None)
+            if keep is None or keep == layer.selected_label:
+                self._merge_target = int(layer.selected_label)
+                show_info(f"Merge: pick the instance to join into {self._merge_target}, then Shift-M again")
+                return
+            self.controller.merge_instances(keep, int(layer.selected_label))
+            self._merge_target = None
+
+    def show_help(self) -> None:
+        text = "\n".join(f"{k}: {d}" for k, d in SHORTCUTS)
+        box = QMessageBox(self.viewer.window._qt_window)
+        box.setWindowTitle("cellcounter shortcuts")
+        box.setText(text)
+        box.show()
+        self._help = box
