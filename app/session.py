@@ -23,15 +23,15 @@ from cellcounter.project import Project
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
-PROJECT_NAME = "cellcounter.ccproj"
 
 
 def default_project_path(folder: Path) -> Path:
-    """``folder/cellcounter.ccproj`` when the folder is writable, else one in the user's data folder."""
+    """Where the project of a plainly opened image or folder lives: the user's data folder, keyed by the folder.
+
+    Data folders are never written to unless the user opens or creates a ``.ccproj`` there:
+    they are often shared, read-only, or the original data of a study.
+    """
     folder = folder.resolve()
-    resources = Path(__file__).resolve().parent.parent / "resources"
-    if os.access(folder, os.W_OK) and resources not in folder.parents and folder != resources:
-        return folder / PROJECT_NAME
     key = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
     base = Path(os.environ.get("CELLCOUNTER_PROJECTS") or Path(user_data_dir("cellcounter", appauthor=False)) / "projects")
     return base / f"{folder.name}-{key}.ccproj"

@@ -187,8 +187,10 @@ class CellCounterWindow:
             if d[i] <= radius:
                 pts.selected_data = {i}
                 pts.remove_selected()
+                self.controller.flush()  # every click is its own undoable edit
                 return
         pts.add([list(rc)])
+        self.controller.flush()
 
     def _delete_instance(self) -> None:
         if MASKS in self.viewer.layers:

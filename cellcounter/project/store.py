@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellcounter.annotations import ImageAnnotation, ReviewStatus
+from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
@@ -205,7 +205,7 @@ class Project:
 
     def _abs(self, stored: str) -> Path:
         p = Path(stored)
-        return p if p.is_absolute() else (self.root / p)
+        return p if p.is_absolute() else Path(os.path.normpath(self.root / p))
 
     def add_image(self, image: str | Path, task: str | None = None) -> int:
         """Add an image (size, hash and pixel size read from it); returns its id. Adding it twice is a no-op."""
@@ -316,13 +316,14 @@ class Project:
         if row is None:
             return None
         kind, blob = row
+        # the saved state also holds the human objects kept beside the prediction: count the model's only
         if kind == "masks":
             d = ser.unpack(blob)
-            classes = d["after_classes"] if bool(d["after_present"][0]) else []
-        elif kind == "boxes":
-            classes = ser.blob_boxes(blob).classes
+            present = bool(d["after_present"][0])
+            classes = d["after_classes"][d["after_origins"] == Origin.MODEL] if present else []
         else:
-            classes = ser.blob_points(blob).classes
+            part = ser.blob_boxes(blob) if kind == "boxes" else ser.blob_points(blob)
+            classes = part.classes[part.origins == Origin.MODEL]
         counts = {n: 0 for n in names}
         for c in classes:
             if 0 <= int(c) < len(names):

