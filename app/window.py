@@ -16,6 +16,7 @@ from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
 from app.widgets.predict import PredictPanel
 from app.widgets.review import ReviewPanel
+from app.widgets.train import TrainPanel
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.formats import write_labels
@@ -52,10 +53,12 @@ class CellCounterWindow:
         self.predict = PredictPanel(self.controller, task)
         self.review = ReviewPanel(self.controller)
         self.grade = GradePanel(self.controller)
+        self.train = TrainPanel(self.controller, task)
         viewer.window.add_dock_widget(self.predict, name="Predict", area="right")
         viewer.window.add_dock_widget(self.counts, name="Counts", area="right")
         viewer.window.add_dock_widget(self.review, name="Review", area="right")
         self.grade_dock = viewer.window.add_dock_widget(self.grade, name="Grade", area="right")
+        viewer.window.add_dock_widget(self.train, name="Fine-tune", area="left")
         self.click_count = False
         self._bind_keys()
         self._menus()
@@ -80,6 +83,7 @@ class CellCounterWindow:
         self.session = session
         self.controller.session = session
         self.predict.refresh_models()
+        self.train.refresh_bases()
         self.show_image(first)
 
     def _menus(self) -> None:

@@ -187,6 +187,12 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             _save_checkpoint(last, model, opt, {"step": step, "best": best, "history": json.dumps(history),
                                                 "evals": json.dumps(evals), "config": cfg.to_json()})
 
+    before: dict = {}
+    if parent and is_main and split.val and not cfg.resume:  # the parent's score on the same validation images
+        before = evaluate_model(model, card, split.val, device, cfg.count_threshold)
+        before.pop("_pairs")
+        model.train()
+        yield TrainEvent("eval", 0, total, 0, cfg.epochs, metrics=before, message="before training (parent model)")
     yield TrainEvent("start", step, total, step // max(1, steps_per_epoch), cfg.epochs,
                      message=f"{len(split.train)} training and {len(split.val)} validation images; {init_desc}; "
                              f"{device}" + (f" x{world}" if distributed else ""))
@@ -259,6 +265,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         checkpoint()
 
     if is_main:
+        if before:
+            card.metrics["parent_validation"] = before
         model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0,
                                    last_pairs)
         yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
@@ -286,8 +294,9 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
     else:
         best_eval = final_eval
     card.name = cfg.name or card.name
-    card.metrics = {"validation": {k: v for k, v in best_eval.items() if k != "_pairs"}, "selected_at_step":
-                    best_eval.get("step"), "validation_images": len(split.val)}
+    card.metrics = {**{k: v for k, v in card.metrics.items() if k == "parent_validation"},
+                    "validation": {k: v for k, v in best_eval.items() if k != "_pairs"},
+                    "selected_at_step": best_eval.get("step"), "validation_images": len(split.val)}
     card.training = {
         "recipe": cfg.recipe, "config": json.loads(cfg.to_json()), "seed": cfg.seed, "steps": len(history),
         "seconds": round(seconds, 1), "hardware": _hardware(device), "initialisation": init_desc,

@@ -397,6 +397,12 @@ class Project:
         with _tx(conn):
             self._activate(conn, name, row[0])
 
+    def deactivate_models(self, task: str) -> None:
+        """No active model for ``task`` (predictions then use a bundled or chosen model)."""
+        conn = self._write()
+        with _tx(conn):
+            conn.execute("UPDATE models SET active = 0 WHERE task = ?", (task,))
+
     @staticmethod
     def _activate(conn, name: str, task: str) -> None:
         conn.execute("UPDATE models SET active = (name = ?) WHERE task = ?", (name, task))
