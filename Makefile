@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench sysdeps venv clean
+.PHONY: run test bench package selftest-package sysdeps venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,19 @@ test: $(STAMP) sysdeps
 	fi
 
 bench: $(STAMP) sysdeps
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/bench_*.py; do echo "== $$b"; \
+		if [ -n "$$DISPLAY" ] || ! command -v xvfb-run >/dev/null 2>&1; then $(PY) $$b || exit 1; \
+		else xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) $$b || exit 1; fi; done
+
+package: $(STAMP) sysdeps
+	$(PY) -m pip install --quiet -e '.[dev,package]'
+	$(PY) -m PyInstaller --noconfirm --log-level WARN pyinstaller.spec
+	@if [ "$$CELLCOUNTER_CPU_ONLY" = "1" ]; then touch dist/cellcounter/CPU_ONLY; fi
+	$(PY) scripts/archive.py
+
+# The built app must start and predict offline with an empty HOME (what CI checks after the tests).
+selftest-package:
+	@bash scripts/selftest-package.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

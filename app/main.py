@@ -62,6 +62,10 @@ def selftest(window, model_name: str, shot: Path) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from app.logs import log, setup_logging
+
+    setup_logging()
+    log.info("cellcounter-app starting: %s", " ".join(sys.argv))
     import napari
 
     from app.session import Session

@@ -65,6 +65,18 @@ def unify_class_names(anns: Sequence[ImageAnnotation], class_names: Sequence[str
         ann.class_names = tuple(target)
 
 
+def share_class_names(anns: list[ImageAnnotation], class_names: Sequence[str] | None) -> list[ImageAnnotation]:
+    """Give all images of a data set one class list (the task's when the names fit one) and that task."""
+    if class_names is None:
+        task, class_names = infer_class_names(n for a in anns for n in a.class_names)
+    else:
+        task = None
+    unify_class_names(anns, class_names)
+    for a in anns:
+        a.task = a.task or task
+    return anns
+
+
 def find_image(folder: Path, stem: str) -> Path | None:
     """The image file called ``stem`` with any known image suffix in ``folder``."""
     for suffix in IMAGE_SUFFIXES + tuple(s.upper() for s in IMAGE_SUFFIXES):

@@ -17,7 +17,7 @@ import tifffile
 from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
-from cellcounter.formats._common import find_image, infer_class_names, unify_class_names, unique_stems
+from cellcounter.formats._common import find_image, share_class_names, unique_stems
 from cellcounter.imageio import image_size
 
 LABEL_SUFFIXES = ("_labels", "_masks", "_label", "_mask")
@@ -45,14 +45,7 @@ def _image_stem(label_path: Path) -> str:
 
 def read_label_tiff(path: str | Path, class_names: Sequence[str] | None = None) -> list[ImageAnnotation]:
     anns = [read_label_tiff_file(f) for f in label_tiff_files(Path(path))]
-    if class_names is None:
-        task, class_names = infer_class_names(n for a in anns for n in a.class_names)
-    else:
-        task = None
-    unify_class_names(anns, class_names)
-    for a in anns:
-        a.task = a.task or task
-    return anns
+    return share_class_names(anns, class_names)
 
 
 def read_label_tiff_file(path: Path) -> ImageAnnotation:

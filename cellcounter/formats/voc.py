@@ -17,15 +17,7 @@ import numpy as np
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_bytes
-from cellcounter.formats._common import (
-    find_image,
-    format_number,
-    infer_class_names,
-    parse_xml,
-    unify_class_names,
-    unique_stems,
-    warn,
-)
+from cellcounter.formats._common import find_image, format_number, parse_xml, share_class_names, unique_stems, warn
 from cellcounter.imageio import image_size
 
 
@@ -43,14 +35,7 @@ def read_voc(path: str | Path, class_names: Sequence[str] | None = None) -> list
     """Read one VOC XML file or a folder of them (``Annotations/`` + ``JPEGImages/`` or flat)."""
     path = Path(path)
     anns = [read_voc_file(f) for f in voc_files(path)]
-    if class_names is None:
-        task, class_names = infer_class_names(n for a in anns for n in a.class_names)
-    else:
-        task = None
-    unify_class_names(anns, class_names)
-    for a in anns:
-        a.task = a.task or task
-    return anns
+    return share_class_names(anns, class_names)
 
 
 def _number(path: Path, el: ET.Element, tag: str, where: str) -> float:

@@ -1,0 +1,119 @@
+"""The app under Xvfb: time to first overlay, Run-to-masks on a 1000 x 1000 tile with 600 instances, and
+the longest event-loop stall while a prediction and a training run go on.
+
+Run alone under a display: ``xvfb-run -a python bench/bench_ui.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import ROOT, model_or_tiny, write
+
+
+def main() -> int:
+    import napari
+    from PIL import Image
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from app.session import Session
+    from app.window import CellCounterWindow
+    from cellcounter.annotations import ImageAnnotation, InstanceMasks
+    from cellcounter.inference.predictor import Predictor
+
+    tmp = Path(tempfile.mkdtemp())
+    os.environ["CELLCOUNTER_PROJECTS"] = str(tmp / "projects")
+    rows = [("what", "value")]
+    res = {}
+    blood_model = model_or_tiny("blood-default", "detector", tmp)
+
+    # 1. open a BCCD image, predict, boxes visible
+    sample = ROOT / "resources" / "samples" / "blood" / "BloodImage_00000.jpg"
+    t = time.perf_counter()
+    viewer = napari.Viewer(show=True)
+    session, first = Session.open_path(sample, "blood")
+    win = CellCounterWindow(viewer, session, "blood")
+    win.show_image(first)
+    QApplication.processEvents()
+    t_open = time.perf_counter() - t
+    t = time.perf_counter()
+    pred = Predictor.load(blood_model, "onnx")
+    from cellcounter.imageio import read_image
+
+    ann = pred.predict(read_image(sample), str(sample))
+    win.controller.predicted(first, ann, pred.model_version)
+    QApplication.processEvents()
+    t_boxes = time.perf_counter() - t
+    rows += [("open image to layers shown", f"{t_open:.2f} s"), ("model load + predict + boxes shown", f"{t_boxes:.2f} s")]
+    res.update(open_s=t_open, predict_to_boxes_s=t_boxes)
+
+    # 2. a 1000 x 1000 tile with 600 predicted instances: from result to masks shown
+    lab = np.zeros((1000, 1000), np.int32)
+    k = 0
+    for y in range(20, 1000, 40):
+        for x in range(20, 1000, 40):
+            if k < 600:
+                k += 1
+                lab[y - 14:y + 14, x - 14:x + 14] = k
+    tile = tmp / "tile.png"
+    Image.fromarray(np.zeros((1000, 1000, 3), np.uint8)).save(tile)
+    tile_id = session.import_image(tile)
+    win.show_image(tile_id)
+    masks = ImageAnnotation(str(tile), 1000, 1000, ("nucleus",), task="nuclei",
+                            masks=InstanceMasks(lab, scores=np.full(600, 0.9), origins=np.zeros(600, np.uint8)))
+    t = time.perf_counter()
+    win.controller.predicted(tile_id, masks, "synthetic@1")
+    QApplication.processEvents()
+    t_masks = time.perf_counter() - t
+    rows.append(("600 instances: result to masks shown", f"{t_masks:.2f} s"))
+    res["result_to_masks_s"] = t_masks
+
+    # 3. the longest stall of a 10 ms timer while a prediction and a training run go on
+    win.show_image(first)
+    for name in ("BloodImage_00000.jpg",):
+        session.project.set_review(first, "reviewed")
+    extra = tmp / "second.jpg"
+    Image.open(sample).save(extra)
+    session.project.set_review(session.import_image(extra), "reviewed")
+    gaps, last = [], [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    from app.widgets.train import prepare_run
+
+    cfg = prepare_run(win.controller, "blood", "blood-detector", 1, None)
+    cfg.min_size, cfg.max_size, cfg.batch_size, cfg.max_steps, cfg.checkpoint_every = 320, 427, 2, 4, 0
+    idx = win.predict.model.findData(str(blood_model))
+    if idx < 0:
+        win.predict.model.addItem("bench", str(blood_model))
+        idx = win.predict.model.count() - 1
+    win.predict.model.setCurrentIndex(idx)
+    win.predict.start(False)
+    win.train.start(cfg)
+    while win.predict.worker is not None or win.train.worker is not None:
+        QApplication.processEvents()
+        time.sleep(0.001)
+    timer.stop()
+    stall = max(gaps[3:]) * 1000
+    rows.append(("longest event-loop stall (prediction + training)", f"{stall:.0f} ms over {len(gaps)} ticks"))
+    res["stall_ms"] = stall
+    session.close()
+    viewer.close()
+    write("ui", rows, res)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
