@@ -74,3 +74,19 @@ def sample_annotation(folder: Path, name: str = "img", seed: int = 0, with_masks
         points=Points(np.array([[3.0, 4.5], [10, 20]]), [1, 2], [Origin.HUMAN, Origin.MODEL]),
         grade=Grade(2, np.array([0.1, 0.2, 0.5, 0.1, 0.1]), Origin.MODEL),
     )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_user_folders(tmp_path_factory):
+    """Tests never write to the real user's cache, projects or models folders."""
+    base = tmp_path_factory.mktemp("user")
+    old = {k: os.environ.get(k) for k in ("CELLCOUNTER_CACHE", "CELLCOUNTER_PROJECTS", "CELLCOUNTER_MODELS")}
+    os.environ["CELLCOUNTER_CACHE"] = str(base / "cache")
+    os.environ["CELLCOUNTER_PROJECTS"] = str(base / "projects")
+    os.environ["CELLCOUNTER_MODELS"] = str(base / "models")
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -171,13 +171,20 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             raise CellCounterError(f"{last}: no checkpoint to resume from")
         state = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         step, best = int(state["step"]), float(state["best"])
         history, evals = json.loads(state["history"]), json.loads(state["evals"])
+        # Replay the schedule on the fresh optimiser first (chained schedules such as the warmup multiply
+        # the current rate, so they must start from the configured one), then restore the optimiser's
+        # state, whose rate is the one the replay reached.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the "step before optimizer.step" warning does not apply here
             for _ in range(step):
                 sched.step()
+        replayed = [g["lr"] for g in opt.param_groups]
+        opt.load_state_dict(state["optimizer"])
+        if any(abs(a - g["lr"]) > 1e-9 * max(1.0, abs(a)) for a, g in zip(replayed, opt.param_groups)):
+            raise CellCounterError(f"{last}: the learning-rate schedule does not match this checkpoint "
+                                   "(were schedule settings changed?)")
     train_model: nn.Module = model
     if distributed:
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device != "cpu" else None)
@@ -224,8 +231,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
                 targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
                 losses = train_model(images, targets)
             loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise CellCounterError(f"training diverged at step {step} (loss {float(loss)}); lower the learning rate")
+            if not torch.isfinite(loss) or (history and loss.item() > 1e3 * max(1e-3, history[0]["loss"])):
+                raise CellCounterError(f"training diverged at step {step} (loss {loss.item():.3g}); "
+                                       "lower the learning rate or lengthen the warmup")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,22 @@ from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.backends import OnnxBackend, TorchBackend
 from cellcounter.inference.preprocess import detection_input, grader_input
-from cellcounter.models.card import ONNX_NAME, ModelCard, load_model, resolve_model
+from cellcounter.models.card import ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
+
+
+def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
+    """Where the ONNX export of a model without one lives: the user's cache, keyed by the weights' hash."""
+    import hashlib
+    import os
+
+    from platformdirs import user_cache_dir
+
+    h = hashlib.sha256()
+    with open(directory / WEIGHTS_NAME, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    base = Path(os.environ.get("CELLCOUNTER_CACHE") or user_cache_dir("cellcounter", appauthor=False))
+    return base / "onnx" / f"{card.name}-{card.version}-{h.hexdigest()[:16]}.onnx"
 
 
 class Cancelled(CellCounterError):
@@ -45,13 +59,11 @@ class Predictor:
             return cls(card, TorchBackend(net, card, device))
         if backend == "onnx":
             onnx_path = directory / ONNX_NAME
-            if not onnx_path.is_file():  # export once, beside the model when writable, else to a temp folder
-                from cellcounter.inference.export import export_onnx
+            if not onnx_path.is_file():
+                onnx_path = onnx_cache_path(directory, card)
+                if not onnx_path.is_file():  # exported once per model version, then reused
+                    from cellcounter.inference.export import export_onnx
 
-                try:
-                    export_onnx(net, card, onnx_path)
-                except OSError:
-                    onnx_path = Path(tempfile.mkdtemp()) / ONNX_NAME
                     export_onnx(net, card, onnx_path)
             return cls(card, OnnxBackend(onnx_path, card, device))
         raise CellCounterError(f"unknown backend {backend!r}: use torch or onnx")
