@@ -9,6 +9,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _normal_mode(path: str) -> None:
+    """mkstemp makes files private (0600); give ours the mode any new file of the user would have."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
@@ -19,6 +27,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _normal_mode(tmp)
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -47,6 +56,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
     os.close(fd)
+    _normal_mode(tmp)
     try:
         writer(tmp)
         os.replace(tmp, target)

@@ -333,7 +333,7 @@ def command_line(cfg: TrainConfig) -> str:
     base = TrainConfig(**{**asdict(TrainConfig()), **RECIPES.get(cfg.recipe, {})})
     parts = ["cellcounter-train"]
     for k, v in asdict(cfg).items():
-        if k in ("resume",) or v == getattr(base, k):
+        if k in ("resume", "recipe_applied") or (v == getattr(base, k) and k not in ("task", "data", "out")):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

@@ -171,3 +171,12 @@ def test_counts_csv_adds_densities_when_the_pixel_size_is_known(tmp_path):
     assert rows[0][-3:] == ["RBC_per_mm2", "WBC_per_mm2", "Platelets_per_mm2"]
     assert float(rows[1][-3]) == pytest.approx(1 / 192)
     assert float(rows[3][-2]) == pytest.approx(2 / 384)  # 2 WBC over both images
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    written = write_labels(_two(tmp_path), tmp_path / "o.json", "coco")
+    mode = stat.S_IMODE(os.stat(written[0]).st_mode)
+    assert mode & stat.S_IRGRP and mode & stat.S_IROTH  # readable by the lab, not private to the writer

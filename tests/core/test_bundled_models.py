@@ -1,0 +1,54 @@
+"""The bundled models: within the size budget, ONNX Runtime agrees with torch, and they reproduce their cards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cellcounter.cli import main
+from cellcounter.imageio import read_image
+from cellcounter.inference import Predictor
+from cellcounter.metrics import box_iou
+from cellcounter.models.card import RESOURCES_MODELS, load_model
+from tests.conftest import REPO
+
+BUNDLED = sorted(d.name for d in RESOURCES_MODELS.iterdir() if (d / "card.json").is_file()) \
+    if RESOURCES_MODELS.is_dir() else []
+SAMPLES = {"blood": REPO / "resources" / "samples" / "blood" / "BloodImage_00000.jpg"}
+
+
+def test_there_are_bundled_models():
+    assert "retinopathy-default" in BUNDLED
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_size_card_and_parity(name, tmp_path):
+    folder = RESOURCES_MODELS / name
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 40e6
+    model, card = load_model(name)
+    assert card.name == name and card.training.get("command", "").startswith("cellcounter-train")
+    assert "scratch" in card.pretrained and card.notes
+    image = read_image(SAMPLES.get(card.task, SAMPLES["blood"]))
+    t, o = Predictor.load(name, "torch", "cpu"), Predictor.load(name, "onnx", "cpu")
+    if card.config.kind == "grader":
+        assert np.abs(t.grade_probabilities(image) - o.grade_probabilities(image)).max() < 1e-4
+        return
+    a, b = t.raw(image), o.raw(image)
+    assert len(a.scores) == len(b.scores)
+    if len(a.scores):
+        iou = box_iou(a.boxes, b.boxes)
+        assert iou.max(axis=1).min() > 0.99
+        assert np.abs(a.scores - b.scores[iou.argmax(axis=1)]).max() < 1e-3
+
+
+@pytest.mark.realdata
+def test_retinopathy_default_reproduces_its_test_figures(idrid, capsys):
+    card = json.loads((RESOURCES_MODELS / "retinopathy-default" / "card.json").read_text())
+    assert main(["evaluate", "--task", "retinopathy", "--model", "retinopathy-default", "--data", str(idrid),
+                 "--split", str(REPO / "resources" / "splits" / "idrid" / "test.txt"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["images"] == card["metrics"]["test"]["images"]
+    assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-3)
+    assert res["qwk"] == pytest.approx(card["metrics"]["test"]["qwk"], abs=1e-3)
