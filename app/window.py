@@ -37,6 +37,8 @@ SHORTCUTS = [
     ("Shift-D", "delete the selected mask instance"),
     ("Shift-N", "new-instance brush: paint a new mask instance"),
     ("Shift-M", "merge the instance under the picker into the selected one"),
+    ("Shift-X", "split the selected instance along a drawn line"),
+    ("drag and drop", "an image, folder or project onto the window opens it"),
     ("Ctrl-Enter", "run the model on this image"),
     ("F1", "this list"),
 ]
@@ -62,6 +64,7 @@ class CellCounterWindow:
         self.click_count = False
         self._bind_keys()
         self._menus()
+        self._accept_drops()
         self.controller.image_changed.connect(self._bind_layer_keys)
         self.controller.changed.connect(self._bind_layer_keys)
         viewer.mouse_drag_callbacks.append(self._click_count)
@@ -85,6 +88,25 @@ class CellCounterWindow:
         self.predict.refresh_models()
         self.train.refresh_bases()
         self.show_image(first)
+
+    def _accept_drops(self) -> None:
+        """Dropping an image, folder or project on the window opens it in the app (not as a bare layer)."""
+        qt_viewer = self.viewer.window._qt_viewer
+
+        def drop(event):
+            paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+            if paths:
+                event.acceptProposedAction()
+                self.open_dropped(paths)
+
+        qt_viewer.dropEvent = drop
+
+    def open_dropped(self, paths: list[str]) -> None:
+        self.open_path(paths[0])
+        for extra in paths[1:]:  # more files: add them to the project too
+            if Path(extra).is_file():
+                self.session.import_image(Path(extra))
+        self.review.refresh()
 
     def _menus(self) -> None:
         menu = self.viewer.window.main_menu.addMenu("&Cellcounter")
@@ -144,6 +166,7 @@ class CellCounterWindow:
         bind("Shift-D", self._delete_instance)
         bind("Shift-N", self._new_instance)
         bind("Shift-M", self._merge_instance)
+        bind("Shift-X", self._split_instance)
         bind("Control-Enter", lambda: self.predict.start(False))
         bind("F1", self.show_help)
         # napari's own undo on label layers would bypass the project's history: route it here
@@ -218,6 +241,22 @@ class CellCounterWindow:
                 return
             self.controller.merge_instances(keep, int(layer.selected_label))
             self._merge_target = None
+
+    def _split_instance(self) -> None:
+        """Split the selected instance along the last line drawn in the "cut" layer (made on first use)."""
+        if MASKS not in self.viewer.layers:
+            return
+        if "cut" not in self.viewer.layers or not len(self.viewer.layers["cut"].data):
+            layer = self.viewer.layers["cut"] if "cut" in self.viewer.layers else self.viewer.add_shapes(
+                name="cut", edge_color="yellow", edge_width=2)
+            layer.mode = "add_path"
+            self.viewer.layers.selection.active = layer
+            show_info("Draw the cut line (double-click ends it), then Shift-X again")
+            return
+        cut = self.viewer.layers["cut"]
+        pieces = self.controller.split_instance(int(self.viewer.layers[MASKS].selected_label), cut.data[-1])
+        self.viewer.layers.remove("cut")
+        show_info(f"Split into {len(pieces)} instance(s)")
 
     def show_help(self) -> None:
         text = "\n".join(f"{k}: {d}" for k, d in SHORTCUTS)
