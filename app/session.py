@@ -227,14 +227,14 @@ class Session:
     def count_rows(self, ann: ImageAnnotation, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
         """``(class, model count, current count)`` for the current image."""
         current = ann.counts(score_threshold=score_threshold)
-        model = self.project.model_counts(self.current_id) if self.current_id is not None else None
+        model = self.project.model_counts(self.current_id, score_threshold) if self.current_id is not None else None
         return [(name, (model or {}).get(name, 0), n) for name, n in current.items()]
 
     def project_count_rows(self, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
         totals: dict[str, list[int]] = {}
         for rec in self.project.images():
             ann = self.project.load(rec.id)
-            model = self.project.model_counts(rec.id) or {}
+            model = self.project.model_counts(rec.id, score_threshold) or {}
             for name, n in ann.counts(score_threshold=score_threshold).items():
                 row = totals.setdefault(name, [0, 0])
                 row[0] += model.get(name, 0)

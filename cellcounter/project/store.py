@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.fileutil import atomic_write_text
@@ -304,7 +306,7 @@ class Project:
                      new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
         return changed
 
-    def model_counts(self, image_id: int) -> dict[str, int] | None:
+    def model_counts(self, image_id: int, score_threshold: float | None = None) -> dict[str, int] | None:
         """Per-class counts of the latest model prediction saved for the image (``None`` if never predicted).
 
         Read from the history, so it survives every later correction: the counts table's "model" column.
@@ -317,12 +319,17 @@ class Project:
             return None
         kind, blob = row
         # the saved state also holds the human objects kept beside the prediction: count the model's only
+        thr = -np.inf if score_threshold is None else score_threshold
         if kind == "masks":
             d = ser.unpack(blob)
             present = bool(d["after_present"][0])
-            classes = d["after_classes"][d["after_origins"] == Origin.MODEL] if present else []
+            sel = (d["after_origins"] == Origin.MODEL) & ~(d["after_scores"] < thr) if present else None
+            classes = d["after_classes"][sel] if present else []
+        elif kind == "boxes":
+            part = ser.blob_boxes(blob)
+            classes = part.classes[(part.origins == Origin.MODEL) & ~(part.scores < thr)]
         else:
-            part = ser.blob_boxes(blob) if kind == "boxes" else ser.blob_points(blob)
+            part = ser.blob_points(blob)
             classes = part.classes[part.origins == Origin.MODEL]
         counts = {n: 0 for n in names}
         for c in classes:

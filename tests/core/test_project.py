@@ -264,3 +264,12 @@ def test_model_counts_survive_corrections(project):
     proj.save(image_id, corrected)
     assert proj.model_counts(image_id) == {"RBC": 2, "WBC": 0, "Platelets": 1}
     assert proj.load(image_id).counts("boxes") == {"RBC": 1, "WBC": 0, "Platelets": 1}
+
+
+def test_model_counts_follow_the_score_threshold(project):
+    proj, image_id, _ = project
+    ann = proj.load(image_id)
+    ann.boxes = Boxes(np.array([[0, 0, 5, 5]] * 3), [0, 0, 1], [0.9, 0.2, 0.6], [Origin.MODEL] * 3)
+    proj.save(image_id, ann, origin="model:blood@1")
+    assert proj.model_counts(image_id, 0.5) == {"RBC": 1, "WBC": 1, "Platelets": 0}
+    assert proj.model_counts(image_id) == {"RBC": 2, "WBC": 1, "Platelets": 0}
