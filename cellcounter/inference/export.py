@@ -25,7 +25,8 @@ def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
         example: tuple = (torch.zeros(1, 3, cfg.input_size, cfg.input_size),)
         dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
     else:
-        example = ([torch.rand(3, cfg.min_size, cfg.min_size)],)
+        side = cfg.min_size if cfg.min_size > 0 else 256  # native-resolution models: any size traces
+        example = ([torch.rand(3, side, side)],)
         dynamic = {"image": {1: "height", 2: "width"}}
     names = list(DETECTION_OUTPUTS[cfg.kind])
 

@@ -13,7 +13,7 @@ TINY = {
     # a 0.5 prior makes a random head fire, so there are detections to compare
     "detector": (DetectorConfig(min_size=192, max_size=256, prior_probability=0.5, score_thresh=0.3,
                                 detections_per_img=40, fpn_channels=64), "blood", ["RBC", "WBC", "Platelets"]),
-    "segmenter": (SegmenterConfig(backbone="resnet18", min_size=192, max_size=256, representation_size=64,
+    "segmenter": (SegmenterConfig(backbone="resnet18", min_size=0, max_size=0, representation_size=64,
                                   score_thresh=0.0, detections_per_img=30, rpn_post_nms_top_n_test=300,
                                   rpn_pre_nms_top_n_test=300), "nuclei", ["nucleus"]),
     "grader": (GraderConfig(input_size=96), "retinopathy", ["No DR", "Mild", "Moderate", "Severe NPDR",

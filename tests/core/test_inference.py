@@ -41,9 +41,13 @@ def test_onnx_runtime_matches_torch(tiny_models, rgb_image, kind, tmp_path):
         assert np.array_equal(a.classes, b.classes[j])
         if kind == "segmenter":
             for i in range(len(j)):
+                # soft masks agree everywhere; binary masks agree wherever they are large enough that
+                # the few pixels an untrained model leaves right at 0.5 cannot dominate the IoU
+                assert np.abs(a.masks[i].astype(float) - b.masks[j[i]].astype(float)).max() < 1e-2
                 ma, mb = a.masks[i] >= 0.5, b.masks[j[i]] >= 0.5
                 union = (ma | mb).sum()
-                assert union == 0 or (ma & mb).sum() / union > 0.98
+                if union >= 200:
+                    assert (ma & mb).sum() / union > 0.98
 
 
 def test_whole_image_prediction_is_an_annotation(tiny_models, rgb_image):
