@@ -36,7 +36,6 @@ bench: $(STAMP) sysdeps
 package: $(STAMP) sysdeps
 	$(PY) -m pip install --quiet -e '.[dev,package]'
 	$(PY) -m PyInstaller --noconfirm --log-level WARN pyinstaller.spec
-	@if [ "$$CELLCOUNTER_CPU_ONLY" = "1" ]; then touch dist/cellcounter/CPU_ONLY; fi
 	$(PY) scripts/archive.py
 
 # The built app must start and predict offline with an empty HOME (what CI checks after the tests).

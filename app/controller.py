@@ -30,7 +30,7 @@ class LayerController(QObject):
         super().__init__()
         self.viewer = viewer
         self.session = session
-        self.score_threshold = 0.0
+        self.score_threshold = 0.5  # model predictions below it are kept but not shown (slider in Review)
         self.hidden: Boxes = Boxes()  # model boxes below the threshold: kept, not shown
         self._muted = False
         self._timer = QTimer(self)

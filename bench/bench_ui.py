@@ -88,13 +88,15 @@ def main() -> int:
         gaps.append(now - last[0])
         last[0] = now
 
-    timer = QTimer()
-    timer.timeout.connect(tick)
-    timer.start(10)
     from app.widgets.train import prepare_run
 
     cfg = prepare_run(win.controller, "blood", "blood-detector", 1, None)
     cfg.min_size, cfg.max_size, cfg.batch_size, cfg.max_steps, cfg.checkpoint_every = 320, 427, 2, 4, 0
+    marks = []
+    win.predict_done = None
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
     idx = win.predict.model.findData(str(blood_model))
     if idx < 0:
         win.predict.model.addItem("bench", str(blood_model))
@@ -107,6 +109,8 @@ def main() -> int:
         time.sleep(0.001)
     timer.stop()
     stall = max(gaps[3:]) * 1000
+    worst = int(np.argmax(gaps[3:])) + 3
+    print("stall at tick", worst, "of", len(gaps), "gaps around:", [round(g * 1000) for g in gaps[max(0, worst - 3):worst + 3]])
     rows.append(("longest event-loop stall (prediction + training)", f"{stall:.0f} ms over {len(gaps)} ticks"))
     res["stall_ms"] = stall
     session.close()

@@ -20,8 +20,7 @@ def main() -> int:
     if not (folder / "cellcounter-app").exists() and not (folder / "cellcounter-app.exe").exists():
         print(f"error: {folder} holds no built app; run pyinstaller first", file=sys.stderr)
         return 2
-    variant = "-cpu" if (folder / "CPU_ONLY").exists() else ""
-    name = f"cellcounter-{version('cellcounter')}{variant}-{platform.system().lower()}-{platform.machine()}.tar.gz"
+    name = f"cellcounter-{version('cellcounter')}-{platform.system().lower()}-{platform.machine()}.tar.gz"
     archive = ROOT / "dist" / name
     with tarfile.open(archive, "w:gz", compresslevel=3) as tar:
         tar.add(folder, arcname="cellcounter")
