@@ -92,8 +92,6 @@ def main() -> int:
 
     cfg = prepare_run(win.controller, "blood", "blood-detector", 1, None)
     cfg.min_size, cfg.max_size, cfg.batch_size, cfg.max_steps, cfg.checkpoint_every = 320, 427, 2, 4, 0
-    marks = []
-    win.predict_done = None
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)

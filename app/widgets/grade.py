@@ -21,7 +21,7 @@ class GradePanel(QWidget):
         for i, name in enumerate(names):
             bar = QProgressBar()
             bar.setRange(0, 1000)
-            bar.setFormat(f"%p%")
+            bar.setFormat("%p%")
             self.bars.append(bar)
             form.addRow(f"{i} {name}", bar)
         self.override = QComboBox()

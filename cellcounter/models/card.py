@@ -21,7 +21,7 @@ from torch import nn
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.fileutil import atomic_open, atomic_write_text
 from cellcounter.models.build import build_model
-from cellcounter.models.config import ModelConfig, config_from_dict, config_to_dict
+from cellcounter.models.config import ModelConfig, config_from_dict
 
 CARD_NAME, WEIGHTS_NAME, ONNX_NAME = "card.json", "model.pt", "model.onnx"
 FORMAT_VERSION = 1
