@@ -16,10 +16,9 @@ import numpy as np
 from platformdirs import user_data_dir
 
 from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin, ReviewStatus
-from cellcounter.errors import CellCounterError, FormatError
-from cellcounter.formats import detect_format, labels_for_image, read_labels
-from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
+from cellcounter.project.importing import import_folder, import_image
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
@@ -74,40 +73,11 @@ class Session:
         return session, first
 
     def import_image(self, image: Path) -> int:
-        existing = self.project.find_image(image)
-        if existing is not None:
-            return existing
-        ann = labels_for_image(image, TASKS[self.task].class_names if self.task else None)
-        task = self.task or (ann.task if ann is not None else None)
-        image_id = self.project.add_image(image, task)
-        if ann is not None:
-            self.project.save(image_id, ann, origin="human")
-        return image_id
+        return import_image(self.project, image, self.task)
 
     def import_folder(self, folder: Path) -> int:
         """Add a folder's images (with labels from a known layout) and return the first image's id."""
-        try:
-            fmt = detect_format(folder)
-        except FormatError:
-            fmt = None
-        ids = []
-        if fmt is not None:
-            names = TASKS[self.task].class_names if self.task else None
-            for ann in read_labels(folder, fmt, names):
-                if not Path(ann.image_path).is_file():
-                    continue
-                existing = self.project.find_image(ann.image_path)
-                if existing is None:
-                    existing = self.project.add_image(ann.image_path, self.task or ann.task)
-                    self.project.save(existing, ann, origin="human")
-                ids.append(existing)
-        else:
-            for f in sorted(folder.rglob("*")):
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and "_mask" not in f.stem:
-                    ids.append(self.import_image(f))
-        if not ids:
-            raise CellCounterError(f"{folder}: no images found")
-        return ids[0]
+        return import_folder(self.project, folder, self.task)[0]
 
     # --- the current image -----------------------------------------------------
 

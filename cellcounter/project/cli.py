@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import warnings
 from pathlib import Path
 
 from cellcounter.errors import FormatError
-from cellcounter.formats import FORMATS, detect_format, read_labels, write_labels
-from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.formats import FORMATS, write_labels
+from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.store import Project
 from cellcounter.tasks import TASKS
 
@@ -65,32 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.set_defaults(func=cmd_audit)
 
 
-def _import_folder(proj: Project, folder: Path, task: str | None) -> int:
-    try:
-        fmt = detect_format(folder)
-    except FormatError:
-        fmt = None
-    if fmt is not None:
-        names = TASKS[task].class_names if task else None
-        anns = read_labels(folder, fmt, names)
-        for ann in anns:
-            if not Path(ann.image_path).is_file():
-                warnings.warn(f"{ann.image_path}: image not found; its labels were not imported")
-                continue
-            image_id = proj.add_image(ann.image_path, task or ann.task)
-            proj.save(image_id, ann)
-        return len(anns)
-    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
-    if not files:
-        raise FormatError(folder, "holds no images")
-    for f in files:
-        proj.add_image(f, task)
-    return len(files)
-
-
 def cmd_create(args) -> int:
     with Project.create(args.project) as proj:
-        n = _import_folder(proj, args.folder, args.task) if args.folder else 0
+        n = len(import_folder(proj, args.folder, args.task)) if args.folder else 0
     print(f"created {args.project} with {n} image(s)")
     return 0
 
@@ -100,9 +76,9 @@ def cmd_add(args) -> int:
         n = 0
         for p in args.images:
             if p.is_dir():
-                n += _import_folder(proj, p, args.task)
+                n += len(import_folder(proj, p, args.task))
             else:
-                proj.add_image(p, args.task)
+                import_image(proj, p, args.task)
                 n += 1
     print(f"added {n} image(s) to {args.project}")
     return 0

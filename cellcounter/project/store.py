@@ -257,7 +257,7 @@ class Project:
         if r is None:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
         task = r[3]
-        names = tuple(json.loads(r[7])) if r[7] else (TASKS[task].class_names if task in TASKS else ())
+        names = _class_names(r[7], task)
         return ImageAnnotation(
             image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=names, task=task,
             boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
@@ -311,7 +311,12 @@ class Project:
 
         Read from the history, so it survives every later correction: the counts table's "model" column.
         """
-        names = self.load(image_id).class_names
+        # only the class names are needed: no need to load (and decompress) the image's labels
+        stored = self._conn.execute("SELECT a.class_names, i.task FROM images i LEFT JOIN annotations a "
+                                    "ON a.image_id = i.id WHERE i.id = ?", (image_id,)).fetchone()
+        if stored is None:
+            raise ProjectError(f"{self.path}: no image with id {image_id}")
+        names = _class_names(*stored)
         row = self._conn.execute(
             "SELECT kind, after FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND kind IN "
             "('boxes', 'masks', 'points') ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
@@ -494,6 +499,13 @@ class Project:
     def annotations(self, image_ids: Iterable[int] | None = None) -> list[ImageAnnotation]:
         ids = [rec.id for rec in self.images()] if image_ids is None else list(image_ids)
         return [self.load(i) for i in ids]
+
+
+def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
+    """An image's class names as saved, else its task's."""
+    if stored_json:
+        return tuple(json.loads(stored_json))
+    return TASKS[task].class_names if task in TASKS else ()
 
 
 def _b(v: bytes | str | None) -> bytes | None:

@@ -1,0 +1,57 @@
+"""Adding images to a project, with the labels found beside them or in a folder's known layout.
+
+One implementation for ``cellcounter project create|add`` and for the app's open image / open folder.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from cellcounter.errors import CellCounterWarning, FormatError
+from cellcounter.formats import detect_format, labels_for_image, read_labels
+from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.project.store import Project
+from cellcounter.tasks import TASKS
+
+
+def import_image(project: Project, image: Path, task: str | None = None) -> int:
+    """Add one image (and the labels stored beside it); an image already in the project keeps its labels."""
+    existing = project.find_image(image)
+    if existing is not None:
+        return existing
+    ann = labels_for_image(image, TASKS[task].class_names if task else None)
+    image_id = project.add_image(image, task or (ann.task if ann is not None else None))
+    if ann is not None:
+        project.save(image_id, ann, origin="human")
+    return image_id
+
+
+def import_folder(project: Project, folder: Path, task: str | None = None) -> list[int]:
+    """Add a folder: its labelled images when it is in a known layout, else every image in it.
+
+    Returns the ids in folder order. Images listed by labels but missing on disk are skipped with a warning.
+    """
+    try:
+        fmt = detect_format(folder)
+    except FormatError:
+        fmt = None
+    ids: list[int] = []
+    if fmt is not None:
+        for ann in read_labels(folder, fmt, TASKS[task].class_names if task else None):
+            if not Path(ann.image_path).is_file():
+                warnings.warn(f"{ann.image_path}: image not found; its labels were not imported",
+                              CellCounterWarning, stacklevel=2)
+                continue
+            existing = project.find_image(ann.image_path)
+            if existing is None:
+                existing = project.add_image(ann.image_path, task or ann.task)
+                project.save(existing, ann, origin="human")
+            ids.append(existing)
+    else:
+        for f in sorted(folder.rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and "_mask" not in f.stem:
+                ids.append(import_image(project, f, task))
+    if not ids:
+        raise FormatError(folder, "holds no images")
+    return ids
