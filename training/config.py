@@ -21,7 +21,7 @@ class TrainConfig:
 
     # what and where
     task: str = "blood"
-    data: str = ""  # labelled folder or file in any readable layout; "synthetic" for leaves
+    data: str = ""  # labelled folder(s) or file(s) in any readable layout, comma-separated; "synthetic" for leaves
     out: str = "runs/model"
     recipe: str = ""  # a name from training.recipes.RECIPES
     val: str = ""  # a separate labelled folder/file for validation

@@ -78,34 +78,59 @@ def load_split(cfg: TrainConfig) -> Split:
                      [f"synthetic:{999_999_000 + i}" for i in range(cfg.synthetic_val)])
     if not cfg.data:
         raise CellCounterError("no training data given (--data PATH)")
-    data = Path(cfg.data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # readers' warnings were shown when the data was converted/inspected
-        anns = [a for a in read_labels(data, None, task.class_names) if Path(a.image_path).is_file()]
-    anns.sort(key=lambda a: a.image_path)
+    sources = [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]
     max_side = int(cfg.input_size * 1.25) if task.kind == "grade" else 0
-    if cfg.train_ids:
-        train = select_ids(anns, split_ids(data, cfg.train_ids))
-    else:
-        train = anns
+    train: list[ImageAnnotation] = []
+    val: list[ImageAnnotation] = []
+    for data in sources:
+        tr, va = _source_split(cfg, data, task.class_names)
+        train += tr
+        val += va
     if cfg.val:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             val = [a for a in read_labels(Path(cfg.val), None, task.class_names) if Path(a.image_path).is_file()]
-    elif cfg.val_ids:
-        val = select_ids(anns, split_ids(data, cfg.val_ids))
-    else:
-        rng = np.random.default_rng(cfg.seed)
-        order = rng.permutation(len(train))
-        n_val = int(round(len(train) * cfg.val_split))
-        val = [train[i] for i in sorted(order[:n_val])]
-        train = [train[i] for i in sorted(order[n_val:])]
     if cfg.limit_images:
         train = train[: cfg.limit_images]
     if not train:
-        raise CellCounterError(f"{data}: no training images with labels found")
-    return Split([_file_loader(a, max_side) for a in train], [_file_loader(a, max_side) for a in val],
-                 [a.image_path for a in train], [a.image_path for a in val])
+        raise CellCounterError(f"{cfg.data}: no training images with labels found")
+    train_loaders, train_names = [], []
+    for a in train:
+        loader = _file_loader(a, max_side)
+        for _ in range(_crops_per_image(cfg, a)):  # the same loader: the image is read and cached once
+            train_loaders.append(loader)
+            train_names.append(a.image_path)
+    return Split(train_loaders, [_file_loader(a, max_side) for a in val], train_names, [a.image_path for a in val])
+
+
+def _source_split(cfg: TrainConfig, data: Path, class_names) -> tuple[list[ImageAnnotation], list[ImageAnnotation]]:
+    """One data source's training and validation annotations (ids, or a seeded random hold-out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # readers' warnings were shown when the data was converted/inspected
+        anns = [a for a in read_labels(data, None, class_names) if Path(a.image_path).is_file()]
+    anns.sort(key=lambda a: a.image_path)
+    train = select_ids(anns, split_ids(data, cfg.train_ids)) if cfg.train_ids else anns
+    if cfg.val:
+        return train, []
+    if cfg.val_ids:
+        return train, select_ids(anns, split_ids(data, cfg.val_ids))
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(train))
+    n_val = int(round(len(train) * cfg.val_split))
+    return [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
+
+
+def _crops_per_image(cfg: TrainConfig, ann: ImageAnnotation) -> int:
+    """With random crops, how often an image is visited per epoch: about its area in crops.
+
+    A 1000 x 1000 tile then weighs as much as fifteen 256 x 256 crops of it, not as one small image.
+    """
+    if not cfg.random_crop:
+        return 1
+    from cellcounter.imageio import image_size
+
+    w, h = image_size(ann.image_path)
+    return max(1, round(h * w / cfg.random_crop**2))
 
 
 def _colour(cfg: TrainConfig) -> list:
@@ -222,7 +247,7 @@ class InstanceDataset(_Seeded):
         image, out = self.transform(_image_tensor(img), target)
         # boxes follow the masks exactly (a crop can cut an instance; its box must shrink with it)
         mk = out["masks"].as_subclass(torch.Tensor)
-        keep = mk.flatten(1).any(1) if len(mk) else torch.zeros(0, dtype=torch.bool)
+        keep = mk.flatten(1).any(1).bool() if len(mk) else torch.zeros(0, dtype=torch.bool)
         mk = mk[keep]
         b = _mask_boxes(mk)
         return image.as_subclass(torch.Tensor), {"boxes": b, "labels": out["labels"][keep], "masks": mk}

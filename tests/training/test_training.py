@@ -167,3 +167,37 @@ def test_ddp_two_processes_with_gloo(tmp_path):
     assert "RESULT" in outs[1][0]
     model, card = load_model(tmp_path / "retinopathy" / "model")
     assert card.training["steps"] == 2
+
+
+def test_several_sources_split_by_id_and_large_images_weigh_by_area(tmp_path):
+    """Nuclei from two folders in one run: ids pick the held-out images of each; a big tile is cropped often."""
+    from PIL import Image
+
+    from cellcounter.annotations import ImageAnnotation, InstanceMasks
+    from cellcounter.formats import write_labels
+    from training.data import load_split
+
+    def folder(name, stems, size):
+        d = tmp_path / name
+        d.mkdir()
+        for stem in stems:
+            Image.fromarray(np.zeros((size, size, 3), np.uint8)).save(d / f"{stem}.png")
+            lab = np.zeros((size, size), np.int32)
+            lab[4:12, 4:12] = 1
+            ann = ImageAnnotation(image_path=str(d / f"{stem}.png"), width=size, height=size, task="nuclei",
+                                  class_names=["nucleus"], masks=InstanceMasks(lab))
+            write_labels([ann], d, "label-tiff")
+        return d
+
+    small = folder("small", ["s1", "s2", "s3"], 64)
+    big = folder("big", ["b1", "b2"], 256)
+    (tmp_path / "train.txt").write_text("s1\ns2\nb1\n")
+    (tmp_path / "val.txt").write_text("s3\nb2\n")
+    cfg = TrainConfig(task="nuclei", data=f"{small},{big}", train_ids=str(tmp_path / "train.txt"),
+                      val_ids=str(tmp_path / "val.txt"), random_crop=64)
+    split = load_split(cfg)
+    names = [os.path.basename(n) for n in split.train_names]
+    assert sorted(set(names)) == ["b1.png", "s1.png", "s2.png"]
+    assert names.count("b1.png") == 16 and names.count("s1.png") == 1  # 256^2 / 64^2 crops
+    assert sorted(os.path.basename(n) for n in split.val_names) == ["b2.png", "s3.png"]
+    assert len(split.train) == len(names)
