@@ -34,7 +34,8 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         if cfg.detections_per_img:
             kw["detections_per_img"] = cfg.detections_per_img
         return SegmenterConfig(backbone=cfg.backbone, num_classes=n, min_size=cfg.min_size, max_size=cfg.max_size,
-                               representation_size=cfg.representation_size, frozen_bn=cfg.frozen_bn, **kw)
+                               representation_size=cfg.representation_size, fpn_channels=cfg.fpn_channels,
+                               frozen_bn=cfg.frozen_bn, **kw)
     return GraderConfig(backbone=cfg.backbone, num_classes=n, input_size=cfg.input_size)
 
 

@@ -9,7 +9,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead, FastRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.retinanet import (
     RetinaNet,
     RetinaNetClassificationHead,
@@ -103,18 +103,19 @@ def build_detector(cfg: DetectorConfig) -> RetinaNet:
 
 
 def build_segmenter(cfg: SegmenterConfig) -> MaskRCNN:
-    backbone = _fpn_backbone(cfg.backbone, cfg.frozen_bn, 256, [1, 2, 3, 4], LastLevelMaxPool())
+    c = cfg.fpn_channels
+    backbone = _fpn_backbone(cfg.backbone, cfg.frozen_bn, c, [1, 2, 3, 4], LastLevelMaxPool())
     sizes = tuple((s,) for s in cfg.anchor_sizes)
     anchors = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
     resolution = 7
-    box_head = TwoMLPHead(256 * resolution**2, cfg.representation_size)
+    box_head = TwoMLPHead(c * resolution**2, cfg.representation_size)
     n_out = cfg.num_classes + 1  # Mask R-CNN keeps class 0 for the background
     model = MaskRCNN(
         backbone, num_classes=None, min_size=cfg.min_size, max_size=cfg.max_size,
         image_mean=list(cfg.image_mean), image_std=list(cfg.image_std), rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_test=cfg.rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=cfg.rpn_post_nms_top_n_test,
         box_head=box_head, box_predictor=FastRCNNPredictor(cfg.representation_size, n_out),
-        mask_predictor=MaskRCNNPredictor(256, 256, n_out),
+        mask_head=MaskRCNNHeads(c, (c, c, c, c), 1), mask_predictor=MaskRCNNPredictor(c, c, n_out),
         box_score_thresh=cfg.score_thresh, box_nms_thresh=cfg.nms_thresh,
         box_detections_per_img=cfg.detections_per_img, box_batch_size_per_image=cfg.box_batch_size_per_image,
     )

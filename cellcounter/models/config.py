@@ -58,6 +58,7 @@ class SegmenterConfig:
     rpn_post_nms_top_n_test: int = 2000
     box_batch_size_per_image: int = 512
     representation_size: int = 1024  # width of the box head's two FC layers
+    fpn_channels: int = 256  # also the width of the mask head
     mask_threshold: float = 0.5
     min_size: int = 512
     max_size: int = 1024

@@ -37,6 +37,21 @@ def test_segmenter_small_anchors_and_many_detections():
     assert m.roi_heads.box_predictor.cls_score.out_features == 2  # background + nucleus
 
 
+def test_segmenter_fpn_width_narrows_the_whole_model():
+    """--fpn-channels reaches the FPN, the RPN and both heads (a narrower bundled model, not a silent no-op)."""
+    wide = build_model(SegmenterConfig(backbone="resnet18", representation_size=256))
+    narrow = build_model(SegmenterConfig(backbone="resnet18", representation_size=256, fpn_channels=128))
+    assert narrow.backbone.out_channels == 128
+    assert narrow.rpn.head.conv[0][0].in_channels == 128
+    assert narrow.roi_heads.mask_head[0][0].out_channels == 128
+    n_params = [sum(p.numel() for p in m.parameters()) for m in (wide, narrow)]
+    assert n_params[1] < 0.8 * n_params[0]
+    narrow.eval()
+    with torch.no_grad():
+        out = narrow([torch.rand(3, 96, 96)])
+    assert set(out[0]) >= {"boxes", "masks", "scores"}
+
+
 def test_focal_loss_follows_alpha_and_gamma():
     torch.manual_seed(0)
     losses = []
