@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,18 @@ SHORTCUTS = [
 ]
 
 
+def settle_heap() -> None:
+    """Collect once, then exempt everything alive (libraries, the viewer, the window) from later collections.
+
+    napari runs a full ``gc.collect()`` whenever a layer is removed; over the ~600,000 objects torch, napari
+    and Qt leave on the heap that took 0.3-1 s on the GUI thread each time a prediction arrived (the
+    event-loop stall measured by ``bench/bench_ui.py``). Frozen objects are not scanned, so those
+    collections only look at what was made since.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 class CellCounterWindow:
     """Owns the session, the controller and the panels of one napari viewer."""
 
@@ -68,6 +81,7 @@ class CellCounterWindow:
         self.controller.image_changed.connect(self._bind_layer_keys)
         self.controller.changed.connect(self._bind_layer_keys)
         viewer.mouse_drag_callbacks.append(self._click_count)
+        settle_heap()
 
     # --- opening -----------------------------------------------------------------
 

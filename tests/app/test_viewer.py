@@ -49,3 +49,41 @@ def test_selftest_prints_a_json_summary_and_writes_a_screenshot(tmp_path):
 
     img = np.asarray(Image.open(shot).convert("RGB"))
     assert img.shape[0] > 300 and img.std() > 10  # a real window, not a blank frame
+
+
+def test_a_refill_updates_the_shown_layers_in_place_with_class_colours(make_napari_viewer, tmp_path, monkeypatch):
+    """Predictions arriving and undo refill the same layers (no rebuild stalling the GUI), coloured per class."""
+    from app.controller import LayerController
+    from app.layers import MASKS, class_colours
+    from app.session import Session
+    from cellcounter.annotations import Boxes
+
+    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+    ann = sample_annotation(tmp_path)
+    viewer = make_napari_viewer()
+    session, first = Session.open_path(ann.image_path, "nuclei")
+    ctl = LayerController(viewer, session)
+    ctl.show(first)
+    ann.class_names = ctl._template.class_names
+    ann.boxes.classes[:] = 0
+    ann.points.classes[:] = 0
+    ann.masks.classes[:] = 0
+    ctl.apply(ann)  # masks appear: the layers are built
+    layers_before = [viewer.layers[n] for n in (BOXES, MASKS, POINTS)]
+    ann.boxes = Boxes(np.array([[1, 2, 10, 12], [20, 20, 40, 30.0]]), [0, 0], [0.9, 0.8],
+                      [Origin.MODEL, Origin.MODEL])
+    ctl.apply(ann)
+    assert [viewer.layers[n] for n in (BOXES, MASKS, POINTS)] == layers_before  # the very same layers
+    shapes = viewer.layers[BOXES]
+    assert len(shapes.data) == 2 and list(shapes.features["origin"]) == ["model", "model"]
+    colour = class_colours(ann.class_names)[ann.class_names[0]]
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    assert np.allclose(shapes.edge_color, transform_color(colour)[0])
+    assert np.array_equal(viewer.layers[MASKS].data, ann.masks.label_image)
+    # what the user adds afterwards is still theirs
+    shapes.add_rectangles(np.array([[1.0, 1.0], [5.0, 5.0]]))
+    viewer.layers[POINTS].add([[7.0, 7.0]])
+    back = ctl.current()
+    assert back.boxes.origins.tolist()[-1] == Origin.HUMAN and back.points.origins.tolist()[-1] == Origin.HUMAN
+    session.close()
