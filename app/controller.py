@@ -12,18 +12,20 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from app.layers import BOXES, MASKS, POINTS, annotation_from_layers, annotation_layers
+from app.layers import BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data
 from app.session import Session
-from cellcounter.annotations import Boxes, ImageAnnotation, Origin
+from cellcounter.annotations import Boxes, ImageAnnotation, Origin, flip_xy_rc
 from cellcounter.imageio import open_image
 
 DEBOUNCE_MS = 250
+EDIT_LIMIT = 2000  # most boxes put in the editable Shapes layer at once; the rest are drawn view-only
 
 
 class LayerController(QObject):
     """Everything the widgets do to the current image goes through here."""
 
-    changed = Signal()  # labels of the current image changed (counts, review panel listen)
+    changed = Signal()  # labels of the current image changed and were saved (counts, review panel listen)
+    editing = Signal()  # the layers were edited; saved a moment later (the live counts listen)
     image_changed = Signal()
 
     def __init__(self, viewer, session: Session) -> None:
@@ -32,11 +34,22 @@ class LayerController(QObject):
         self.session = session
         self.score_threshold = 0.5  # model predictions below it are kept but not shown (slider in Review)
         self.hidden: Boxes = Boxes()  # model boxes below the threshold: kept, not shown
+        self.parked: Boxes = Boxes()  # shown boxes outside the editing window (only past EDIT_LIMIT)
         self._muted = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.commit)
+        self._live = QTimer(self)  # one "editing" per pass of the event loop, however many layer events
+        self._live.setSingleShot(True)
+        self._live.setInterval(0)
+        self._live.timeout.connect(self.editing.emit)
+        self._view_timer = QTimer(self)
+        self._view_timer.setSingleShot(True)
+        self._view_timer.setInterval(300)
+        self._view_timer.timeout.connect(self._rewindow)
+        viewer.scene.camera.events.center.connect(self._view_moved)
+        viewer.scene.camera.events.zoom.connect(self._view_moved)
         self.image_layer_name = ""
 
     # --- showing ---------------------------------------------------------------
@@ -54,8 +67,8 @@ class LayerController(QObject):
             self.image_layer_name = Path(ann.image_path).name
             self.viewer.add_image(pixels if len(pixels) > 1 else pixels[0], name=self.image_layer_name, rgb=rgb,
                                   multiscale=len(pixels) > 1)
+            self.viewer.reset_view()  # before filling: with many boxes the view decides which are editable
             self._fill(ann)
-            self.viewer.reset_view()
             self.viewer.title = f"cellcounter - {self.image_layer_name}"
         finally:
             self._muted = False
@@ -79,14 +92,74 @@ class LayerController(QObject):
     def _fill(self, ann: ImageAnnotation) -> None:
         shown = ann.boxes.above(self.score_threshold) | (ann.boxes.origins != Origin.MODEL)
         self.hidden = ann.boxes.subset(~shown)
+        boxes = ann.boxes.subset(shown)
+        editable = self._editing_window(boxes)
+        self.parked = boxes.subset(~editable)
         visible = ImageAnnotation(ann.image_path, ann.width, ann.height, ann.class_names, task=ann.task,
-                                  boxes=ann.boxes.subset(shown), masks=ann.masks, points=ann.points, grade=ann.grade)
+                                  boxes=boxes.subset(editable), masks=ann.masks, points=ann.points,
+                                  grade=ann.grade)
         if not self._update_layers(visible):
             with self.viewer.layers.batched_update():  # one scene-graph rebuild, not one per layer
                 self._replace_layers(ann, visible)
+        self._draw_overview(ann.class_names)
         self._template = visible
         if POINTS in self.viewer.layers:
             self._number_points()
+
+    # --- many boxes: an editing window over a view-only overview ---------------------
+
+    def _view_rect_xyxy(self) -> np.ndarray:
+        """The part of the image on screen as ``x1, y1, x2, y2``."""
+        h, w = self.viewer.canvas.size
+        zoom = max(float(self.viewer.scene.camera.zoom), 1e-9)
+        cy, cx = tuple(self.viewer.scene.camera.center)[-2:]
+        half = flip_xy_rc(np.array([h, w]) / (2 * zoom))
+        return np.array([cx - half[0], cy - half[1], cx + half[0], cy + half[1]])
+
+    def _editing_window(self, boxes: Boxes) -> np.ndarray:
+        """Which boxes go into the editable Shapes layer: all of them up to EDIT_LIMIT; past it, those
+        centred in the view when they are few enough (zoom in to edit), else none."""
+        if len(boxes) <= EDIT_LIMIT:
+            return np.ones(len(boxes), dtype=bool)
+        x1, y1, x2, y2 = self._view_rect_xyxy()
+        cx = (boxes.xyxy[:, 0] + boxes.xyxy[:, 2]) / 2
+        cy = (boxes.xyxy[:, 1] + boxes.xyxy[:, 3]) / 2
+        inside = (cx >= x1) & (cx < x2) & (cy >= y1) & (cy < y2)
+        return inside if inside.sum() <= EDIT_LIMIT else np.zeros(len(boxes), dtype=bool)
+
+    def _draw_overview(self, class_names: tuple[str, ...]) -> None:
+        layers = self.viewer.layers
+        if not len(self.parked):
+            if OVERVIEW in layers:
+                layers.remove(OVERVIEW)
+            return
+        data, kwargs, _ = overview_layer_data(self.parked, class_names)
+        if OVERVIEW in layers:
+            layer = layers[OVERVIEW]
+            layer.data = data
+            layer.edge_color = kwargs["edge_color"]
+        else:
+            layer = self.viewer.add_vectors(data, **kwargs)
+            if BOXES in layers:  # keep the editable boxes on top
+                layers.move(layers.index(layer), layers.index(BOXES))
+        n_edit = len(layers[BOXES].data) if BOXES in layers else 0
+        self.viewer.status = (f"{len(self.parked)} boxes view-only, {n_edit} editable: zoom in to edit more"
+                              if n_edit == 0 else f"{n_edit} boxes in view are editable")
+
+    def _view_moved(self, *_args) -> None:
+        if len(self.parked) or (BOXES in self.viewer.layers and len(self.viewer.layers[BOXES].data) >= EDIT_LIMIT):
+            self._view_timer.start()
+
+    def _rewindow(self) -> None:
+        """After panning or zooming: save the window's edits, then move the editing window to the view."""
+        if self.session.saved is None:
+            return
+        self.flush()
+        boxes = self.session.saved.boxes  # the window's boxes, then parked, then hidden ones
+        shown = boxes.subset(np.arange(len(boxes)) < len(boxes) - len(self.hidden))
+        now = np.arange(len(shown)) < len(shown) - len(self.parked)
+        if not np.array_equal(self._editing_window(shown), now):
+            self.apply(self.session.saved)
 
     def _update_layers(self, visible: ImageAnnotation) -> bool:
         """Put new labels into the layers already shown, in place; ``False`` where they must be rebuilt.
@@ -154,9 +227,11 @@ class LayerController(QObject):
     def _edited(self, *_args) -> None:
         if not self._muted:
             self._timer.start()
+            self._live.start()
 
     def flush(self) -> None:
         """Commit a pending edit now (before switching images, exporting or closing)."""
+        self._live.stop()  # a commit refreshes the counts itself
         if self._timer.isActive():
             self._timer.stop()
             self.commit()
@@ -171,6 +246,8 @@ class LayerController(QObject):
             labels=layers[MASKS] if MASKS in layers else None,
             points=layers[POINTS] if POINTS in layers else None,
         )
+        if len(self.parked):
+            ann.boxes = ann.boxes.concat(self.parked)
         if len(self.hidden):
             ann.boxes = ann.boxes.concat(self.hidden)
         ann.review = self.session.saved.review
@@ -192,8 +269,8 @@ class LayerController(QObject):
         """After a save the layers hold exactly the saved objects: renumber uids to match."""
         self._muted = True
         try:
-            shown = self.session.saved.boxes.subset(np.arange(len(self.session.saved.boxes)) <
-                                                    len(self.session.saved.boxes) - len(self.hidden))
+            saved = self.session.saved.boxes  # the editable window's boxes, then parked, then hidden ones
+            shown = saved.subset(np.arange(len(saved)) < len(saved) - len(self.parked) - len(self.hidden))
             self._template = ImageAnnotation(
                 self.session.saved.image_path, self.session.saved.width, self.session.saved.height,
                 self.session.saved.class_names, task=self.session.saved.task, boxes=shown,

@@ -32,6 +32,7 @@ class CountsPanel(QWidget):
         row.addWidget(export)
         layout.addLayout(row)
         controller.changed.connect(self.refresh)
+        controller.editing.connect(self._live_refresh)
         self.project_wide.toggled.connect(self.refresh)
 
     def rows(self) -> list[tuple[str, int, int]]:
@@ -60,6 +61,11 @@ class CountsPanel(QWidget):
         self.table.setItem(len(rows), 0, QTableWidgetItem("total"))
         for j, v in enumerate((tm, tn, tn - tm), start=1):
             self.table.setItem(len(rows), j, QTableWidgetItem(f"{v:+d}" if j == 3 else str(v)))
+
+    def _live_refresh(self) -> None:
+        """Counts of the current image follow an edit at once, before it is saved; project totals on save."""
+        if not self.project_wide.isChecked() and not self.controller.session.project.closed:
+            self.refresh()
 
     def _export(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export counts", "counts.csv", "CSV (*.csv)")

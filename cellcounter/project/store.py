@@ -110,6 +110,7 @@ class Project:
         self._lock = lock
         self.readonly = readonly
         self.user = user or current_user()
+        self._model_counts_cache: dict[tuple, dict[str, int]] = {}
 
     # --- opening -------------------------------------------------------------
 
@@ -184,6 +185,10 @@ class Project:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
 
     def __enter__(self) -> Project:
         return self
@@ -274,8 +279,7 @@ class Project:
                                f"is {old.width}x{old.height}; nothing saved")
         new_parts = {"boxes": ser.boxes_blob(ann.boxes), "points": ser.points_blob(ann.points),
                      "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade)}
-        old_parts = {"boxes": ser.boxes_blob(old.boxes), "points": ser.points_blob(old.points),
-                     "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade)}
+        old_parts = self._stored_parts(image_id, old)
         changed = []
         with _tx(conn):
             for kind in ("boxes", "masks", "points", "grade"):
@@ -306,6 +310,16 @@ class Project:
                      new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
         return changed
 
+    def _stored_parts(self, image_id: int, old: ImageAnnotation) -> dict:
+        """The image's saved parts as the bytes already in the file (serialising them again costs as much as
+        the save itself on a slide with 100,000 boxes)."""
+        r = self._conn.execute("SELECT boxes, points, masks, grade FROM annotations WHERE image_id = ?",
+                               (image_id,)).fetchone()
+        if r is None or r[0] is None or r[1] is None:
+            return {"boxes": ser.boxes_blob(old.boxes), "points": ser.points_blob(old.points),
+                    "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade)}
+        return {"boxes": r[0], "points": r[1], "masks": r[2], "grade": r[3]}
+
     def model_counts(self, image_id: int, score_threshold: float | None = None) -> dict[str, int] | None:
         """Per-class counts of the latest model prediction saved for the image (``None`` if never predicted).
 
@@ -318,11 +332,15 @@ class Project:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
         names = _class_names(*stored)
         row = self._conn.execute(
-            "SELECT kind, after FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND kind IN "
+            "SELECT id, kind FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND kind IN "
             "('boxes', 'masks', 'points') ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
         if row is None:
             return None
-        kind, blob = row
+        key = (image_id, row[0], score_threshold, tuple(names))  # events never change once written
+        if key in self._model_counts_cache:
+            return dict(self._model_counts_cache[key])
+        kind = row[1]
+        blob = self._conn.execute("SELECT after FROM events WHERE id = ?", (row[0],)).fetchone()[0]
         # the saved state also holds the human objects kept beside the prediction: count the model's only
         thr = -np.inf if score_threshold is None else score_threshold
         if kind == "masks":
@@ -336,11 +354,11 @@ class Project:
         else:
             part = ser.blob_points(blob)
             classes = part.classes[part.origins == Origin.MODEL]
-        counts = {n: 0 for n in names}
-        for c in classes:
-            if 0 <= int(c) < len(names):
-                counts[names[int(c)]] += 1
-        return counts
+        classes = np.asarray(classes, dtype=np.int64)
+        per_class = np.bincount(classes[(classes >= 0) & (classes < len(names))], minlength=len(names))
+        counts = {n: int(k) for n, k in zip(names, per_class)}
+        self._model_counts_cache[key] = counts
+        return dict(counts)
 
     def set_review(self, image_id: int, status: ReviewStatus | str) -> None:
         status = ReviewStatus(status)

@@ -31,3 +31,16 @@ def test_reader_opens_voc_and_aperio_files_as_layers(make_napari_viewer):
     labels = [d for d, _, k in layers if k == "labels"][0]
     assert labels.max() == 575
     assert get_reader("/etc/hostname") is None
+
+
+def test_widgets_load_into_an_already_open_napari_without_crashing():
+    """A stock napari opening our widgets imports torch after OpenGL is up (Mesa here): it must not crash."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import napari; v = napari.Viewer(show=True); import app.window, torchvision.ops, torch; "
+            "print(int(torchvision.ops.nms(torch.rand(4, 4) * 9, torch.rand(4), 0.5).numel() > 0))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("1"), r.stderr[-2000:]
