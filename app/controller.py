@@ -18,6 +18,7 @@ from cellcounter.annotations import Boxes, ImageAnnotation, Origin, flip_xy_rc
 from cellcounter.imageio import open_image
 
 DEBOUNCE_MS = 250
+HEATMAP = "where the grader looked"
 EDIT_LIMIT = 2000  # most boxes put in the editable Shapes layer at once; the rest are drawn view-only
 
 
@@ -105,6 +106,16 @@ class LayerController(QObject):
         self._template = visible
         if POINTS in self.viewer.layers:
             self._number_points()
+
+    def show_heatmap(self, image_id: int, heat: np.ndarray) -> None:
+        """Overlay a grader's Grad-CAM map on the image it explains (a view, not a label: never saved)."""
+        if image_id != self.session.current_id:
+            return
+        if HEATMAP in self.viewer.layers:
+            self.viewer.layers[HEATMAP].data = heat
+        else:
+            self.viewer.add_image(heat, name=HEATMAP, colormap="inferno", opacity=0.45, blending="additive",
+                                  contrast_limits=(0.0, 1.0))
 
     # --- many boxes: an editing window over a view-only overview ---------------------
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QProgressBar, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QProgressBar,
+                            QPushButton, QVBoxLayout, QWidget)
 
 from app.controller import LayerController
 from cellcounter.imageio import open_image
@@ -34,8 +34,10 @@ def available_models(task: str, project=None) -> list[tuple[str, str]]:
     return out
 
 
-def predict_images(model: str, backend: str, device: str, jobs: list[tuple[int, str]], should_stop):
-    """Generator run in the worker: yields ("progress", done, total) and ("result", image_id, annotation)."""
+def predict_images(model: str, backend: str, device: str, jobs: list[tuple[int, str]], should_stop,
+                   heat_maps: bool = False):
+    """Generator run in the worker: yields ("progress", done, total), ("result", image_id, annotation) and,
+    for graders with ``heat_maps``, ("heatmap", image_id, Grad-CAM map)."""
     from cellcounter.inference import Predictor, TiledPredictor
 
     predictor = Predictor.load(model, backend, device)
@@ -44,12 +46,18 @@ def predict_images(model: str, backend: str, device: str, jobs: list[tuple[int, 
     for i, (image_id, path) in enumerate(jobs):
         if should_stop():
             return
+        heat = None
         with open_image(path) as src:
             if tiled is None:
-                ann = predictor.predict(src.read(), path)
+                pixels = src.read()
+                ann = predictor.predict(pixels, path)
+                if heat_maps:
+                    heat = predictor.explain(pixels, ann.grade.value)[0]
             else:
                 ann = tiled.predict_source(src, should_stop=should_stop)
         yield ("result", image_id, ann, predictor.model_version)
+        if heat is not None:
+            yield ("heatmap", image_id, heat)
         yield ("progress", i + 1, len(jobs))
 
 
@@ -66,6 +74,8 @@ class PredictPanel(QWidget):
         self.backend.addItems(["torch", "onnx"])
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
+        self.heat_map = QCheckBox("Heat map of where the grader looked (Grad-CAM)")
+        self.heat_map.setChecked(True)
         browse = QPushButton("Model file...")
         browse.clicked.connect(self._browse)
         self.run_one = QPushButton("Run on this image")
@@ -79,6 +89,7 @@ class PredictPanel(QWidget):
         form.addRow("", browse)
         form.addRow("Backend", self.backend)
         form.addRow("Device", self.device)
+        form.addRow("", self.heat_map)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         row = QHBoxLayout()
@@ -88,6 +99,8 @@ class PredictPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel)
         self.task.currentTextChanged.connect(self.refresh_models)
+        self.task.currentTextChanged.connect(lambda t: self.heat_map.setVisible(t == "retinopathy"))
+        self.heat_map.setVisible(task == "retinopathy")
         self.run_one.clicked.connect(lambda: self.start(all_unreviewed=False))
         self.run_all.clicked.connect(lambda: self.start(all_unreviewed=True))
         self.cancel.clicked.connect(self.stop)
@@ -119,7 +132,8 @@ class PredictPanel(QWidget):
             ids = [session.current_id] if session.current_id is not None else []
         jobs = [(i, str(session.project.image(i).path)) for i in ids]
         worker = thread_worker(predict_images, start_thread=False)(
-            model, self.backend.currentText(), self.device.currentText(), jobs, lambda: worker.abort_requested)
+            model, self.backend.currentText(), self.device.currentText(), jobs, lambda: worker.abort_requested,
+            self.heat_map.isChecked() and self.task.currentText() == "retinopathy")
         worker.yielded.connect(self._on_yield)
         worker.errored.connect(lambda exc: show_error(f"Prediction failed: {exc}"))
         worker.finished.connect(self._finished)
@@ -138,6 +152,8 @@ class PredictPanel(QWidget):
         elif item[0] == "result":
             _, image_id, ann, version = item
             self.controller.predicted(image_id, ann, version)
+        elif item[0] == "heatmap":
+            self.controller.show_heatmap(item[1], item[2])
         elif item[0] == "progress":
             self.progress.setValue(item[1])
 

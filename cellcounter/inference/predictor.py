@@ -46,17 +46,19 @@ class RawDetections:
 class Predictor:
     """Runs one model on whole images. Use :meth:`load`; see :class:`TiledPredictor` for large images."""
 
-    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend) -> None:
+    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend, directory: Path | None = None) -> None:
         self.card = card
         self.config = card.config
         self.backend = backend
+        self.directory = directory
+        self._torch_model = None
 
     @classmethod
     def load(cls, model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
         directory = resolve_model(model)
         net, card = load_model(directory)
         if backend == "torch":
-            return cls(card, TorchBackend(net, card, device))
+            return cls(card, TorchBackend(net, card, device), directory)
         if backend == "onnx":
             onnx_path = directory / ONNX_NAME
             if not onnx_path.is_file():
@@ -65,7 +67,7 @@ class Predictor:
                     from cellcounter.inference.export import export_onnx
 
                     export_onnx(net, card, onnx_path)
-            return cls(card, OnnxBackend(onnx_path, card, device))
+            return cls(card, OnnxBackend(onnx_path, card, device), directory)
         raise CellCounterError(f"unknown backend {backend!r}: use torch or onnx")
 
     @property
@@ -99,6 +101,22 @@ class Predictor:
         logits = self.backend.run(grader_input(image, cfg.input_size, cfg.image_mean, cfg.image_std))["logits"][0]
         e = np.exp(logits - logits.max())
         return e / e.sum()
+
+    def explain(self, image: np.ndarray, target: int | None = None) -> tuple[np.ndarray, int]:
+        """Grad-CAM heat map of a grader over ``image`` (the torch model is used whatever the backend)."""
+        if self.config.kind != "grader":
+            raise CellCounterError("heat maps exist for graders only")
+        from cellcounter.inference.gradcam import grad_cam
+
+        if getattr(self.backend, "model", None) is not None:
+            model = self.backend.model
+        else:
+            if self.directory is None:
+                raise CellCounterError("no torch model at hand for the heat map: load the predictor from a folder")
+            if self._torch_model is None:
+                self._torch_model = load_model(self.directory)[0].eval()
+            model = self._torch_model
+        return grad_cam(model, self.config, image, target)
 
     def predict(self, image: np.ndarray, image_path: str = "image") -> ImageAnnotation:
         """Predictions for a whole image as an annotation (origin: model)."""

@@ -39,14 +39,25 @@ def to_chw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(to_float_rgb(image).transpose(2, 0, 1))
 
 
+def _grader_geometry(h: int, w: int, size: int) -> tuple[float, int, int, int, int]:
+    """Scale, resized height and width, and the crop's top-left corner in the resized image."""
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    return scale, nh, nw, (nh - size) // 2, (nw - size) // 2
+
+
+def grader_crop_xyxy(h: int, w: int, size: int) -> tuple[float, float, float, float]:
+    """The part of an ``h`` x ``w`` image the grader sees (its centre crop), in image pixels ``x1, y1, x2, y2``."""
+    scale, _, _, y0, x0 = _grader_geometry(h, w, size)
+    return x0 / scale, y0 / scale, (x0 + size) / scale, (y0 + size) / scale
+
+
 def grader_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
     """``(1, 3, size, size)``: shorter side resized to ``size`` then centre-cropped (no distortion), normalised."""
     rgb = (to_float_rgb(image) * 255.0 + 0.5).astype(np.uint8)
     h, w = rgb.shape[:2]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    scale, nh, nw, y0, x0 = _grader_geometry(h, w, size)
     resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
-    y0, x0 = (nh - size) // 2, (nw - size) // 2
     crop = resized[y0:y0 + size, x0:x0 + size]
     crop = (crop - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)[None])

@@ -127,6 +127,31 @@ def test_grade_override_on_a_fundus_image(make_napari_viewer, projects):
     win.session.close()
 
 
+def test_grader_prediction_shows_grade_and_a_heat_map_layer(make_napari_viewer, projects, qtbot, tmp_path):
+    from PIL import Image
+
+    from app.controller import HEATMAP
+
+    rng = np.random.default_rng(0)
+    image = tmp_path / "fundus.png"
+    Image.fromarray((rng.random((90, 140, 3)) * 255).astype(np.uint8)).save(image)
+    viewer, win = _window(make_napari_viewer, image, "retinopathy")
+    model = make_tiny_model("grader", tmp_path / "tiny")
+    win.predict.task.setCurrentText("retinopathy")
+    win.predict.model.addItem("tiny", str(model))
+    win.predict.model.setCurrentIndex(win.predict.model.count() - 1)
+    assert win.predict.heat_map.isChecked()
+    assert win.predict.start(all_unreviewed=False) is not None
+    qtbot.waitUntil(lambda: win.predict.worker is None, timeout=60_000)
+    grade = win.session.saved.grade
+    assert grade is not None and grade.origin == Origin.MODEL
+    assert win.grade.predicted.text() == f"grade {grade.value}"
+    heat = viewer.layers[HEATMAP]
+    assert heat.data.shape == (90, 140) and 0 < heat.data.max() <= 1
+    assert not heat.data[:, :20].any()  # outside the 90 x 90 centre crop the grader saw
+    win.session.close()
+
+
 def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_viewer, projects, tmp_path):
     from PIL import Image
 

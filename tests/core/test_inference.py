@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from cellcounter.cli import main
+from cellcounter.errors import CellCounterError
 from cellcounter.formats import read_labels
 from cellcounter.inference import Cancelled, Predictor, TiledPredictor
 from cellcounter.inference.tiling import core_bounds, tile_starts
@@ -238,3 +239,42 @@ def test_tiled_prediction_of_a_large_lazily_read_tiff_keeps_memory_bounded(tmp_p
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     assert len(ann.boxes) == n_side * n_side
     assert grew < 250, f"peak memory grew by {grew:.0f} MB for a {3 * (n_side * tile) ** 2 / 1e6:.0f} MB image"
+
+
+def test_grad_cam_is_the_class_activation_map_of_the_predicted_grade(tiny_models):
+    """For global pooling + a linear layer, Grad-CAM equals CAM: relu(sum_c w_kc A_c), scaled to [0, 1]."""
+    import torch
+
+    from cellcounter.inference.gradcam import cam_lowres
+    from cellcounter.models import load_model
+
+    model, card = load_model(tiny_models["grader"])
+    model.eval()
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 96, 96)
+    cam, k = cam_lowres(model, x)
+    with torch.no_grad():
+        a = model.features[:-1](x)[0]  # (C, h, w)
+        logits = model(x)
+        expected = torch.relu((model.classifier.weight[k][:, None, None] * a).sum(0)).numpy()
+    assert k == int(logits.argmax())
+    assert cam.shape == expected.shape and cam.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(cam, expected / expected.max(), atol=1e-4)
+    other = (k + 1) % 5
+    cam_other, k2 = cam_lowres(model, x, other)
+    assert k2 == other and not np.allclose(cam_other, cam)
+
+
+def test_heat_map_covers_the_centre_crop_the_grader_saw(tiny_models):
+    """A wide fundus photo: the grader sees the centred square; the heat map is image-sized, zero outside it."""
+    pred = Predictor.load(tiny_models["grader"], "onnx")
+    rng = np.random.default_rng(0)
+    image = (rng.random((120, 300, 3)) * 255).astype(np.uint8)
+    heat, k = pred.explain(image)
+    assert heat.shape == (120, 300) and heat.dtype == np.float32
+    assert 0 <= heat.min() and heat.max() <= 1 and heat.max() > 0.5
+    assert not heat[:, :85].any() and not heat[:, 215:].any()  # the crop is columns 90-210
+    assert heat[:, 95:205].any()
+    assert k == pred.predict(image).grade.value
+    with pytest.raises(CellCounterError, match="graders only"):
+        Predictor.load(tiny_models["detector"]).explain(image)

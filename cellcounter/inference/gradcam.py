@@ -1,0 +1,63 @@
+"""Where a grader looked: Grad-CAM (Selvaraju et al., 2017) on the last convolutional stage.
+
+The heat map is returned at the image's own size; it covers the centre crop the
+grader sees and is zero outside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cellcounter.inference.preprocess import grader_crop_xyxy, grader_input
+from cellcounter.models.build import Grader
+from cellcounter.models.config import GraderConfig
+
+
+def cam_lowres(model: Grader, x: torch.Tensor, target: int | None = None) -> tuple[np.ndarray, int]:
+    """Grad-CAM at the last stage's resolution, scaled to ``[0, 1]``, and the class it explains.
+
+    ``target`` defaults to the predicted class. ``x`` is the normalised ``(1, 3, S, S)`` grader input.
+    """
+    stage = model.features[-2]  # the last ResNet stage; features[-1] is the global average pooling
+    saved: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _inp, out):
+        out.retain_grad()
+        saved["a"] = out
+
+    handle = stage.register_forward_hook(keep)
+    try:
+        with torch.enable_grad(), torch.inference_mode(False):
+            was_training = model.training
+            model.eval()
+            logits = model(x.detach().clone().requires_grad_(True))  # a graph even over frozen weights
+            k = int(logits[0].argmax()) if target is None else int(target)
+            model.zero_grad(set_to_none=True)
+            logits[0, k].backward()
+            model.train(was_training)
+    finally:
+        handle.remove()
+    a, g = saved["a"].detach()[0], saved["a"].grad.detach()[0]  # (C, h, w)
+    weights = g.mean(dim=(1, 2))  # one weight per channel: the gradient pooled over the map
+    cam = torch.relu((weights[:, None, None] * a).sum(0)).numpy().astype(np.float32)
+    top = float(cam.max())
+    return (cam / top if top > 0 else cam), k
+
+
+def grad_cam(model: Grader, cfg: GraderConfig, image: np.ndarray, target: int | None = None
+             ) -> tuple[np.ndarray, int]:
+    """``(heat map (H, W) float32 in [0, 1], explained grade)`` for one image of any size."""
+    h, w = image.shape[:2]
+    device = next(model.parameters()).device
+    x = torch.from_numpy(grader_input(image, cfg.input_size, cfg.image_mean, cfg.image_std)).to(device)
+    cam, k = cam_lowres(model, x, target)
+    x1, y1, x2, y2 = grader_crop_xyxy(h, w, cfg.input_size)
+    c0, r0 = int(round(x1)), int(round(y1))
+    cw, ch = max(1, int(round(x2)) - c0), max(1, int(round(y2)) - r0)
+    up = np.asarray(Image.fromarray(cam).resize((cw, ch), Image.BILINEAR), dtype=np.float32)
+    heat = np.zeros((h, w), np.float32)
+    rr, cc = min(ch, h - r0), min(cw, w - c0)
+    heat[r0:r0 + rr, c0:c0 + cc] = up[:rr, :cc]
+    return np.clip(heat, 0.0, 1.0), k
