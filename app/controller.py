@@ -59,7 +59,7 @@ class LayerController(QObject):
         self.flush()
         ann = self.session.load(image_id)
         with open_image(ann.image_path) as src:
-            pixels = self._display_pixels(src)
+            pixels = src.display_levels()
         self._muted = True
         try:
             for layer in list(self.viewer.layers):
@@ -76,19 +76,6 @@ class LayerController(QObject):
         self.image_changed.emit()
         self.changed.emit()
         return ann
-
-    @staticmethod
-    def _display_pixels(src) -> list:
-        """The image, or a pyramid of lazily read levels for huge images (smooth panning)."""
-        if not src.lazy:
-            return [src.read()]
-        levels = [src._array]
-        h, w = src.height, src.width
-        step = 1
-        while max(h, w) // step > 2048:
-            step *= 2
-            levels.append(src._array[::step, ::step])
-        return levels
 
     def _fill(self, ann: ImageAnnotation) -> None:
         shown = ann.boxes.above(self.score_threshold) | (ann.boxes.origins != Origin.MODEL)

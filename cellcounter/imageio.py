@@ -72,6 +72,22 @@ class ImageSource:
         """The whole image in memory (avoid for lazy images: use :meth:`read_region`)."""
         return self.read_region(0, self.height, 0, self.width)
 
+    def display_levels(self, max_side: int = 2048) -> list:
+        """Arrays for display, full resolution first: the image itself when in memory; for a large lazy
+        TIFF, the file's own pyramid levels when it has them (OME/SVS sub-resolutions, read tile by tile),
+        else views of level 0 taking every 2nd, 4th, ... pixel down to ``max_side``."""
+        if not self.lazy:
+            return [self.read()]
+        levels = getattr(self, "_levels", None)
+        if levels:
+            return list(levels)
+        out = [self._array]
+        step = 1
+        while max(self.height, self.width) // step > max_side:
+            step *= 2
+            out.append(self._array[::step, ::step])
+        return out
+
     def close(self) -> None:
         for closer in getattr(self, "_closers", ()):
             closer.close()
@@ -225,10 +241,12 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
             tif.close()
             plane = _drop_alpha(np.asarray(plane))
             return ImageSource(p, plane.shape, plane.dtype, pixel_size, n_pages, plane, lazy=False)
+        levels, level_store = _pyramid(series, page)
         arr, store = _lazy_plane(tif, series, p, page)
         src = ImageSource(p, tuple(arr.shape[:2]) + _channels(arr.shape), np.dtype(arr.dtype), pixel_size,
                           n_pages, arr, lazy=True)
-        src._closers = [c for c in (store, tif) if c is not None]  # type: ignore[attr-defined]
+        src._levels = levels  # type: ignore[attr-defined]
+        src._closers = [c for c in (level_store, store, tif) if c is not None]  # type: ignore[attr-defined]
         return src
     except ImageReadError:
         tif.close()
@@ -274,6 +292,17 @@ def _select_plane(data: np.ndarray, axes: str, page: int) -> np.ndarray:
     return plane
 
 
+def _pyramid(series, page: int):
+    """The file's own resolution levels as lazily read arrays (``None`` when it has none)."""
+    if len(getattr(series, "levels", ())) < 2 or series.axes not in ("YX", "YXS") or page != 0:
+        return None, None
+    import zarr
+
+    store = series.aszarr()
+    group = zarr.open(store, mode="r")
+    return [group[str(i)] for i in range(len(series.levels))], store
+
+
 def _lazy_plane(tif: tifffile.TiffFile, series, p: Path, page: int):
     """A lazily-read array ``(H, W[, S])`` for one plane of a large TIFF."""
     axes = series.axes
@@ -288,8 +317,8 @@ def _lazy_plane(tif: tifffile.TiffFile, series, p: Path, page: int):
 
     store = series.aszarr()
     z = zarr.open(store, mode="r")
-    if hasattr(z, "shape") is False:  # a multiscale group: level 0 is full resolution
-        z = z[0]
+    if not hasattr(z, "shape"):  # a multiscale group: level "0" is full resolution
+        z = z["0"]
     if axes not in ("YX", "YXS"):
         if axes == "SYX":
             raise ImageReadError(p, "large planar (SYX) TIFFs cannot be read lazily; save it interleaved")

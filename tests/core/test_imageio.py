@@ -124,3 +124,26 @@ def test_file_hash_is_content_based(tmp_path):
     (tmp_path / "b").write_bytes(b"abc")
     assert file_hash(tmp_path / "a") == file_hash(tmp_path / "b")
     assert file_hash(tmp_path / "a").startswith("sha256:ba7816bf")
+
+
+def test_display_levels_use_the_files_own_pyramid(tmp_path):
+    """A pyramidal OME-TIFF is shown from its stored sub-resolutions, not by striding level 0."""
+    rng = np.random.default_rng(0)
+    full = rng.integers(0, 200, (1024, 768, 3), dtype=np.uint8)
+    half = (full[::2, ::2] + 50).astype(np.uint8)  # differs from a stride of level 0 on purpose
+    path = tmp_path / "pyramid.ome.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        tw.write(full, subifds=1, tile=(256, 256), compression="zlib", metadata={"axes": "YXS"})
+        tw.write(half, subfiletype=1, tile=(256, 256), compression="zlib")
+    with open_image(path, lazy=True) as src:
+        levels = src.display_levels()
+        assert [tuple(lv.shape) for lv in levels] == [(1024, 768, 3), (512, 384, 3)]
+        np.testing.assert_array_equal(np.asarray(levels[1][10:20, 30:40]), half[10:20, 30:40])
+        np.testing.assert_array_equal(src.read_region(5, 9, 7, 11), full[5:9, 7:11])
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, full, tile=(256, 256))
+    with open_image(flat, lazy=True) as src:
+        levels = src.display_levels(max_side=300)
+        assert [tuple(lv.shape)[:2] for lv in levels] == [(1024, 768), (512, 384), (256, 192)]
+    with open_image(flat, lazy=False) as src:
+        assert len(src.display_levels()) == 1
