@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="cellcounter-selftest-")
         os.environ["CELLCOUNTER_PROJECTS"] = tmp.name
     try:
-        session, first = Session.open_path(path, task)
+        # the bundled sample opens with the default model's predictions, not its reference labels
+        session, first = Session.open_path(path, task, with_labels=bool(args.path))
     except CellCounterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp.cleanup()
         print(json.dumps(summary))
         return 0
+    if not args.path:
+        window.predict.run_default("blood")
     napari.run()
     window.controller.flush()
     window.session.close()

@@ -55,8 +55,13 @@ class Session:
     # --- opening -------------------------------------------------------------
 
     @classmethod
-    def open_path(cls, path: str | Path, task: str | None = None, user: str | None = None) -> tuple[Session, int]:
-        """Open an image, a folder or a project file; returns the session and the image to show first."""
+    def open_path(cls, path: str | Path, task: str | None = None, user: str | None = None,
+                  with_labels: bool = True, current: Session | None = None) -> tuple[Session, int]:
+        """Open an image, a folder or a project file; returns the session and the image to show first.
+
+        ``with_labels=False`` opens a single image without the labels stored beside it (the samples:
+        they open with the default model's predictions, not with the reference labels). ``current`` is the
+        session already open, returned as it is when the path belongs to its project."""
         path = Path(path)
         if path.suffix == ".ccproj":
             proj = Project.open(path, user=user)
@@ -67,13 +72,17 @@ class Session:
             return session, ids[0]
         folder = path if path.is_dir() else path.parent
         proj_path = default_project_path(folder)
+        if current is not None and not current.project.closed and current.project.path.resolve() == proj_path.resolve():
+            # the project already open: add to it (opening it again would meet its own lock)
+            first = current.import_folder(folder) if path.is_dir() else current.import_image(path, with_labels)
+            return current, first
         proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
         session = cls(proj, task)
-        first = session.import_folder(folder) if path.is_dir() else session.import_image(path)
+        first = session.import_folder(folder) if path.is_dir() else session.import_image(path, with_labels)
         return session, first
 
-    def import_image(self, image: Path) -> int:
-        return import_image(self.project, image, self.task)
+    def import_image(self, image: Path, with_labels: bool = True) -> int:
+        return import_image(self.project, image, self.task, with_labels)
 
     def import_folder(self, folder: Path) -> int:
         """Add a folder's images (with labels from a known layout) and return the first image's id."""

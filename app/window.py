@@ -26,6 +26,7 @@ RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 SAMPLES = {
     "blood": RESOURCES / "samples" / "blood" / "BloodImage_00000.jpg",
     "nuclei": next(iter(sorted((RESOURCES / "samples" / "nuclei").glob("*/images/*.png"))), None),
+    "leaves": RESOURCES / "samples" / "leaves" / "rosette_20261123.png",
 }
 
 SHORTCUTS = [
@@ -89,14 +90,21 @@ class CellCounterWindow:
         ann = self.controller.show(image_id)
         self.grade_dock.setVisible(ann.task == "retinopathy")
 
-    def open_path(self, path: str | Path, task: str | None = None) -> None:
+    def open_sample(self, task: str):
+        """Open a bundled sample image and run the task's bundled default model on it (in the worker)."""
+        self.open_path(SAMPLES[task], task, with_labels=False)
+        return self.predict.run_default(task)
+
+    def open_path(self, path: str | Path, task: str | None = None, with_labels: bool = True) -> None:
         self.controller.flush()
         try:
-            session, first = Session.open_path(path, task or self.session.task, self.session.project.user)
+            session, first = Session.open_path(path, task or self.session.task, self.session.project.user,
+                                               with_labels, current=self.session)
         except CellCounterError as exc:
             show_error(str(exc))
             return
-        self.session.close()
+        if session is not self.session:
+            self.session.close()
         self.session = session
         self.controller.session = session
         self.predict.refresh_models()
@@ -130,7 +138,7 @@ class CellCounterWindow:
         samples = menu.addMenu("Open sample")
         for task, path in SAMPLES.items():
             if path is not None and path.is_file():
-                samples.addAction(task, lambda p=path, t=task: self.open_path(p, t))
+                samples.addAction(task, lambda t=task: self.open_sample(t))
         export = menu.addMenu("Export")
         for fmt in ("coco", "voc", "label-tiff", "grade-csv", "counts-csv"):
             export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))

@@ -111,6 +111,17 @@ class PredictPanel(QWidget):
         for label, path in available_models(self.task.currentText(), self.controller.session.project):
             self.model.addItem(label, path)
 
+    def run_default(self, task: str):
+        """Run the bundled ``<task>-default`` model on the current image; ``None`` when it is not installed."""
+        self.task.setCurrentText(task)
+        default = RESOURCES_MODELS / f"{task}-default"
+        idx = self.model.findData(str(default))
+        if idx < 0:
+            show_info(f"No bundled {task} model in this installation: choose a model to predict")
+            return None
+        self.model.setCurrentIndex(idx)
+        return self.start(all_unreviewed=False)
+
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder (with card.json)")
         if folder:

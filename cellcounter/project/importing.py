@@ -15,12 +15,13 @@ from cellcounter.project.store import Project
 from cellcounter.tasks import TASKS
 
 
-def import_image(project: Project, image: Path, task: str | None = None) -> int:
-    """Add one image (and the labels stored beside it); an image already in the project keeps its labels."""
+def import_image(project: Project, image: Path, task: str | None = None, with_labels: bool = True) -> int:
+    """Add one image (and, with ``with_labels``, the labels stored beside it); an image already in the
+    project keeps its labels."""
     existing = project.find_image(image)
     if existing is not None:
         return existing
-    ann = labels_for_image(image, TASKS[task].class_names if task else None)
+    ann = labels_for_image(image, TASKS[task].class_names if task else None) if with_labels else None
     image_id = project.add_image(image, task or (ann.task if ann is not None else None))
     if ann is not None:
         project.save(image_id, ann, origin="human")

@@ -167,3 +167,38 @@ def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_
     assert win.session.current_id == first
     assert len(win.session.queue("unreviewed")) == 1  # the two opened are in progress now
     win.session.close()
+
+
+@pytest.mark.parametrize("task", ["blood", "leaves"])
+def test_samples_open_with_the_default_models_predictions(make_napari_viewer, projects, qtbot, task, tmp_path,
+                                                          monkeypatch):
+    """File > Samples: the image alone, then the bundled default model's objects and counts."""
+    import app.widgets.predict as predict_mod
+    from app.window import SAMPLES
+
+    models = tmp_path / "models"
+    kind = {"blood": "detector", "leaves": "segmenter"}[task]
+    make_tiny_model(kind, models / f"{task}-default", task=task, class_names=["leaf"] if task == "leaves" else None)
+    monkeypatch.setattr(predict_mod, "RESOURCES_MODELS", models)
+    from PIL import Image
+
+    start = tmp_path / "start" / "first.png"
+    start.parent.mkdir()
+    Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(start)
+    viewer, win = _window(make_napari_viewer, start, "blood")
+    worker = win.open_sample(task)
+    assert worker is not None
+    qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
+    saved = win.session.saved
+    assert saved.image_path == str(SAMPLES[task])
+    objects = saved.boxes if task == "blood" else saved.masks
+    assert len(objects) > 0 and set(objects.origins.tolist()) == {Origin.MODEL}  # no reference labels
+    table = win.counts.table
+    assert int(table.item(table.rowCount() - 1, 1).text()) > 0  # the model column counts them
+    win.session.close()
+    # the same sample again, from the project already open: no lock conflict, the same image
+    shown = win.session.current_id
+    assert win.open_sample(task) is not None
+    qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
+    assert win.session.current_id == shown and win.session.saved.image_path == str(SAMPLES[task])
+    win.session.close()

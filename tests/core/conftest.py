@@ -21,9 +21,10 @@ TINY = {
 }
 
 
-def make_tiny_model(kind: str, directory, seed: int = 0):
+def make_tiny_model(kind: str, directory, seed: int = 0, task: str | None = None, class_names=None):
     torch.manual_seed(seed)
-    cfg, task, names = TINY[kind]
+    cfg, default_task, default_names = TINY[kind]
+    task, names = task or default_task, list(class_names or default_names)
     model = build_model(cfg)
     if kind == "detector":
         # an untrained head scores every anchor about the same, and ties make any two backends pick
