@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["coco", "voc", "label-tiff", "grade-csv"],
                    help="label format per image (default: coco); grades also go to grades.csv for the run")
     p.add_argument("--score-threshold", type=float, default=0.5, help="for counts and overlays (default 0.5)")
-    p.add_argument("--tile", type=int, default=1024, help="tile size for images larger than this (default 1024)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="tile size for images larger than this (default: the model's, from its card)")
     p.add_argument("--overlap", type=int, default=128)
     p.set_defaults(func=cmd_predict)
 
@@ -125,7 +126,7 @@ def cmd_export(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
-    from cellcounter.inference import Predictor
+    from cellcounter.inference import Predictor, TiledPredictor
 
     gts = read_labels(args.data, None, TASKS[args.task].class_names)
     if args.split:
@@ -134,7 +135,11 @@ def cmd_evaluate(args) -> int:
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        gts, preds = predict_all(lambda im, path: predictor.predict(im, path), gts)
+        if predictor.config.kind == "grader":
+            gts, preds = predict_all(lambda im, path: predictor.predict(im, path), gts)
+        else:  # as the app and `predict` do: large images in tiles of the model's size
+            tiled = TiledPredictor(predictor)
+            gts, preds = predict_all(lambda im, path: tiled.predict_array(im, path), gts)
     res = evaluate_annotations(args.task, gts, preds, args.score_threshold)
     res["model"] = predictor.model_version
     for k, v in res.items():

@@ -36,6 +36,7 @@ class DetectorConfig:
     min_size: int = 480
     max_size: int = 640
     fpn_channels: int = 256
+    tile_size: int = 1024  # larger images are predicted in tiles of this size
     head_convs: int = 4
     frozen_bn: bool = True
     image_mean: tuple[float, ...] = IMAGENET_MEAN
@@ -59,6 +60,7 @@ class SegmenterConfig:
     box_batch_size_per_image: int = 512
     representation_size: int = 1024  # width of the box head's two FC layers
     fpn_channels: int = 256  # also the width of the mask head
+    tile_size: int = 512  # larger images are predicted in tiles of this size (near the training crops)
     mask_threshold: float = 0.5
     min_size: int = 512
     max_size: int = 1024

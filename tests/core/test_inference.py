@@ -278,3 +278,12 @@ def test_heat_map_covers_the_centre_crop_the_grader_saw(tiny_models):
     assert k == pred.predict(image).grade.value
     with pytest.raises(CellCounterError, match="graders only"):
         Predictor.load(tiny_models["detector"]).explain(image)
+
+
+def test_tiles_follow_the_models_card(tiny_models):
+    """Segmenters trained on small crops predict large images in tiles near that size; detectors at 1024."""
+    seg = TiledPredictor(Predictor.load(tiny_models["segmenter"]))
+    det = TiledPredictor(Predictor.load(tiny_models["detector"]))
+    assert seg.tile_size == 512 and det.tile_size == 1024
+    assert len(seg.tiles(1000, 1000)) == 9 and len(det.tiles(1000, 1000)) == 1  # 3 x 3 with 128 px overlap
+    assert TiledPredictor(Predictor.load(tiny_models["segmenter"]), tile_size=300).tile_size == 300
