@@ -33,25 +33,51 @@ def main() -> int:
     res = {}
     blood_model = model_or_tiny("blood-default", "detector", tmp)
 
-    # 1. open a BCCD image, predict, boxes visible
+    # 1. start the app; open a BCCD image; Run with the default model until its boxes are drawn
     sample = ROOT / "resources" / "samples" / "blood" / "BloodImage_00000.jpg"
     t = time.perf_counter()
     viewer = napari.Viewer(show=True)
-    session, first = Session.open_path(sample, "blood")
+    session, first = Session.open_path(sample, "blood", with_labels=False)
     win = CellCounterWindow(viewer, session, "blood")
     win.show_image(first)
     QApplication.processEvents()
-    t_open = time.perf_counter() - t
-    t = time.perf_counter()
-    pred = Predictor.load(blood_model, "onnx")
-    from cellcounter.imageio import read_image
+    t_start = time.perf_counter() - t
+    idx = win.predict.model.findData(str(blood_model))
+    if idx < 0:
+        win.predict.model.addItem("bench", str(blood_model))
+        idx = win.predict.model.count() - 1
+    win.predict.model.setCurrentIndex(idx)
+    win.predict.backend.setCurrentText("onnx")
 
-    ann = pred.predict(read_image(sample), str(sample))
-    win.controller.predicted(first, ann, pred.model_version)
+    def run_until_boxes() -> float:
+        t0 = time.perf_counter()
+        win.predict.start(False)
+        while win.predict.worker is not None:
+            QApplication.processEvents()
+            time.sleep(0.002)
+        assert len(win.viewer.layers["boxes"].data) > 0
+        return time.perf_counter() - t0
+
+    t_first_run = run_until_boxes()  # loads the model (and exports it to ONNX on a fresh cache)
+    bccd = Path(os.environ.get("CELLCOUNTER_BENCH_BCCD", ROOT.parent / "shared" / "data" / "bccd"))
+    second = bccd / "JPEGImages" / "BloodImage_00001.jpg"
+    if not second.is_file():
+        second = tmp / "second.jpg"
+        Image.open(sample).transpose(Image.FLIP_LEFT_RIGHT).save(second)
+    t = time.perf_counter()
+    win.open_path(second, "blood", with_labels=False)
     QApplication.processEvents()
-    t_boxes = time.perf_counter() - t
-    rows += [("open image to layers shown", f"{t_open:.2f} s"), ("model load + predict + boxes shown", f"{t_boxes:.2f} s")]
-    res.update(open_s=t_open, predict_to_boxes_s=t_boxes)
+    t_open = time.perf_counter() - t
+    t_run = run_until_boxes()
+    rows += [("start the app on an image (viewer, window, image shown)", f"{t_start:.2f} s"),
+             ("first Run: model load + predict + boxes shown", f"{t_first_run:.2f} s"),
+             ("open another image in the running app", f"{t_open:.2f} s"),
+             ("Run again: predict + boxes shown (model kept loaded)", f"{t_run:.2f} s"),
+             ("first overlay: open + Run (model loaded)", f"{t_open + t_run:.2f} s")]
+    res.update(start_s=t_start, first_run_s=t_first_run, open_s=t_open, run_s=t_run,
+               first_overlay_s=t_open + t_run)
+    session = win.session
+    first = session.current_id
 
     # 2. a 1000 x 1000 tile with 600 predicted instances: from result to masks shown
     lab = np.zeros((1000, 1000), np.int32)
@@ -95,11 +121,6 @@ def main() -> int:
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    idx = win.predict.model.findData(str(blood_model))
-    if idx < 0:
-        win.predict.model.addItem("bench", str(blood_model))
-        idx = win.predict.model.count() - 1
-    win.predict.model.setCurrentIndex(idx)
     win.predict.start(False)
     win.train.start(cfg)
     while win.predict.worker is not None or win.train.worker is not None:
