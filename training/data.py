@@ -29,7 +29,7 @@ from cellcounter.inference.preprocess import to_float_rgb
 from cellcounter.tasks import get_task
 from training.augment import GridMask, mosaic
 from training.config import TrainConfig
-from training.synthetic_leaves import rosette_annotation
+from training.synthetic_leaves import VALIDATION_SEED, rosette_annotation
 
 Loader = Callable[[], tuple[np.ndarray, ImageAnnotation]]
 
@@ -73,9 +73,9 @@ def load_split(cfg: TrainConfig) -> Split:
             raise CellCounterError("synthetic data exists for the leaves task only")
         n_tr = cfg.limit_images or cfg.synthetic_train
         tr = [_synthetic_loader(cfg.seed * 1_000_003 + i, cfg.synthetic_size) for i in range(n_tr)]
-        va = [_synthetic_loader(999_999_000 + i, cfg.synthetic_size) for i in range(cfg.synthetic_val)]
+        va = [_synthetic_loader(VALIDATION_SEED + i, cfg.synthetic_size) for i in range(cfg.synthetic_val)]
         return Split(tr, va, [f"synthetic:{cfg.seed * 1_000_003 + i}" for i in range(n_tr)],
-                     [f"synthetic:{999_999_000 + i}" for i in range(cfg.synthetic_val)])
+                     [f"synthetic:{VALIDATION_SEED + i}" for i in range(cfg.synthetic_val)])
     if not cfg.data:
         raise CellCounterError("no training data given (--data PATH)")
     sources = [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]

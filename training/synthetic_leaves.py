@@ -84,6 +84,9 @@ def rosette_annotation(seed: int, size: int = 256, name: str | None = None) -> t
     return img, ann
 
 
+VALIDATION_SEED = 999_999_000  # the fixed validation set: rosettes VALIDATION_SEED + i
+
+
 def write_rosettes(folder: str | Path, count: int, seed: int = 0, size: int = 256) -> list[Path]:
     """Write ``rosette_NNNNNN.png`` and ``rosette_NNNNNN_mask.png`` (colour-coded) pairs."""
     folder = Path(folder)
@@ -97,3 +100,27 @@ def write_rosettes(folder: str | Path, count: int, seed: int = 0, size: int = 25
         atomic_write_with(folder / f"{stem}_mask.png", lambda t, a=colours: Image.fromarray(a).save(t, format="PNG"))
         out.append(folder / f"{stem}.png")
     return out
+
+
+def main(argv=None) -> int:
+    """``python -m training.synthetic_leaves OUT``: write rosettes with colour-coded masks (CVPPP-like).
+
+    ``--validation`` writes the fixed validation set that leaves training uses (``--synthetic-val`` of them),
+    for ``cellcounter evaluate --task leaves --data OUT``.
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m training.synthetic_leaves", description=main.__doc__)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--count", type=int, default=100)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--validation", action="store_true", help=f"seeds from {VALIDATION_SEED} (training's val set)")
+    args = ap.parse_args(argv)
+    written = write_rosettes(args.out, args.count, VALIDATION_SEED if args.validation else args.seed, args.size)
+    print(f"wrote {len(written)} rosettes to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,3 +27,18 @@ def test_rosettes_are_deterministic_and_varied():
     assert not np.array_equal(a1, b)
     counts = {int(make_rosette(s, 96)[1].max()) for s in range(12)}
     assert len(counts) >= 4  # leaf counts vary between rosettes
+
+
+def test_the_written_validation_set_is_the_one_training_validates_on(tmp_path):
+    """``python -m training.synthetic_leaves OUT --validation`` gives `cellcounter evaluate` training's val set."""
+    from training import TrainConfig
+    from training.data import load_split
+    from training.synthetic_leaves import main
+
+    assert main([str(tmp_path), "--validation", "--count", "3", "--size", "96"]) == 0
+    on_disk = read_labels(tmp_path)
+    split = load_split(TrainConfig(task="leaves", data="synthetic", synthetic_val=3, synthetic_size=96,
+                                   synthetic_train=1))
+    for ann, loader in zip(on_disk, split.val):
+        img, expected = loader()
+        assert ann.masks.equals(expected.masks)
