@@ -80,7 +80,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
 
     from app.layers import boxes_layer_data, masks_layer_data
-    from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks
+    from cellcounter.annotations import ImageAnnotation, InstanceMasks
 
     rows = [("objects", "show s", "edit->count ms")]
     res = {}

@@ -25,7 +25,6 @@ def main() -> int:
     from app.session import Session
     from app.window import CellCounterWindow
     from cellcounter.annotations import ImageAnnotation, InstanceMasks
-    from cellcounter.inference.predictor import Predictor
 
     tmp = Path(tempfile.mkdtemp())
     os.environ["CELLCOUNTER_PROJECTS"] = str(tmp / "projects")
