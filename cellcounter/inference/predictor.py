@@ -136,12 +136,55 @@ class Predictor:
         return ann
 
 
+class InstancePainter:
+    """Paints predicted instances into one label image, surest first.
+
+    An instance takes only the pixels no surer instance holds, and is dropped as a duplicate when it
+    mostly repeats one already painted (intersection over union above ``duplicate_iou``): the same
+    nucleus predicted twice by the model, or seen by two overlapping tiles.
+    """
+
+    def __init__(self, shape: tuple[int, int], duplicate_iou: float = 0.5) -> None:
+        self.label = np.zeros(shape, np.int32)
+        self.duplicate_iou = duplicate_iou
+        self.classes: list[int] = []
+        self.scores: list[float] = []
+        self._areas: list[int] = [0]  # pixels held per instance id
+
+    def paste(self, mask: np.ndarray, y0: int, x0: int, cls: int, score: float) -> None:
+        """Add a binary ``mask`` whose top-left corner is at ``(y0, x0)`` of the image."""
+        ys, xs = np.nonzero(mask)
+        if len(ys) == 0:
+            return
+        ys, xs = ys + y0, xs + x0
+        under = self.label[ys, xs]
+        taken = under > 0
+        if taken.any():
+            ids, counts = np.unique(under[taken], return_counts=True)
+            for k, n in zip(ids, counts):
+                if n / (len(ys) + self._areas[k] - n) > self.duplicate_iou:
+                    return
+        ys, xs = ys[~taken], xs[~taken]
+        if len(ys) == 0:
+            return
+        self.label[ys, xs] = len(self.classes) + 1
+        self._areas.append(len(ys))
+        self.classes.append(int(cls))
+        self.scores.append(float(score))
+
+    def result(self) -> InstanceMasks:
+        n = len(self.classes)
+        return InstanceMasks(self.label, np.arange(1, n + 1), np.array(self.classes, np.int64),
+                             np.array(self.scores, np.float64), np.full(n, Origin.MODEL, np.uint8))
+
+
 def masks_from_probabilities(det: RawDetections, shape: tuple[int, int], threshold: float) -> InstanceMasks:
-    """Threshold soft masks and paint them lowest score first, so where instances overlap the surer one wins."""
-    order = np.argsort(det.scores, kind="stable")
-    binary = [det.masks[i] >= threshold for i in order] if det.masks is not None else []
-    return InstanceMasks.from_binary_masks(binary, shape, det.classes[order], det.scores[order],
-                                           np.full(len(order), Origin.MODEL, np.uint8))
+    """Threshold soft masks and paint them surest first (see :class:`InstancePainter`)."""
+    painter = InstancePainter(shape)
+    if det.masks is not None:
+        for i in np.argsort(-det.scores, kind="stable"):
+            painter.paste(det.masks[i] >= threshold, 0, 0, det.classes[i], det.scores[i])
+    return painter.result()
 
 
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin
+from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
-from cellcounter.inference.predictor import Cancelled, Predictor
+from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor
 
 Progress = Callable[[int, int], None]
 ShouldStop = Callable[[], bool]
@@ -86,9 +86,7 @@ class TiledPredictor:
         kind = self.predictor.config.kind
         tiles = self.tiles(h, w)
         boxes, scores, classes = [], [], []
-        label = np.zeros((h, w), np.int32) if kind == "segmenter" else None
-        inst_classes: list[int] = []
-        inst_scores: list[float] = []
+        painter = InstancePainter((h, w), self.duplicate_iou) if kind == "segmenter" else None
         for done, (y0, x0, y1, x1, (cy0, cy1), (cx0, cx1)) in enumerate(tiles):
             if should_stop is not None and should_stop():
                 raise Cancelled("prediction cancelled")
@@ -97,10 +95,10 @@ class TiledPredictor:
             ctr_x, ctr_y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
             keep = (ctr_x >= cx0) & (ctr_x < cx1) & (ctr_y >= cy0) & (ctr_y < cy1)
             if kind == "segmenter":
-                order = [i for i in np.argsort(det.scores, kind="stable") if keep[i]]
-                for i in order:
-                    self._paste(label, det.masks[i] >= self.predictor.config.mask_threshold, y0, x0,
-                                len(inst_classes) + 1, inst_classes, inst_scores, det.classes[i], det.scores[i])
+                for i in np.argsort(-det.scores, kind="stable"):  # surest first
+                    if keep[i]:
+                        painter.paste(det.masks[i] >= self.predictor.config.mask_threshold, y0, x0,
+                                      det.classes[i], det.scores[i])
             else:
                 boxes.append(b[keep])
                 scores.append(det.scores[keep])
@@ -110,13 +108,8 @@ class TiledPredictor:
         ann = ImageAnnotation(str(src.path), w, h, tuple(self.predictor.card.class_names),
                               task=self.predictor.card.task, model_version=self.predictor.model_version,
                               pixel_size_um=src.pixel_size_um)
-        if kind == "segmenter":
-            ids = np.arange(1, len(inst_classes) + 1)
-            present = np.zeros(len(ids) + 1, bool)
-            present[np.unique(label)] = True
-            sel = present[1:]
-            ann.masks = InstanceMasks(label, ids[sel], np.array(inst_classes, np.int64)[sel],
-                                      np.array(inst_scores)[sel], np.full(int(sel.sum()), Origin.MODEL, np.uint8))
+        if painter is not None:
+            ann.masks = painter.result()
             return ann
         b = np.concatenate(boxes) if boxes else np.zeros((0, 4))
         s = np.concatenate(scores) if scores else np.zeros(0)
@@ -127,20 +120,3 @@ class TiledPredictor:
             b, s, c = b[keep], s[keep], c[keep]
         ann.boxes = Boxes(b, c, s, np.full(len(s), Origin.MODEL, np.uint8))
         return ann
-
-    def _paste(self, label, mask, y0, x0, new_id, inst_classes, inst_scores, cls, score) -> None:
-        ys, xs = np.nonzero(mask)
-        if len(ys) == 0:
-            return
-        ys, xs = ys + y0, xs + x0
-        under = label[ys, xs]
-        if under.any():
-            ids, counts = np.unique(under[under > 0], return_counts=True)
-            # the same object seen by two tiles: keep the one already there
-            for k, n in zip(ids, counts):
-                area_k = int((label == k).sum()) if n > 0.3 * len(ys) else 0
-                if area_k and n / (len(ys) + area_k - n) > self.duplicate_iou:
-                    return
-        label[ys, xs] = new_id
-        inst_classes.append(int(cls))
-        inst_scores.append(float(score))

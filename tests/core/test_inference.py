@@ -287,3 +287,28 @@ def test_tiles_follow_the_models_card(tiny_models):
     assert seg.tile_size == 512 and det.tile_size == 1024
     assert len(seg.tiles(1000, 1000)) == 9 and len(det.tiles(1000, 1000)) == 1  # 3 x 3 with 128 px overlap
     assert TiledPredictor(Predictor.load(tiny_models["segmenter"]), tile_size=300).tile_size == 300
+
+
+def test_overlapping_predictions_keep_the_surer_instance():
+    """A nucleus predicted twice keeps the higher-scored mask; a partly overlapped one keeps its free pixels."""
+    from cellcounter.inference.predictor import RawDetections, masks_from_probabilities
+
+    m = np.zeros((4, 20, 20), np.float32)
+    m[0, 2:10, 2:10] = 0.9   # low-score duplicate of instance 1
+    m[1, 2:10, 3:10] = 0.9   # the surest
+    m[2, 8:14, 8:14] = 0.9   # another nucleus touching it
+    m[3, 15:18, 15:18] = 0.2  # below the mask threshold everywhere: no pixels
+    det = RawDetections(np.zeros((4, 4)), np.array([0.3, 0.95, 0.6, 0.9]), np.zeros(4, np.int64), m)
+    masks = masks_from_probabilities(det, (20, 20), 0.5)
+    assert len(masks) == 2 and masks.scores.tolist() == [0.95, 0.6]
+    lab = masks.label_image
+    assert (lab == masks.ids[0]).sum() == 8 * 7  # the surest keeps all its pixels
+    assert (lab == masks.ids[1]).sum() == 36 - 4  # the neighbour loses only the 2 x 2 it shares
+
+
+def test_a_single_tile_image_is_predicted_as_a_whole(tiny_models):
+    rng = np.random.default_rng(3)
+    image = (rng.random((120, 150, 3)) * 255).astype(np.uint8)
+    pred = Predictor.load(tiny_models["segmenter"])
+    whole, tiled = pred.predict(image), TiledPredictor(pred).predict_array(image)
+    assert len(whole.masks) > 0 and whole.masks.equals(tiled.masks)
