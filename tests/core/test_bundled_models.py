@@ -16,11 +16,13 @@ from tests.conftest import REPO
 
 BUNDLED = sorted(d.name for d in RESOURCES_MODELS.iterdir() if (d / "card.json").is_file()) \
     if RESOURCES_MODELS.is_dir() else []
-SAMPLES = {"blood": REPO / "resources" / "samples" / "blood" / "BloodImage_00000.jpg"}
+SAMPLES = {"blood": REPO / "resources" / "samples" / "blood" / "BloodImage_00000.jpg",
+           "nuclei": next((REPO / "resources" / "samples" / "nuclei").glob("*/images/*.png")),
+           "leaves": REPO / "resources" / "samples" / "leaves" / "rosette_20261123.png"}
 
 
 def test_there_are_bundled_models():
-    assert {"blood-default", "retinopathy-default"} <= set(BUNDLED)
+    assert {"blood-default", "retinopathy-default", "nuclei-default", "leaves-default"} <= set(BUNDLED)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -36,7 +38,7 @@ def test_size_card_and_parity(name, tmp_path):
         assert np.abs(t.grade_probabilities(image) - o.grade_probabilities(image)).max() < 1e-4
         return
     a, b = t.raw(image), o.raw(image)
-    assert len(a.scores) == len(b.scores)
+    assert len(a.scores) == len(b.scores) and (card.config.kind != "segmenter" or len(a.scores) > 0)
     if len(a.scores):
         # the same place can hold detections of two classes: pair boxes within a class
         iou = box_iou(a.boxes, b.boxes) * (a.classes[:, None] == b.classes[None, :])
@@ -67,3 +69,18 @@ def test_blood_default_reproduces_its_validation_figures(bccd, capsys):
     assert res["map50"] == pytest.approx(val["map50"], abs=3e-3)
     for name, ap in val["ap50"].items():
         assert res["ap50"][name] == pytest.approx(ap, abs=5e-3)
+
+
+@pytest.mark.realdata
+def test_nuclei_default_reproduces_its_kept_aside_figures(capsys):
+    from tests.conftest import data_dir
+
+    card = json.loads((RESOURCES_MODELS / "nuclei-default" / "card.json").read_text())
+    dsb = data_dir("dsb2018-stained")
+    assert main(["evaluate", "--task", "nuclei", "--model", "nuclei-default", "--data", str(dsb),
+                 "--split", str(REPO / "resources" / "splits" / "nuclei" / "val.txt"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    kept = card["metrics"]["kept_aside"]["dsb2018-stained"]
+    assert res["images"] == kept["images"] == 15
+    for key in ("mask_ap50", "mask_ap", "aji"):
+        assert res[key] == pytest.approx(kept[key], abs=2e-3)
