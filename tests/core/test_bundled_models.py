@@ -84,3 +84,4 @@ def test_nuclei_default_reproduces_its_kept_aside_figures(capsys):
     assert res["images"] == kept["images"] == 15
     for key in ("mask_ap50", "mask_ap", "aji"):
         assert res[key] == pytest.approx(kept[key], abs=2e-3)
+

@@ -42,3 +42,25 @@ def test_the_written_validation_set_is_the_one_training_validates_on(tmp_path):
     for ann, loader in zip(on_disk, split.val):
         img, expected = loader()
         assert ann.masks.equals(expected.masks)
+
+
+def test_leaves_default_reproduces_its_synthetic_validation_figures(tmp_path, capsys):
+    """No real data needed: training's fixed validation rosettes are regenerated and scored."""
+    import json
+
+    import pytest
+
+    from cellcounter.cli import main
+    from cellcounter.models.card import RESOURCES_MODELS
+    from training.synthetic_leaves import main as write_validation
+
+    card = json.loads((RESOURCES_MODELS / "leaves-default" / "card.json").read_text())
+    val = card["metrics"]["synthetic_validation"]
+    assert write_validation([str(tmp_path / "val"), "--validation", "--count", str(val["images"])]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--task", "leaves", "--model", "leaves-default", "--data", str(tmp_path / "val"),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["images"] == val["images"] == 50
+    for key in ("mask_ap50", "mask_ap", "aji"):
+        assert res[key] == pytest.approx(val[key], abs=2e-3)
