@@ -92,17 +92,19 @@ class CellCounterWindow:
 
     def open_sample(self, task: str):
         """Open a bundled sample image and run the task's bundled default model on it (in the worker)."""
-        self.open_path(SAMPLES[task], task, with_labels=False)
+        if SAMPLES.get(task) is None or not self.open_path(SAMPLES[task], task, with_labels=False):
+            return None
         return self.predict.run_default(task)
 
-    def open_path(self, path: str | Path, task: str | None = None, with_labels: bool = True) -> None:
+    def open_path(self, path: str | Path, task: str | None = None, with_labels: bool = True) -> bool:
+        """Open an image, folder or project in this window; ``False`` (and a message) when it cannot be."""
         self.controller.flush()
         try:
             session, first = Session.open_path(path, task or self.session.task, self.session.project.user,
                                                with_labels, current=self.session)
         except CellCounterError as exc:
             show_error(str(exc))
-            return
+            return False
         if session is not self.session:
             self.session.close()
         self.session = session
@@ -110,6 +112,7 @@ class CellCounterWindow:
         self.predict.refresh_models()
         self.train.refresh_bases()
         self.show_image(first)
+        return True
 
     def _accept_drops(self) -> None:
         """Dropping an image, folder or project on the window opens it in the app (not as a bare layer)."""
