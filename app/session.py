@@ -73,11 +73,10 @@ class Session:
         folder = path if path.is_dir() else path.parent
         proj_path = default_project_path(folder)
         if current is not None and not current.project.closed and current.project.path.resolve() == proj_path.resolve():
-            # the project already open: add to it (opening it again would meet its own lock)
-            first = current.import_folder(folder) if path.is_dir() else current.import_image(path, with_labels)
-            return current, first
-        proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
-        session = cls(proj, task)
+            session = current  # the project already open: add to it (opening it again would meet its own lock)
+        else:
+            proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
+            session = cls(proj, task)
         first = session.import_folder(folder) if path.is_dir() else session.import_image(path, with_labels)
         return session, first
 

@@ -87,9 +87,7 @@ def load_split(cfg: TrainConfig) -> Split:
         train += tr
         val += va
     if cfg.val:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            val = [a for a in read_labels(Path(cfg.val), None, task.class_names) if Path(a.image_path).is_file()]
+        val = _labelled(Path(cfg.val), task.class_names)
     if cfg.limit_images:
         train = train[: cfg.limit_images]
     if not train:
@@ -105,10 +103,7 @@ def load_split(cfg: TrainConfig) -> Split:
 
 def _source_split(cfg: TrainConfig, data: Path, class_names) -> tuple[list[ImageAnnotation], list[ImageAnnotation]]:
     """One data source's training and validation annotations (ids, or a seeded random hold-out)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # readers' warnings were shown when the data was converted/inspected
-        anns = [a for a in read_labels(data, None, class_names) if Path(a.image_path).is_file()]
-    anns.sort(key=lambda a: a.image_path)
+    anns = sorted(_labelled(data, class_names), key=lambda a: a.image_path)
     train = select_ids(anns, split_ids(data, cfg.train_ids)) if cfg.train_ids else anns
     if cfg.val:
         return train, []
@@ -118,6 +113,13 @@ def _source_split(cfg: TrainConfig, data: Path, class_names) -> tuple[list[Image
     order = rng.permutation(len(train))
     n_val = int(round(len(train) * cfg.val_split))
     return [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
+
+
+def _labelled(path: Path, class_names) -> list[ImageAnnotation]:
+    """The annotations at ``path`` whose image exists."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # readers' warnings were shown when the data was converted/inspected
+        return [a for a in read_labels(path, None, class_names) if Path(a.image_path).is_file()]
 
 
 def _crops_per_image(cfg: TrainConfig, ann: ImageAnnotation) -> int:

@@ -44,11 +44,10 @@ def _cached_predictor(model: str, backend: str, device: str):
     Keyed by the weights file's path and modification time, so a retrained model is loaded afresh.
     """
     from cellcounter.inference import Predictor
-    from cellcounter.models.card import resolve_model
+    from cellcounter.models.card import WEIGHTS_NAME, resolve_model
 
     directory = resolve_model(model)
-    weights = [f for f in directory.iterdir() if f.suffix in (".pt", ".safetensors")]
-    key = (str(directory), tuple(sorted((f.name, f.stat().st_mtime_ns) for f in weights)), backend, device)
+    key = (str(directory), (directory / WEIGHTS_NAME).stat().st_mtime_ns, backend, device)
     if key not in _PREDICTORS:
         _PREDICTORS.clear()  # one model at a time: a bundled model is tens of MB, a session more
         _PREDICTORS[key] = Predictor.load(model, backend, device)

@@ -135,11 +135,9 @@ def cmd_evaluate(args) -> int:
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        if predictor.config.kind == "grader":
-            gts, preds = predict_all(lambda im, path: predictor.predict(im, path), gts)
-        else:  # as the app and `predict` do: large images in tiles of the model's size
-            tiled = TiledPredictor(predictor)
-            gts, preds = predict_all(lambda im, path: tiled.predict_array(im, path), gts)
+        # as the app and `predict` do: detectors and segmenters see large images in tiles of the model's size
+        run = predictor.predict if predictor.config.kind == "grader" else TiledPredictor(predictor).predict_array
+        gts, preds = predict_all(run, gts)
     res = evaluate_annotations(args.task, gts, preds, args.score_threshold)
     res["model"] = predictor.model_version
     for k, v in res.items():
