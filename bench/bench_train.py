@@ -48,10 +48,11 @@ def main() -> int:
         ips = steps * cfg.batch_size / elapsed
         # data time: loading the same batches alone, without the model
         from training.data import DetectionDataset, GradeDataset, InstanceDataset, load_split
+        from training.setup import model_config
 
         split = load_split(cfg)
         cls = {"blood": DetectionDataset, "nuclei": InstanceDataset, "leaves": InstanceDataset}.get(cfg.task)
-        ds = cls(split.train, cfg, True) if cls else GradeDataset(split.train, cfg, True, (0.5,) * 3, (0.25,) * 3)
+        ds = cls(split.train, cfg, True) if cls else GradeDataset(split.train, cfg, True, model_config(cfg))
         for i in range(min(len(ds), cfg.batch_size)):  # warm the image cache as training did
             ds[i]
         t = time.perf_counter()

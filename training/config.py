@@ -41,6 +41,8 @@ class TrainConfig:
     min_size: int = 480
     max_size: int = 640
     input_size: int = 384  # grader
+    fundus_crop: bool = False  # grader: crop fundus photos to the fundus before resizing
+    local_contrast: float = 0.0  # grader: subtract the local average colour (sigma as a fraction of input_size)
     fpn_channels: int = 256
     representation_size: int = 1024
     anchor_sizes: tuple[int, ...] = ()

@@ -266,26 +266,43 @@ def _mask_boxes(masks: torch.Tensor) -> torch.Tensor:
 
 
 class GradeDataset(_Seeded):
-    """Images with a grade: ``(image (3, S, S) normalised, grade)``; resize + centre crop, never stretched."""
+    """Images with a grade: ``(image (3, S, S) normalised, grade)``.
 
-    def __init__(self, loaders, cfg, train, mean, std):
+    Each image goes through :func:`~cellcounter.inference.preprocess.grader_view`, the function
+    prediction uses (fundus crop, resize, local contrast as the card says), then the augmentation,
+    then the same centre crop and normalisation: never stretched.
+    """
+
+    def __init__(self, loaders, cfg, train, model_cfg):
         super().__init__(loaders, cfg, train)
-        steps: list = [v2.Resize(cfg.input_size, antialias=True)]
+        self.model_cfg = model_cfg
+        size = model_cfg.input_size
+        grey = 0.5 if getattr(model_cfg, "local_contrast", 0.0) > 0 else 0.0  # what the view's surround is
+        steps: list = []
         if train:
             if cfg.rotate:
-                steps.append(v2.RandomRotation(cfg.rotate))
+                steps.append(v2.RandomRotation(cfg.rotate, fill=grey))
             steps += _flips(cfg) + _colour(cfg)
-        steps += [v2.CenterCrop(cfg.input_size), v2.Normalize(list(mean), list(std))]
+        steps += [v2.CenterCrop(size), v2.Normalize(list(model_cfg.image_mean), list(model_cfg.image_std))]
         self.transform = v2.Compose(steps)
+        self._views: dict[int, np.ndarray] = {}
 
     def grade(self, i: int) -> int:
         return int(self.loaders[i]()[1].grade.value)
 
+    def _view(self, i: int) -> np.ndarray:
+        from cellcounter.inference.preprocess import grader_view
+
+        if i not in self._views:  # deterministic: computed once per image, kept at half precision
+            self._views[i] = grader_view(self.loaders[i]()[0], self.model_cfg)[0].astype(np.float16)
+        return self._views[i]
+
     def sample(self, i, rng):
-        img, ann = self.loaders[i]()
+        _, ann = self.loaders[i]()
         if ann.grade is None:
             raise CellCounterError(f"{ann.image_path}: no grade")
-        return self.transform(_image_tensor(img)).as_subclass(torch.Tensor), int(ann.grade.value)
+        view = torch.from_numpy(self._view(i).astype(np.float32)).permute(2, 0, 1)
+        return self.transform(tv_tensors.Image(view)).as_subclass(torch.Tensor), int(ann.grade.value)
 
 
 def collate_lists(batch):

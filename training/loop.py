@@ -146,7 +146,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         ds = InstanceDataset(split.train, cfg, train=True)
         collate = collate_lists
     else:
-        ds = GradeDataset(split.train, cfg, True, mcfg.image_mean, mcfg.image_std)
+        ds = GradeDataset(split.train, cfg, True, mcfg)
         collate = collate_grades
     grades = [ds.grade(i) for i in range(len(ds))] if task.kind == "grade" else None
     steps_per_epoch = math.ceil(math.ceil(len(ds) / world) / cfg.batch_size)

@@ -49,7 +49,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # DR grading: class-weighted loss, resize + centre crop without distortion, rotations and flips,
     # frozen-backbone feature extraction first when the backbone is pretrained.
     "dr-grader": {
-        "task": "retinopathy", "backbone": "resnet18", "input_size": 384, "class_weighted_loss": True,
+        "task": "retinopathy", "backbone": "resnet18", "input_size": 384, "fundus_crop": True, "local_contrast": 1 / 30,
+        "class_weighted_loss": True,
         "rotate": 180.0, "hflip": 0.5, "vflip": 0.5, "brightness": 0.1, "contrast": 0.1, "saturation": 0.05,
         "hue": 0.0, "optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-4, "scheduler": "step",
         "warmup_iters": 20, "step_milestones": (0.7, 0.9), "batch_size": 8, "epochs": 30,
@@ -58,6 +59,29 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 DEFAULT_RECIPE = {"blood": "blood-detector", "nuclei": "nuclei-maskrcnn", "leaves": "leaves-maskrcnn",
                   "retinopathy": "dr-grader"}
+
+
+# What a model sees (its card's preprocessing): a fine-tune keeps its parent's unless told otherwise.
+GEOMETRY = ("min_size", "max_size", "input_size")
+
+
+def _inherited_geometry(cfg: TrainConfig, explicit: set[str] | None, defaults: TrainConfig) -> dict[str, Any]:
+    """The parent's input geometry for the settings the user did not set, when fine-tuning a model.
+
+    Training, validation and the app's prediction then all see images at the size the card states; an
+    explicit size makes a model whose card records the new size (``training.setup`` writes it).
+    """
+    if (cfg.init or "none") in ("none", "imagenet"):
+        return {}
+    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+
+    arch = ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).architecture
+    out = {}
+    for key in GEOMETRY:
+        user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)
+        if not user_set and key in arch:
+            out[key] = int(arch[key])
+    return out
 
 
 def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainConfig:
@@ -82,6 +106,7 @@ def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
         user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)
         if from_scratch and not user_set:
             updates[key] = off
+    updates.update(_inherited_geometry(cfg, explicit, defaults))
     out = dataclasses.replace(cfg, recipe=name, recipe_applied=True, **updates)
     if name.startswith(("blood", "nuclei", "leaves", "dr")) and RECIPES[name]["task"] != out.task:
         raise CellCounterError(f"recipe {name} is for task {RECIPES[name]['task']}, not {out.task}")

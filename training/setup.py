@@ -36,7 +36,8 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
         return SegmenterConfig(backbone=cfg.backbone, num_classes=n, min_size=cfg.min_size, max_size=cfg.max_size,
                                representation_size=cfg.representation_size, fpn_channels=cfg.fpn_channels,
                                frozen_bn=cfg.frozen_bn, **kw)
-    return GraderConfig(backbone=cfg.backbone, num_classes=n, input_size=cfg.input_size)
+    return GraderConfig(backbone=cfg.backbone, num_classes=n, input_size=cfg.input_size, fundus_crop=cfg.fundus_crop,
+                       local_contrast=cfg.local_contrast)
 
 
 def build_for_training(cfg: TrainConfig) -> tuple[nn.Module, ModelCard, str | None, str]:
@@ -47,7 +48,8 @@ def build_for_training(cfg: TrainConfig) -> tuple[nn.Module, ModelCard, str | No
         if parent.task != cfg.task or list(parent.class_names) != list(task.class_names):
             raise CellCounterError(f"{cfg.init}: a model for {parent.task} with classes {parent.class_names} cannot "
                                    f"be fine-tuned for {cfg.task} with classes {list(task.class_names)}")
-        card = ModelCard(cfg.name or parent.name, cfg.task, list(task.class_names), parent.architecture,
+        arch = _with_geometry(parent.architecture, cfg)  # resizing happens before the model: weights unchanged
+        card = ModelCard(cfg.name or parent.name, cfg.task, list(task.class_names), arch,
                          version=_next_version(parent.version), parent=f"{parent.name}@{parent.version}",
                          pretrained=parent.pretrained)
         return model.train(), card, card.parent, f"fine-tuned from {card.parent}"
@@ -60,6 +62,12 @@ def build_for_training(cfg: TrainConfig) -> tuple[nn.Module, ModelCard, str | No
     card = ModelCard(cfg.name or f"{cfg.task}-custom", cfg.task, list(task.class_names), config_to_dict(mcfg),
                      pretrained=pretrained)
     return model.train(), card, None, pretrained
+
+
+def _with_geometry(arch: dict, cfg: TrainConfig) -> dict:
+    """The parent's architecture with the input size training uses (so predicting matches training)."""
+    keys = ("input_size",) if arch.get("kind") == "grader" else ("min_size", "max_size")
+    return {**arch, **{k: int(getattr(cfg, k)) for k in keys}}
 
 
 def _next_version(v: str) -> str:

@@ -51,9 +51,9 @@ def grad_cam(model: Grader, cfg: GraderConfig, image: np.ndarray, target: int | 
     """``(heat map (H, W) float32 in [0, 1], explained grade)`` for one image of any size."""
     h, w = image.shape[:2]
     device = next(model.parameters()).device
-    x = torch.from_numpy(grader_input(image, cfg.input_size, cfg.image_mean, cfg.image_std)).to(device)
+    x = torch.from_numpy(grader_input(image, cfg)).to(device)
     cam, k = cam_lowres(model, x, target)
-    x1, y1, x2, y2 = grader_crop_xyxy(h, w, cfg.input_size)
+    x1, y1, x2, y2 = grader_crop_xyxy(image, cfg)
     c0, r0 = int(round(x1)), int(round(y1))
     cw, ch = max(1, int(round(x2)) - c0), max(1, int(round(y2)) - r0)
     up = np.asarray(Image.fromarray(cam).resize((cw, ch), Image.BILINEAR), dtype=np.float32)

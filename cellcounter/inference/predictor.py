@@ -98,7 +98,7 @@ class Predictor:
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
-        logits = self.backend.run(grader_input(image, cfg.input_size, cfg.image_mean, cfg.image_std))["logits"][0]
+        logits = self.backend.run(grader_input(image, cfg))["logits"][0]
         e = np.exp(logits - logits.max())
         return e / e.sum()
 

@@ -46,20 +46,69 @@ def _grader_geometry(h: int, w: int, size: int) -> tuple[float, int, int, int, i
     return scale, nh, nw, (nh - size) // 2, (nw - size) // 2
 
 
-def grader_crop_xyxy(h: int, w: int, size: int) -> tuple[float, float, float, float]:
-    """The part of an ``h`` x ``w`` image the grader sees (its centre crop), in image pixels ``x1, y1, x2, y2``."""
-    scale, _, _, y0, x0 = _grader_geometry(h, w, size)
-    return x0 / scale, y0 / scale, (x0 + size) / scale, (y0 + size) / scale
+def fundus_box(rgb: np.ndarray, level: int = 12) -> tuple[int, int, int, int]:
+    """``(x1, y1, x2, y2)`` of the fundus in a photo: the rows and columns brighter than its black surround.
+
+    The whole image when nothing stands out (a photo without a black border, or a blank one).
+    """
+    h, w = rgb.shape[:2]
+    lit = rgb.max(axis=2) > level
+    cols = np.flatnonzero(lit.sum(axis=0) > 0.02 * h)
+    rows = np.flatnonzero(lit.sum(axis=1) > 0.02 * w)
+    if len(cols) < 0.1 * w or len(rows) < 0.1 * h:
+        return 0, 0, w, h
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def grader_input(image: np.ndarray, size: int, mean, std) -> np.ndarray:
-    """``(1, 3, size, size)``: shorter side resized to ``size`` then centre-cropped (no distortion), normalised."""
+def local_contrast(view: np.ndarray, sigma: float) -> np.ndarray:
+    """Subtract the local average colour (a Gaussian of ``sigma`` px), as fundus graders do: lesions stand out
+    whatever the illumination and pigmentation; the black surround stays mid-grey."""
+    from scipy.ndimage import gaussian_filter
+
+    blur = gaussian_filter(view, sigma=(sigma, sigma, 0), mode="nearest")
+    out = np.clip(4.0 * (view - blur) + 0.5, 0.0, 1.0)
+    out[view.max(axis=2) <= 12 / 255] = 0.5
+    return out.astype(np.float32)
+
+
+def grader_view(image: np.ndarray, cfg) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """What a grader looks at before its centre crop, the same for training, prediction and heat maps.
+
+    Returns ``(view, box)``: ``view`` is ``(H, W, 3)`` float32 in [0, 1] whose shorter side is
+    ``cfg.input_size`` (the fundus cropped out of its black border first when ``cfg.fundus_crop``,
+    the local average subtracted when ``cfg.local_contrast`` > 0), and ``box`` is the part of the
+    image it shows, ``x1, y1, x2, y2`` in image pixels.
+    """
     rgb = (to_float_rgb(image) * 255.0 + 0.5).astype(np.uint8)
     h, w = rgb.shape[:2]
-    scale, nh, nw, y0, x0 = _grader_geometry(h, w, size)
-    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
-    crop = resized[y0:y0 + size, x0:x0 + size]
-    crop = (crop - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    x1, y1, x2, y2 = fundus_box(rgb) if getattr(cfg, "fundus_crop", False) else (0, 0, w, h)
+    part = rgb[y1:y2, x1:x2]
+    size = cfg.input_size
+    _, nh, nw, _, _ = _grader_geometry(part.shape[0], part.shape[1], size)
+    view = np.asarray(Image.fromarray(part).resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
+    sigma = getattr(cfg, "local_contrast", 0.0)
+    if sigma > 0:
+        view = local_contrast(view, sigma * size)
+    return view, (float(x1), float(y1), float(x2), float(y2))
+
+
+def grader_crop_xyxy(image: np.ndarray, cfg) -> tuple[float, float, float, float]:
+    """The part of ``image`` the grader sees (its centre crop), in image pixels ``x1, y1, x2, y2``."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = fundus_box((to_float_rgb(image) * 255.0 + 0.5).astype(np.uint8)) \
+        if getattr(cfg, "fundus_crop", False) else (0, 0, w, h)
+    size = cfg.input_size
+    scale, _, _, r0, c0 = _grader_geometry(y2 - y1, x2 - x1, size)
+    return x1 + c0 / scale, y1 + r0 / scale, x1 + (c0 + size) / scale, y1 + (r0 + size) / scale
+
+
+def grader_input(image: np.ndarray, cfg) -> np.ndarray:
+    """``(1, 3, size, size)``: :func:`grader_view`, centre-cropped (no distortion), normalised."""
+    view, _ = grader_view(image, cfg)
+    size = cfg.input_size
+    r0, c0 = (view.shape[0] - size) // 2, (view.shape[1] - size) // 2
+    crop = view[r0:r0 + size, c0:c0 + size]
+    crop = (crop - np.asarray(cfg.image_mean, np.float32)) / np.asarray(cfg.image_std, np.float32)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)[None])
 
 

@@ -77,7 +77,11 @@ class ModelCard:
 def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
     pre: dict[str, Any] = {"input": "RGB float in [0, 1]", "mean": list(cfg.image_mean), "std": list(cfg.image_std)}
     if cfg.kind == "grader":
-        pre["resize"] = f"shorter side to {cfg.input_size}, then centre crop {cfg.input_size} x {cfg.input_size}"
+        pre["resize"] = (("crop to the fundus (its bright part), then " if cfg.fundus_crop else "")
+                         + f"shorter side to {cfg.input_size}, then centre crop {cfg.input_size} x {cfg.input_size}")
+        if cfg.local_contrast > 0:
+            pre["contrast"] = (f"local average colour subtracted (Gaussian sigma {cfg.local_contrast:g} x "
+                               f"{cfg.input_size} px): 4 * (x - blur) + 0.5, surround mid-grey")
     elif cfg.min_size <= 0:
         pre["resize"] = "none: the model sees native pixels"
     else:

@@ -78,6 +78,8 @@ class GraderConfig:
     num_classes: int = 5
     input_size: int = 512
     dropout: float = 0.0
+    fundus_crop: bool = False  # crop the photo to the fundus (its bright part) before resizing
+    local_contrast: float = 0.0  # subtract the local average colour, Gaussian sigma as a fraction of input_size
     image_mean: tuple[float, ...] = IMAGENET_MEAN
     image_std: tuple[float, ...] = IMAGENET_STD
 

@@ -201,3 +201,21 @@ def test_several_sources_split_by_id_and_large_images_weigh_by_area(tmp_path):
     assert names.count("b1.png") == 16 and names.count("s1.png") == 1  # 256^2 / 64^2 crops
     assert sorted(os.path.basename(n) for n in split.val_names) == ["b2.png", "s3.png"]
     assert len(split.train) == len(names)
+
+
+def test_fine_tune_keeps_the_parents_input_size_unless_given(tmp_path):
+    """Training, validation and prediction see the size the card states (a fine-tune inherits it)."""
+    from tests.core.conftest import make_tiny_model
+
+    parent = make_tiny_model("detector", tmp_path / "parent")  # card: 192 / 256
+    inherited = apply_recipe(TrainConfig(task="blood", init=str(parent)), explicit={"task", "init"})
+    assert (inherited.min_size, inherited.max_size) == (192, 256)
+    given = apply_recipe(TrainConfig(task="blood", init=str(parent), min_size=96, max_size=128),
+                         explicit={"task", "init", "min_size", "max_size"})
+    assert (given.min_size, given.max_size) == (96, 128)
+    from training.setup import build_for_training
+
+    _, card, _, _ = build_for_training(given)
+    assert (card.config.min_size, card.config.max_size) == (96, 128)
+    scratch = apply_recipe(TrainConfig(task="blood"), explicit={"task"})
+    assert scratch.min_size == 480
