@@ -277,7 +277,7 @@ class GradeDataset(_Seeded):
         super().__init__(loaders, cfg, train)
         self.model_cfg = model_cfg
         size = model_cfg.input_size
-        grey = 0.5 if getattr(model_cfg, "local_contrast", 0.0) > 0 else 0.0  # what the view's surround is
+        grey = 0.5 if model_cfg.local_contrast > 0 else 0.0  # what the view's surround is
         steps: list = []
         if train:
             if cfg.rotate:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cellcounter.inference.preprocess import grader_crop_xyxy, grader_input
+from cellcounter.inference.preprocess import grader_crop_xyxy, grader_view, view_input
 from cellcounter.models.build import Grader
 from cellcounter.models.config import GraderConfig
 
@@ -51,9 +51,10 @@ def grad_cam(model: Grader, cfg: GraderConfig, image: np.ndarray, target: int | 
     """``(heat map (H, W) float32 in [0, 1], explained grade)`` for one image of any size."""
     h, w = image.shape[:2]
     device = next(model.parameters()).device
-    x = torch.from_numpy(grader_input(image, cfg)).to(device)
+    view, box = grader_view(image, cfg)
+    x = torch.from_numpy(view_input(view, cfg)).to(device)
     cam, k = cam_lowres(model, x, target)
-    x1, y1, x2, y2 = grader_crop_xyxy(image, cfg)
+    x1, y1, x2, y2 = grader_crop_xyxy(box, cfg)
     c0, r0 = int(round(x1)), int(round(y1))
     cw, ch = max(1, int(round(x2)) - c0), max(1, int(round(y2)) - r0)
     up = np.asarray(Image.fromarray(cam).resize((cw, ch), Image.BILINEAR), dtype=np.float32)

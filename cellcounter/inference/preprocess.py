@@ -46,7 +46,10 @@ def _grader_geometry(h: int, w: int, size: int) -> tuple[float, int, int, int, i
     return scale, nh, nw, (nh - size) // 2, (nw - size) // 2
 
 
-def fundus_box(rgb: np.ndarray, level: int = 12) -> tuple[int, int, int, int]:
+_DARK = 12  # 8-bit level below which a fundus photo's surround counts as black
+
+
+def fundus_box(rgb: np.ndarray, level: int = _DARK) -> tuple[int, int, int, int]:
     """``(x1, y1, x2, y2)`` of the fundus in a photo: the rows and columns brighter than its black surround.
 
     The whole image when nothing stands out (a photo without a black border, or a blank one).
@@ -67,7 +70,7 @@ def local_contrast(view: np.ndarray, sigma: float) -> np.ndarray:
 
     blur = gaussian_filter(view, sigma=(sigma, sigma, 0), mode="nearest")
     out = np.clip(4.0 * (view - blur) + 0.5, 0.0, 1.0)
-    out[view.max(axis=2) <= 12 / 255] = 0.5
+    out[view.max(axis=2) <= _DARK / 255] = 0.5
     return out.astype(np.float32)
 
 
@@ -81,35 +84,37 @@ def grader_view(image: np.ndarray, cfg) -> tuple[np.ndarray, tuple[float, float,
     """
     rgb = (to_float_rgb(image) * 255.0 + 0.5).astype(np.uint8)
     h, w = rgb.shape[:2]
-    x1, y1, x2, y2 = fundus_box(rgb) if getattr(cfg, "fundus_crop", False) else (0, 0, w, h)
+    x1, y1, x2, y2 = fundus_box(rgb) if cfg.fundus_crop else (0, 0, w, h)
     part = rgb[y1:y2, x1:x2]
     size = cfg.input_size
     _, nh, nw, _, _ = _grader_geometry(part.shape[0], part.shape[1], size)
     view = np.asarray(Image.fromarray(part).resize((nw, nh), Image.BILINEAR), dtype=np.float32) / 255.0
-    sigma = getattr(cfg, "local_contrast", 0.0)
-    if sigma > 0:
-        view = local_contrast(view, sigma * size)
+    if cfg.local_contrast > 0:
+        view = local_contrast(view, cfg.local_contrast * size)
     return view, (float(x1), float(y1), float(x2), float(y2))
 
 
-def grader_crop_xyxy(image: np.ndarray, cfg) -> tuple[float, float, float, float]:
-    """The part of ``image`` the grader sees (its centre crop), in image pixels ``x1, y1, x2, y2``."""
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = fundus_box((to_float_rgb(image) * 255.0 + 0.5).astype(np.uint8)) \
-        if getattr(cfg, "fundus_crop", False) else (0, 0, w, h)
+def grader_crop_xyxy(box: tuple[float, float, float, float], cfg) -> tuple[float, float, float, float]:
+    """The part of the image the grader sees (its centre crop), ``x1, y1, x2, y2`` in image pixels, from the
+    ``box`` :func:`grader_view` returned."""
+    x1, y1, x2, y2 = box
     size = cfg.input_size
-    scale, _, _, r0, c0 = _grader_geometry(y2 - y1, x2 - x1, size)
+    scale, _, _, r0, c0 = _grader_geometry(round(y2 - y1), round(x2 - x1), size)
     return x1 + c0 / scale, y1 + r0 / scale, x1 + (c0 + size) / scale, y1 + (r0 + size) / scale
 
 
-def grader_input(image: np.ndarray, cfg) -> np.ndarray:
-    """``(1, 3, size, size)``: :func:`grader_view`, centre-cropped (no distortion), normalised."""
-    view, _ = grader_view(image, cfg)
+def view_input(view: np.ndarray, cfg) -> np.ndarray:
+    """``(1, 3, size, size)``: a :func:`grader_view` centre-cropped (no distortion) and normalised."""
     size = cfg.input_size
     r0, c0 = (view.shape[0] - size) // 2, (view.shape[1] - size) // 2
     crop = view[r0:r0 + size, c0:c0 + size]
     crop = (crop - np.asarray(cfg.image_mean, np.float32)) / np.asarray(cfg.image_std, np.float32)
     return np.ascontiguousarray(crop.transpose(2, 0, 1)[None])
+
+
+def grader_input(image: np.ndarray, cfg) -> np.ndarray:
+    """What the grader is fed for ``image``: :func:`view_input` of its :func:`grader_view`."""
+    return view_input(grader_view(image, cfg)[0], cfg)
 
 
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:

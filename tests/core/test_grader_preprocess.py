@@ -30,7 +30,7 @@ def test_view_crops_the_fundus_and_the_crop_maps_back_into_it():
     view, box = grader_view(img, cfg)
     assert min(view.shape[:2]) == 64 and view.dtype == np.float32
     assert box[0] > 100 and box[2] < 420
-    x1, y1, x2, y2 = grader_crop_xyxy(img, cfg)
+    x1, y1, x2, y2 = grader_crop_xyxy(box, cfg)
     assert box[0] <= x1 < x2 <= box[2] + 1e-6
     # the black surround becomes mid-grey; flat fundus becomes about mid-grey; the lesion stands out
     assert abs(view[0, 0].mean() - 0.5) < 1e-6
