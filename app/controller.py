@@ -14,8 +14,9 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data
 from app.session import Session
-from cellcounter.annotations import Boxes, ImageAnnotation, Origin, flip_xy_rc
+from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
 from cellcounter.imageio import open_image
+from cellcounter.project.workflows import DEFAULT_SCORE_THRESHOLD, PredictionJob
 
 DEBOUNCE_MS = 250
 HEATMAP = "where the grader looked"
@@ -33,7 +34,7 @@ class LayerController(QObject):
         super().__init__()
         self.viewer = viewer
         self.session = session
-        self.score_threshold = 0.5  # model predictions below it are kept but not shown (slider in Review)
+        self.score_threshold = DEFAULT_SCORE_THRESHOLD  # model objects below it are kept, not shown (Review slider)
         self.hidden: Boxes = Boxes()  # model boxes below the threshold: kept, not shown
         self.parked: Boxes = Boxes()  # shown boxes outside the editing window (only past EDIT_LIMIT)
         self._muted = False
@@ -351,13 +352,24 @@ class LayerController(QObject):
                     layer.refresh_colors(update_color_mapping=False)
         self._edited()
 
-    def predicted(self, image_id: int, pred: ImageAnnotation, model_version: str) -> None:
-        """Store a prediction for an image (merged with its human labels); refresh the layers if it is shown."""
-        if image_id == self.session.current_id:
+    def predicted(self, job: PredictionJob, pred: ImageAnnotation, model_version: str, force: bool = False) -> None:
+        """Store a prediction on the image it was computed from; refresh the layers if that image is shown.
+
+        Raises :class:`StalePredictionError` (nothing stored) when the image was edited while it ran."""
+        shown = job.project == self.session.project.path.resolve() and job.image_id == self.session.current_id
+        if shown:
             self.flush()
-        self.session.merge_prediction(image_id, pred, model_version)
-        if image_id == self.session.current_id:
+        self.session.store_prediction(job, pred, model_version, force)
+        if shown:
             self.apply(self.session.saved)
+
+    def set_review(self, status: ReviewStatus | str) -> int:
+        """Mark the current image; ``reviewed`` keeps what is shown: the hidden model objects are dropped."""
+        self.flush()
+        dropped = self.session.set_review(status, self.score_threshold)
+        if dropped:
+            self.apply(self.session.saved)
+        return dropped
 
     # --- masks ---------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.imageio import read_image
     from cellcounter.models.card import resolve_model
+    from cellcounter.project.workflows import prediction_jobs
 
     session = window.session
     summary: dict = {"task": session.saved.task, "image": Path(session.saved.image_path).name, "model": None}
@@ -50,7 +51,8 @@ def selftest(window, model_name: str, shot: Path) -> dict:
             summary["model"] = predictor.model_version
             summary["backends"][backend] = {"runs_on": predictor.backend.description,
                                             "counts": ann.counts(score_threshold=0.5)}
-            window.controller.predicted(session.current_id, ann, predictor.model_version)
+            (job,) = prediction_jobs(session.project, [session.current_id])
+            window.controller.predicted(job, ann, predictor.model_version)
         window.review.threshold.setValue(50)
     QApplication.processEvents()
     shot.parent.mkdir(parents=True, exist_ok=True)

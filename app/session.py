@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from platformdirs import user_data_dir
 
-from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.annotations import ImageAnnotation, ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.importing import import_folder, import_image
+from cellcounter.project.workflows import PredictionJob, review_image, store_prediction
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
@@ -140,38 +141,41 @@ class Session:
         self.saved = self.project.load(self.current_id)
         return self.saved
 
-    def merge_prediction(self, image_id: int, pred: ImageAnnotation, model_version: str) -> None:
-        """Save a prediction: it replaces the model's earlier objects; human and corrected ones stay."""
-        saved = self.project.load(image_id)
-        merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
-                                 task=pred.task or saved.task, review=saved.review, model_version=model_version)
-        keep = saved.boxes.origins != Origin.MODEL
-        merged.boxes = saved.boxes.subset(keep).concat(pred.boxes)
-        merged.points = saved.points
-        merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks
-        human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
-        merged.grade = saved.grade if human_grade or pred.grade is None else pred.grade
-        if image_id == self.current_id and self.saved is not None:
-            before = self.saved
-            if self.project.save(image_id, merged, origin=f"model:{model_version}"):
-                stack = self._undo.setdefault(image_id, UndoStack())
+    def store_prediction(self, job: PredictionJob, pred: ImageAnnotation, model_version: str,
+                         force: bool = False) -> list[str]:
+        """Store a prediction on the image it was computed from (in its own project, even after the user
+        switched); undoable when that image is the one open. Raises when it does not belong there."""
+        shown = (job.project == self.project.path.resolve() and job.image_id == self.current_id
+                 and self.saved is not None)
+        before = self.saved
+        changed = store_prediction(job, pred, model_version, self.project, force, self.project.user)
+        if shown:
+            if changed:
+                stack = self._undo.setdefault(job.image_id, UndoStack())
                 stack.done.append(before)
+                del stack.done[:-UNDO_DEPTH]
                 stack.undone.clear()
-            self.saved = self.project.load(image_id)
-        else:
-            self.project.save(image_id, merged, origin=f"model:{model_version}")
+            self.saved = self.project.load(job.image_id)
+        return changed
 
-    def set_review(self, status: ReviewStatus | str) -> None:
+    def set_review(self, status: ReviewStatus | str, min_score: float | None = None) -> int:
+        """Set the current image's status (undoable); ``reviewed`` at ``min_score`` drops the model objects below
+        it (see :func:`review_image`). Returns the number of objects dropped."""
         if self.current_id is None or self.saved is None:
-            return
+            return 0
         status = ReviewStatus(status)
-        if status == self.saved.review:
-            return
+        if status == self.saved.review and status != ReviewStatus.REVIEWED:
+            return 0
+        before = self.saved
+        dropped = review_image(self.project, self.current_id, status, min_score, labels=self.saved)
+        if status == before.review and not dropped:
+            return 0
         stack = self._undo.setdefault(self.current_id, UndoStack())
-        stack.done.append(self.saved)
+        stack.done.append(before)
+        del stack.done[:-UNDO_DEPTH]
         stack.undone.clear()
-        self.project.set_review(self.current_id, status)
         self.saved = self.project.load(self.current_id)
+        return dropped
 
     # --- the review queue ----------------------------------------------------
 
@@ -222,19 +226,3 @@ class Session:
     def close(self) -> None:
         self.project.close()
 
-
-def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMasks:
-    """Human and corrected instances stay on top; predicted ones fill the pixels left free."""
-    if saved is None or len(saved) == 0 or not (saved.origins != Origin.MODEL).any():
-        return pred
-    kept = saved.subset(saved.origins != Origin.MODEL).relabelled()
-    lab = kept.label_image.copy()
-    offset = int(lab.max())
-    p = pred.relabelled()
-    free = (lab == 0) & (p.label_image > 0)
-    lab[free] = p.label_image[free] + offset
-    ids = np.unique(lab[lab > 0])
-    pred_sel = ids[ids > offset] - offset - 1
-    return InstanceMasks(lab, ids, np.concatenate([kept.classes, p.classes[pred_sel]]),
-                         np.concatenate([kept.scores, p.scores[pred_sel]]),
-                         np.concatenate([kept.origins, p.origins[pred_sel]]))

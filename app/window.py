@@ -20,7 +20,8 @@ from app.widgets.review import ReviewPanel
 from app.widgets.train import TrainPanel
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError
-from cellcounter.formats import write_labels
+from cellcounter.tasks import TASKS
+from cellcounter.project.workflows import export_project
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 SAMPLES = {
@@ -70,6 +71,8 @@ class CellCounterWindow:
         self.review = ReviewPanel(self.controller)
         self.grade = GradePanel(self.controller)
         self.train = TrainPanel(self.controller, task)
+        self.train.models_changed.connect(self.predict.refresh_models)
+        self.train.models_changed.connect(self.train.refresh_bases)
         viewer.window.add_dock_widget(self.predict, name="Predict", area="right")
         viewer.window.add_dock_widget(self.counts, name="Counts", area="right")
         viewer.window.add_dock_widget(self.review, name="Review", area="right")
@@ -80,6 +83,7 @@ class CellCounterWindow:
         self._menus()
         self._accept_drops()
         self.controller.image_changed.connect(self._bind_layer_keys)
+        self.controller.image_changed.connect(self.follow_task)
         self.controller.changed.connect(self._bind_layer_keys)
         viewer.mouse_drag_callbacks.append(self._click_count)
         settle_heap()
@@ -87,8 +91,19 @@ class CellCounterWindow:
     # --- opening -----------------------------------------------------------------
 
     def show_image(self, image_id: int) -> None:
-        ann = self.controller.show(image_id)
-        self.grade_dock.setVisible(ann.task == "retinopathy")
+        self.controller.show(image_id)
+
+    def follow_task(self) -> None:
+        """Every panel follows the task of the image on screen (its model, counts, grade panel, fine-tune
+        recipe and start model): a fundus photo opened in a blood session is graded, not counted as RBC."""
+        saved = self.session.saved
+        task = (saved.task if saved is not None else None) or self.session.task
+        if task not in TASKS:
+            return
+        self.grade_dock.setVisible(TASKS[task].kind == "grade")
+        if self.predict.task.currentText() != task:
+            self.predict.task.setCurrentText(task)  # its models follow
+        self.train.set_task(task)
 
     def open_sample(self, task: str):
         """Open a bundled sample image and run the task's bundled default model on it (in the worker)."""
@@ -164,13 +179,13 @@ class CellCounterWindow:
             if not dst:
                 return []
         ids = [r.id for r in self.session.project.images()] if whole_project else [self.session.current_id]
-        anns = self.session.project.annotations(ids)
-        try:
-            written = write_labels(anns, Path(dst), fmt)
+        try:  # what the reviewer sees: reviewed images as reviewed, the others at the slider's threshold
+            n, written = export_project(self.session.project, Path(dst), fmt, ids,
+                                        unreviewed_min_score=self.controller.score_threshold)
         except CellCounterError as exc:
             show_error(str(exc))
             return []
-        show_info(f"Exported {len(anns)} image(s) to {dst}")
+        show_info(f"Exported {n} image(s) to {dst}")
         return written
 
     # --- keys ----------------------------------------------------------------------

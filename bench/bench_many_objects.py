@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from _common import write
+from cellcounter.project.workflows import prediction_jobs
 
 
 def _many_boxes(n: int):
@@ -48,7 +49,7 @@ def _app_boxes(ann) -> dict:
     QApplication.processEvents()
     ctl = win.controller
     t = time.perf_counter()
-    ctl.predicted(first, ann, "bench@1")
+    ctl.predicted(prediction_jobs(ctl.session.project, [first])[0], ann, "bench@1")
     QApplication.processEvents()
     show = time.perf_counter() - t
     h, w = viewer.canvas.size

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from _common import ROOT, model_or_tiny, write
+from cellcounter.project.workflows import prediction_jobs
 
 
 def main() -> int:
@@ -93,7 +94,7 @@ def main() -> int:
     masks = ImageAnnotation(str(tile), 1000, 1000, ("nucleus",), task="nuclei",
                             masks=InstanceMasks(lab, scores=np.full(600, 0.9), origins=np.zeros(600, np.uint8)))
     t = time.perf_counter()
-    win.controller.predicted(tile_id, masks, "synthetic@1")
+    win.controller.predicted(prediction_jobs(win.session.project, [tile_id])[0], masks, "synthetic@1")
     QApplication.processEvents()
     t_masks = time.perf_counter() - t
     rows.append(("600 instances: result to masks shown", f"{t_masks:.2f} s"))
@@ -115,13 +116,13 @@ def main() -> int:
 
     from app.widgets.train import prepare_run
 
-    cfg = prepare_run(win.controller, "blood", "blood-detector", 1, None)
+    cfg, anns, ids = prepare_run(win.controller, "blood", "blood-detector", 1, None)
     cfg.min_size, cfg.max_size, cfg.batch_size, cfg.max_steps, cfg.checkpoint_every = 320, 427, 2, 4, 0
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
     win.predict.start(False)
-    win.train.start(cfg)
+    win.train.start(cfg, anns, ids)
     while win.predict.worker is not None or win.train.worker is not None:
         QApplication.processEvents()
         time.sleep(0.001)

@@ -42,6 +42,9 @@ class Split:
     val_names: list[str]
 
 
+PROJECT_PREFIX = "project:"  # data="project:PATH": the reviewed images of a project
+
+
 def _file_loader(ann: ImageAnnotation, max_side: int = 0) -> Loader:
     cache: dict[str, np.ndarray] = {}
 
@@ -65,8 +68,12 @@ def _synthetic_loader(seed: int, size: int) -> Loader:
     return lambda: rosette_annotation(seed, size)
 
 
-def load_split(cfg: TrainConfig) -> Split:
-    """Training and validation loaders from the config's data, val, ids and split settings."""
+def load_split(cfg: TrainConfig, annotations: Sequence[ImageAnnotation] | None = None) -> Split:
+    """Training and validation loaders from the config's data, val, ids and split settings.
+
+    ``annotations`` (a project's reviewed labels, in memory) replace ``cfg.data`` as the one source; the
+    config's ``val_split`` and seed still choose which of them validate.
+    """
     task = get_task(cfg.task)
     if cfg.data == "synthetic":
         if cfg.task != "leaves":
@@ -76,16 +83,24 @@ def load_split(cfg: TrainConfig) -> Split:
         va = [_synthetic_loader(VALIDATION_SEED + i, cfg.synthetic_size) for i in range(cfg.synthetic_val)]
         return Split(tr, va, [f"synthetic:{cfg.seed * 1_000_003 + i}" for i in range(n_tr)],
                      [f"synthetic:{VALIDATION_SEED + i}" for i in range(cfg.synthetic_val)])
-    if not cfg.data:
+    if not cfg.data and annotations is None:
         raise CellCounterError("no training data given (--data PATH)")
-    sources = [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]
     max_side = int(cfg.input_size * 1.25) if task.kind == "grade" else 0
     train: list[ImageAnnotation] = []
     val: list[ImageAnnotation] = []
-    for data in sources:
-        tr, va = _source_split(cfg, data, task.class_names)
-        train += tr
-        val += va
+    if annotations is None and cfg.data.startswith(PROJECT_PREFIX):  # a resumed project run: its reviewed labels
+        from cellcounter.project.store import Project
+        from cellcounter.project.workflows import training_set
+
+        with Project.open(cfg.data[len(PROJECT_PREFIX):], readonly=True) as proj:
+            annotations = training_set(proj, cfg.task)
+    if annotations is not None:
+        train, val = _held_out(cfg, [a for a in annotations if Path(a.image_path).is_file()])
+    else:
+        for data in [Path(d.strip()) for d in cfg.data.split(",") if d.strip()]:
+            tr, va = _source_split(cfg, data, task.class_names)
+            train += tr
+            val += va
     if cfg.val:
         val = _labelled(Path(cfg.val), task.class_names)
     if cfg.limit_images:
@@ -109,9 +124,18 @@ def _source_split(cfg: TrainConfig, data: Path, class_names) -> tuple[list[Image
         return train, []
     if cfg.val_ids:
         return train, select_ids(anns, split_ids(data, cfg.val_ids))
+    return _held_out(cfg, train)
+
+
+def _held_out(cfg: TrainConfig, train: list[ImageAnnotation]) -> tuple[list[ImageAnnotation], list[ImageAnnotation]]:
+    """A seeded random ``val_split`` share of the images held out for validation."""
+    if cfg.val:
+        return train, []
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(train))
     n_val = int(round(len(train) * cfg.val_split))
+    if cfg.val_split > 0 and len(train) >= 2:
+        n_val = max(n_val, 1)  # a few reviewed images still get a validation image
     return [train[i] for i in sorted(order[n_val:])], [train[i] for i in sorted(order[:n_val])]
 
 

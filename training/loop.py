@@ -16,7 +16,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.evaluate import evaluate_annotations
 from cellcounter.fileutil import atomic_open, atomic_write_text
@@ -116,7 +117,10 @@ def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold
     return res
 
 
-def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent]:
+def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = None,
+                  annotations: Sequence[ImageAnnotation] | None = None) -> Iterator[TrainEvent]:
+    """Train as ``config`` says, yielding events; ``annotations`` (in memory, e.g. a project's reviewed labels)
+    replace ``config.data`` as the training set."""
     cfg = config if config.recipe_applied else apply_recipe(config)
     rank, world, local_rank = _dist_info()
     distributed = world > 1
@@ -136,7 +140,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
 
     torch.manual_seed(cfg.seed)
     task = get_task(cfg.task)
-    split = load_split(cfg)
+    split = load_split(cfg, annotations)
     model, card, parent, init_desc = build_for_training(cfg)
     mcfg = card.config
     if task.kind == "boxes":

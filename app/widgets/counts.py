@@ -10,7 +10,7 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushBu
 
 from app.controller import LayerController
 from app.layers import class_colours
-from cellcounter.formats import write_labels
+from cellcounter.project.workflows import export_project
 
 
 class CountsPanel(QWidget):
@@ -71,4 +71,5 @@ class CountsPanel(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export counts", "counts.csv", "CSV (*.csv)")
         if path:
             self.controller.flush()
-            write_labels(self.controller.session.project.annotations(), path, "counts-csv")
+            export_project(self.controller.session.project, path, "counts-csv", "all",
+                           unreviewed_min_score=self.controller.score_threshold)

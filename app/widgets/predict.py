@@ -10,7 +10,9 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
                             QPushButton, QVBoxLayout, QWidget)
 
 from app.controller import LayerController
-from cellcounter.imageio import open_image
+from cellcounter.errors import CellCounterError
+from cellcounter.project.workflows import (PredictionJob, StalePredictionError, default_model, predict_jobs,
+                                           prediction_jobs, select_images)
 from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS, ModelCard, user_models_dir
 from cellcounter.tasks import TASKS
 
@@ -54,31 +56,14 @@ def _cached_predictor(model: str, backend: str, device: str):
     return _PREDICTORS[key]
 
 
-def predict_images(model: str, backend: str, device: str, jobs: list[tuple[int, str]], should_stop,
+def predict_images(model: str, backend: str, device: str, jobs: list[PredictionJob], should_stop,
                    heat_maps: bool = False):
-    """Generator run in the worker: yields ("progress", done, total), ("result", image_id, annotation) and,
-    for graders with ``heat_maps``, ("heatmap", image_id, Grad-CAM map)."""
-    from cellcounter.inference import TiledPredictor
-
+    """Generator run in the worker: the loaded model's ``("model", description, version)``, then the core's
+    :func:`predict_jobs` events with the model version added to each result."""
     predictor = _cached_predictor(model, backend, device)
     yield ("model", predictor.description, predictor.model_version)
-    tiled = None if predictor.config.kind == "grader" else TiledPredictor(predictor)
-    for i, (image_id, path) in enumerate(jobs):
-        if should_stop():
-            return
-        heat = None
-        with open_image(path) as src:
-            if tiled is None:
-                pixels = src.read()
-                ann = predictor.predict(pixels, path)
-                if heat_maps:
-                    heat = predictor.explain(pixels, ann.grade.value)[0]
-            else:
-                ann = tiled.predict_source(src, should_stop=should_stop)
-        yield ("result", image_id, ann, predictor.model_version)
-        if heat is not None:
-            yield ("heatmap", image_id, heat)
-        yield ("progress", i + 1, len(jobs))
+    for item in predict_jobs(predictor, jobs, should_stop, heat_maps):
+        yield (*item, predictor.model_version) if item[0] == "result" else item
 
 
 class PredictPanel(QWidget):
@@ -102,6 +87,12 @@ class PredictPanel(QWidget):
         self.run_all = QPushButton("Run on unreviewed")
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
+        self.apply_stale = QPushButton("Apply kept prediction")
+        self.apply_stale.setToolTip("Predictions of images edited while they ran are kept aside, not stored: "
+                                    "this stores them anyway (the model's objects are replaced, yours stay)")
+        self.apply_stale.setVisible(False)
+        self.stale: list[tuple] = []
+        self._stop = False
         self.progress = QProgressBar()
         form = QFormLayout()
         form.addRow("Task", self.task)
@@ -118,6 +109,8 @@ class PredictPanel(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.progress)
         layout.addWidget(self.cancel)
+        layout.addWidget(self.apply_stale)
+        self.apply_stale.clicked.connect(self.apply_kept)
         self.task.currentTextChanged.connect(self.refresh_models)
         self.task.currentTextChanged.connect(lambda t: self.heat_map.setVisible(t == "retinopathy"))
         self.heat_map.setVisible(task == "retinopathy")
@@ -127,19 +120,24 @@ class PredictPanel(QWidget):
         self.refresh_models()
 
     def refresh_models(self, *_args) -> None:
+        """List the task's models; the one chosen is the project's active version, else the bundled default."""
         self.model.clear()
-        for label, path in available_models(self.task.currentText(), self.controller.session.project):
+        project = self.controller.session.project
+        for label, path in available_models(self.task.currentText(), project):
             self.model.addItem(label, path)
+        chosen = default_model(None if project.closed else project, self.task.currentText())
+        idx = self.model.findData(chosen) if chosen else -1
+        if idx >= 0:
+            self.model.setCurrentIndex(idx)
 
     def run_default(self, task: str):
-        """Run the bundled ``<task>-default`` model on the current image; ``None`` when it is not installed."""
+        """Run the task's default model (the project's active version, else the bundled one) on the current
+        image; ``None`` when there is none."""
         self.task.setCurrentText(task)
-        default = RESOURCES_MODELS / f"{task}-default"
-        idx = self.model.findData(str(default))
-        if idx < 0:
-            show_info(f"No bundled {task} model in this installation: choose a model to predict")
+        self.refresh_models()
+        if default_model(self.controller.session.project, task) is None:
+            show_info(f"No {task} model in this installation or project: choose a model to predict")
             return None
-        self.model.setCurrentIndex(idx)
         return self.start(all_unreviewed=False)
 
     def _browse(self) -> None:
@@ -158,12 +156,14 @@ class PredictPanel(QWidget):
         session = self.controller.session
         self.controller.flush()
         if all_unreviewed:
-            ids = session.queue("unreviewed") + session.queue("in_progress")
+            ids = select_images(session.project, "unreviewed")
         else:
             ids = [session.current_id] if session.current_id is not None else []
-        jobs = [(i, str(session.project.image(i).path)) for i in ids]
+        jobs = prediction_jobs(session.project, ids)
+        self._stop = False
+        # a flag, not worker.quit(): the generator then ends at its own checks, and a cancel is not a failure
         worker = thread_worker(predict_images, start_thread=False)(
-            model, self.backend.currentText(), self.device.currentText(), jobs, lambda: worker.abort_requested,
+            model, self.backend.currentText(), self.device.currentText(), jobs, lambda: self._stop,
             self.heat_map.isChecked() and self.task.currentText() == "retinopathy")
         worker.yielded.connect(self._on_yield)
         worker.errored.connect(lambda exc: show_error(f"Prediction failed: {exc}"))
@@ -181,19 +181,43 @@ class PredictPanel(QWidget):
         if item[0] == "model":
             show_info(f"Predicting with {item[1]}")
         elif item[0] == "result":
-            _, image_id, ann, version = item
-            self.controller.predicted(image_id, ann, version)
+            _, job, ann, version = item
+            self._store(job, ann, version)
         elif item[0] == "heatmap":
-            self.controller.show_heatmap(item[1], item[2])
+            job = item[1]
+            if job.project == self.controller.session.project.path.resolve():
+                self.controller.show_heatmap(job.image_id, item[2])
         elif item[0] == "progress":
             self.progress.setValue(item[1])
 
+    def _store(self, job: PredictionJob, ann, version: str, force: bool = False) -> bool:
+        try:
+            self.controller.predicted(job, ann, version, force)
+        except StalePredictionError as exc:
+            self.stale.append((job, ann, version))
+            self.apply_stale.setText(f"Apply kept prediction{'s' if len(self.stale) > 1 else ''} ({len(self.stale)})")
+            self.apply_stale.setVisible(True)
+            show_info(f"{exc}: kept aside (Predict panel)")
+            return False
+        except CellCounterError as exc:
+            show_error(f"Prediction not stored: {exc}")
+            return False
+        return True
+
+    def apply_kept(self) -> None:
+        """Store the predictions kept aside because their image was edited while they ran."""
+        kept, self.stale = self.stale, []
+        self.apply_stale.setVisible(False)
+        for job, ann, version in kept:
+            self._store(job, ann, version, force=True)
+
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
+        self._stop = True
 
     def _finished(self) -> None:
         self.worker = None
         for b in (self.run_one, self.run_all):
             b.setEnabled(True)
         self.cancel.setEnabled(False)
+        if self._stop:
+            show_info("Prediction cancelled: images finished before it are stored")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from napari.utils.notifications import show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
                             QWidget)
@@ -73,8 +74,10 @@ class ReviewPanel(QWidget):
             self.controller.show(target)
 
     def set_status(self, status: ReviewStatus) -> None:
-        self.controller.flush()
-        self.controller.session.set_review(status)
+        dropped = self.controller.set_review(status)
+        if dropped:
+            show_info(f"Reviewed: {dropped} hidden model object(s) below score {self.controller.score_threshold:.2f}"
+                      " left out of the labels (Ctrl-Z brings them back)")
         self.refresh()
 
     def refresh(self, *_args) -> None:

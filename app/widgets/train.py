@@ -1,6 +1,6 @@
 """Fine-tune the model on the project's reviewed images without leaving the app (and without freezing it).
 
-The reviewed labels are written as a COCO file beside the project, training runs
+The reviewed labels (exactly what the reviewers saw) are taken from the project in memory, training runs
 ``training.iter_training`` in a worker thread, the loss streams into a live plot,
 and the new model version is registered in the project with its validation
 scores before and after, ready to be made active or rolled back.
@@ -9,37 +9,36 @@ scores before and after, ready to be made active or rolled back.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
                             QVBoxLayout, QWidget)
 
 from app.controller import LayerController
-from cellcounter.formats import write_labels
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError
+from cellcounter.project import Project
+from cellcounter.project.workflows import (activate_model, default_model, register_model, rollback_model,
+                                           worse_than_parent)
 from training import RECIPES, TrainConfig, iter_training
+from training.project import project_run
 from training.recipes import DEFAULT_RECIPE
 
 
-def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int, base: str | None) -> TrainConfig:
-    """Write the reviewed images' labels for training and return the run's config."""
-    session = controller.session
+def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int,
+                base: str | None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+    """The run's config, its training set (the reviewed images' labels, in memory, frozen now) and their ids."""
     controller.flush()
-    reviewed = [r.id for r in session.project.images("reviewed")]
-    if len(reviewed) < 2:
-        raise ValueError("mark at least two images reviewed before fine-tuning (one is kept for validation)")
-    run = session.project.path.with_suffix("") .with_name(session.project.path.stem + "-training") / time.strftime(
-        "run-%Y%m%d-%H%M%S")
-    run.mkdir(parents=True, exist_ok=True)
-    write_labels(session.project.annotations(reviewed), run / "data" / "labels.json", "coco")
-    return TrainConfig(task=task, data=str(run / "data" / "labels.json"), out=str(run), recipe=recipe,
-                       epochs=epochs, init=base or "none", val_split=0.2, name=f"{task}-project")
+    return project_run(controller.session.project, task, recipe, epochs, base or "none")
 
 
 class TrainPanel(QWidget):
+    models_changed = Signal()  # a version was activated or rolled back: the Predict panel re-chooses
+
     def __init__(self, controller: LayerController, task: str = "blood") -> None:
         super().__init__()
         self.controller = controller
@@ -90,30 +89,50 @@ class TrainPanel(QWidget):
         self._losses: list[tuple[int, float]] = []
         self.refresh_bases()
 
+    def set_task(self, task: str) -> None:
+        """Fine-tune for ``task`` (the image on screen's): its recipe and start models."""
+        if task == self.task and self.base.count():
+            return
+        self.task = task
+        self.recipe.setCurrentText(DEFAULT_RECIPE.get(task, self.recipe.currentText()))
+        self.start_b.setText(f"Fine-tune {task} on reviewed images")
+        self.refresh_bases()
+
     def refresh_bases(self) -> None:
         from app.widgets.predict import available_models
 
         self.base.clear()
         self.base.addItem("nothing (train from scratch)", None)
-        for label, path in available_models(self.task, self.controller.session.project):
+        project = self.controller.session.project
+        for label, path in available_models(self.task, project):
             self.base.addItem(label, path)
-        if self.base.count() > 1:
-            self.base.setCurrentIndex(1)
+        chosen = default_model(None if project.closed else project, self.task)  # active version, else bundled
+        idx = self.base.findData(chosen) if chosen else -1
+        self.base.setCurrentIndex(idx if idx >= 0 else min(1, self.base.count() - 1))
 
-    def start(self, config: TrainConfig | None = None):
+    def start(self, config: TrainConfig | None = None, annotations: list[ImageAnnotation] | None = None,
+              image_ids: list[int] | tuple = ()):
+        """Fine-tune on the reviewed images as the panel says; or run ``config`` on ``annotations`` (a
+        :func:`prepare_run` adjusted by the caller), or on the config's own data when none are given."""
         if self.worker is not None:
             return None
+        anns, ids = annotations, list(image_ids)
         try:
-            cfg = config or prepare_run(self.controller, self.task, self.recipe.currentText(), self.epochs.value(),
-                                        self.base.currentData())
-        except (ValueError, OSError) as exc:
+            if config is None:
+                config, anns, ids = prepare_run(self.controller, self.task, self.recipe.currentText(),
+                                                self.epochs.value(), self.base.currentData())
+        except (CellCounterError, ValueError, OSError) as exc:
             show_error(str(exc))
             return None
+        cfg = config
         self._losses = []
-        self.result = {"config": cfg, "parent": None if cfg.init == "none" else cfg.init}
+        self._stop = False
+        self.result = {"config": cfg, "parent": None if cfg.init == "none" else cfg.init, "images": ids,
+                       "project": self.controller.session.project.path.resolve(), "task": cfg.task}
 
         def run():
-            yield from iter_training(cfg, should_stop=lambda: worker.abort_requested)
+            # a flag, not worker.quit(): the loop then reaches its own stop branch and writes a checkpoint
+            yield from iter_training(cfg, should_stop=lambda: self._stop, annotations=anns)
 
         worker = thread_worker(run, start_thread=False)()
         worker.yielded.connect(self._on_event)
@@ -127,8 +146,7 @@ class TrainPanel(QWidget):
         return worker
 
     def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.quit()
+        self._stop = True
 
     def _on_event(self, ev) -> None:
         if ev.kind == "step":
@@ -142,8 +160,8 @@ class TrainPanel(QWidget):
         elif ev.kind == "eval":
             shown = {k: round(v, 3) for k, v in ev.metrics.items() if isinstance(v, float)}
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
-        elif ev.kind == "done":
-            self._register(ev)
+        elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
+            self._register(ev.model_dir)
         elif ev.kind == "stopped":
             self.status.setText("stopped; the run can be resumed from its checkpoint")
 
@@ -158,22 +176,35 @@ class TrainPanel(QWidget):
         self.figure.tight_layout()
         self.canvas.draw_idle()
 
-    def _register(self, ev) -> None:
-        from cellcounter.models.card import ModelCard
-
+    def _register(self, model_dir: str) -> None:
+        """Register the run's model in the project it was trained from, even when another one is open now."""
         project = self.controller.session.project
-        card = ModelCard.from_file(Path(ev.model_dir) / "card.json")
-        name = f"{card.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent = self.result.get("parent") if self.result else None
-        metrics = {"after": card.metrics.get("validation", {}), "before": card.metrics.get("parent_validation")}
-        reviewed = [r.id for r in project.images("reviewed")]
-        project.add_model_version(name, card.task, ev.model_dir, {"name": card.name, "version": card.version},
-                                  parent=parent, training_data=reviewed, metrics=metrics)
-        self.result.update(name=name, metrics=metrics)
+        args = (model_dir, self.result["parent"], self.result["images"])
+        if not project.closed and project.path.resolve() == self.result["project"]:
+            version = register_model(project, *args)
+        else:
+            try:
+                with Project.open(self.result["project"], user=project.user) as other:
+                    version = register_model(other, *args)
+            except CellCounterError as exc:
+                show_error(f"The new model in {model_dir} could not be registered: {exc}")
+                return
+            show_info(f"Fine-tuned model {version['name']} registered in {self.result['project'].name}")
+            return
+        self._registered(version)
+
+    def _registered(self, version: dict) -> None:
+        metrics = version["metrics"]
+        self.result.update(name=version["name"], metrics=metrics)
         before = f"; before: {self._short(metrics['before'])}" if metrics["before"] else ""
-        self.status.setText(f"new model {name}: validation {self._short(metrics['after'])}{before}")
+        worse = worse_than_parent(metrics)
+        warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images"
+                   if worse else "")
+        self.status.setText(f"new model {version['name']}: validation {self._short(metrics['after'])}{before}."
+                            f"{warning}")
+        self.activate_b.setText("Make active (worse than before!)" if worse else "Make active")
         self.activate_b.setEnabled(True)
-        show_info(f"Fine-tuned model {name} is ready")
+        show_info(f"Fine-tuned model {version['name']} is ready{warning}")
 
     @staticmethod
     def _short(m: dict) -> str:
@@ -187,21 +218,20 @@ class TrainPanel(QWidget):
     def activate(self) -> None:
         if not self.result or "name" not in self.result:
             return
-        project = self.controller.session.project
-        previous = project.active_model(self.task)
-        self.result["previous"] = previous["name"] if previous else None
-        project.set_active_model(self.result["name"])
+        try:
+            self.result["previous"] = activate_model(self.controller.session.project, self.result["name"])
+        except CellCounterError as exc:  # registered in another project than the one open now
+            show_error(str(exc))
+            return
         self.rollback_b.setEnabled(True)
         self.activate_b.setEnabled(False)
-        show_info(f"{self.result['name']} is now the active model; run it from the Predict panel")
+        self.models_changed.emit()
+        show_info(f"{self.result['name']} is now the active model: Predict uses it for {self.result['task']}")
 
     def rollback(self) -> None:
-        project = self.controller.session.project
-        prev = (self.result or {}).get("previous")
-        if prev:
-            project.set_active_model(prev)
-        else:  # there was none before
-            project.deactivate_models(self.task)
+        task = (self.result or {}).get("task", self.task)
+        now = rollback_model(self.controller.session.project, task)
         self.rollback_b.setEnabled(False)
         self.activate_b.setEnabled(True)
-        show_info("Rolled back to the previous model")
+        self.models_changed.emit()
+        show_info(f"Rolled back: Predict now uses {now or 'the bundled model'} for {task}")

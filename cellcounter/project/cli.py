@@ -1,4 +1,8 @@
-"""``cellcounter project create|add|status|export|check|backup|relink|audit``."""
+"""``cellcounter project create|add|status|predict|review|export|models|train|check|backup|relink|audit``.
+
+Each action is one call into the core's project workflows (:mod:`cellcounter.project.workflows`), the same
+functions the app's panels call.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
-from cellcounter.errors import FormatError
-from cellcounter.formats import FORMATS, write_labels
+from importlib.metadata import entry_points
+
+from cellcounter.annotations import ReviewStatus
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.formats import FORMATS
+from cellcounter.project import workflows as wf
 from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.store import Project
+from cellcounter.project.workflows import DEFAULT_SCORE_THRESHOLD, IMAGE_SETS
 from cellcounter.tasks import TASKS
 
 
@@ -32,17 +41,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--task", choices=list(TASKS))
     a.set_defaults(func=cmd_add)
 
-    s = ps.add_parser("status", help="images per review status and objects per class")
+    s = ps.add_parser("status", help="images per review status and objects per class (as a reviewer sees them)")
     s.add_argument("project", type=Path)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
-    e = ps.add_parser("export", help="export the project's labels with the core's writers")
+    pr = ps.add_parser("predict", help="predict into the project (model objects replaced, human ones kept)",
+                       description="Run a model on the project's images and store each result on the image it "
+                                   "was computed from. The model defaults to the project's active version of the "
+                                   "images' task, else the bundled default model.")
+    pr.add_argument("project", type=Path)
+    pr.add_argument("--model", help="model folder or name (default: active version, else bundled)")
+    pr.add_argument("--task", choices=list(TASKS), help="only images of this task (default: each image's own)")
+    pr.add_argument("--images", choices=["unreviewed", "all"], default="unreviewed",
+                    help="unreviewed (default: not yet reviewed) or all images; reviewed labels are never touched "
+                         "unless 'all'")
+    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    pr.add_argument("--device", default="auto")
+    pr.set_defaults(func=cmd_predict)
+
+    rv = ps.add_parser("review", help="set images' review status; 'reviewed' keeps only what a reviewer sees",
+                       description="Marking an image reviewed at --min-score drops the model objects scoring "
+                                   "below it from its labels (one undoable edit in the history) and records the "
+                                   "threshold, so exports and training take exactly what was shown.")
+    rv.add_argument("project", type=Path)
+    rv.add_argument("images", nargs="+", metavar="IMAGE", help="image ids, file names or paths; 'all' for every image")
+    rv.add_argument("--status", required=True, choices=[s.value for s in ReviewStatus])
+    rv.add_argument("--min-score", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                    help=f"score threshold the labels were seen at (default {DEFAULT_SCORE_THRESHOLD}); "
+                         "'--min-score 0' keeps every model object")
+    rv.set_defaults(func=cmd_review)
+
+    e = ps.add_parser("export", help="export the labels as reviewed, with the core's writers",
+                      description="Reviewed images go out as reviewed; other images at the display threshold "
+                                  f"({DEFAULT_SCORE_THRESHOLD}), as the app shows them. COCO carries scores.")
     e.add_argument("project", type=Path)
-    e.add_argument("--to", dest="fmt", required=True, choices=[n for n, f in FORMATS.items() if f.writer])
-    e.add_argument("--status", choices=["unreviewed", "in_progress", "reviewed"], help="only images in this state")
     e.add_argument("dst", type=Path)
+    e.add_argument("--to", dest="fmt", required=True, choices=[n for n, f in FORMATS.items() if f.writer])
+    e.add_argument("--images", choices=list(IMAGE_SETS), default="all", help="reviewed images only, or all (default)")
+    e.add_argument("--status", choices=["unreviewed", "in_progress", "reviewed"], help="only images in this state")
+    e.add_argument("--min-score", type=float, help="also leave out model objects below this score on every image")
     e.set_defaults(func=cmd_export)
+
+    m = ps.add_parser("models", help="list the project's model versions; activate one or roll back")
+    m.add_argument("project", type=Path)
+    g = m.add_mutually_exclusive_group()
+    g.add_argument("--activate", metavar="VERSION", help="make VERSION the one Predict uses for its task")
+    g.add_argument("--rollback", metavar="TASK", choices=list(TASKS),
+                   help="reactivate the active version's parent (or the bundled model)")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    for ep in entry_points(group="cellcounter.project_commands"):  # `train`, from the training package
+        try:
+            register_more = ep.load()
+        except ImportError:  # an installation without the training package
+            continue
+        register_more(ps)
 
     k = ps.add_parser("check", help="integrity check (exit 1 when problems are found)")
     k.add_argument("project", type=Path)
@@ -86,7 +141,7 @@ def cmd_add(args) -> int:
 
 def cmd_status(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
-        st = proj.status()
+        st = proj.status(wf.labels_to_export(proj, "all"))  # unreviewed images at the display threshold
     print(f"{args.project}: {st['images']} image(s)")
     for k, v in st["review"].items():
         print(f"  {k}: {v}")
@@ -99,14 +154,111 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _score(value: float | None, flag: str) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise CellCounterError(f"{flag} must be between 0 and 1, got {value}")
+    return value
+
+
 def cmd_export(args) -> int:
+    min_score = _score(args.min_score, "--min-score")
     with Project.open(args.project, readonly=True) as proj:
-        ids = [r.id for r in proj.images(args.status)]
-        anns = proj.annotations(ids)
-    if not anns:
-        raise FormatError(args.project, "no images to export")
-    written = write_labels(anns, args.dst, args.fmt)
-    print(f"exported {len(anns)} image(s) as {args.fmt}: {len(written)} file(s) in {args.dst}")
+        ids = wf.select_images(proj, args.images)
+        if args.status:
+            wanted = {r.id for r in proj.images(args.status)}
+            ids = [i for i in ids if i in wanted]
+        if not ids:
+            raise FormatError(args.project, f"no {args.images if args.images != 'all' else ''} images to export"
+                              .replace("  ", " "))
+        n, written = wf.export_project(proj, args.dst, args.fmt, ids, min_score)
+    print(f"exported {n} image(s) as {args.fmt}: {len(written)} file(s) in {args.dst}")
+    return 0
+
+
+def _image_ids(proj: Project, refs: list[str]) -> list[int]:
+    """Image ids from ids, file names or paths (``all``: every image)."""
+    recs = proj.images()
+    if refs == ["all"]:
+        return [r.id for r in recs]
+    out = []
+    for ref in refs:
+        hits = [r.id for r in recs if str(r.id) == ref or r.path.name == ref
+                or (Path(ref).exists() and r.path.resolve() == Path(ref).resolve())]
+        if not hits:
+            raise CellCounterError(f"{proj.path}: no image {ref!r} (give an id, a file name or a path)")
+        if len(hits) > 1:
+            raise CellCounterError(f"{proj.path}: {ref!r} names {len(hits)} images; give an id or a path")
+        out.append(hits[0])
+    return out
+
+
+def cmd_review(args) -> int:
+    min_score = _score(args.min_score, "--min-score")
+    with Project.open(args.project) as proj:
+        ids = _image_ids(proj, args.images)
+        dropped = sum(wf.review_image(proj, i, args.status, min_score) for i in ids)
+    extra = f"; {dropped} model object(s) below {min_score} left out" if dropped else ""
+    print(f"{len(ids)} image(s) marked {args.status}{extra}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cellcounter.inference import Predictor
+
+    with Project.open(args.project) as proj:
+        recs = [r for r in proj.images() if r.id in set(wf.select_images(proj, args.images))]
+        predictor = Predictor.load(args.model, args.backend, args.device) if args.model else None
+        task = args.task or (predictor.card.task if predictor else None)
+        if predictor is not None and task != predictor.card.task:
+            raise CellCounterError(f"model {predictor.model_version} is for task {predictor.card.task!r}, "
+                                   f"not {task!r}")
+        by_task: dict[str, list[int]] = {}
+        for r in recs:
+            t = r.task or task
+            if t is None:
+                raise CellCounterError(f"{r.path}: the image has no task; give --task or --model")
+            if task is None or t == task:
+                by_task.setdefault(t, []).append(r.id)
+        if not by_task:
+            print(f"{args.project}: no {args.images} images{' of task ' + task if task else ''} to predict")
+            return 0
+        total = 0
+        for t, ids in by_task.items():
+            model = predictor
+            if model is None:
+                chosen = wf.default_model(proj, t)
+                if chosen is None:
+                    raise CellCounterError(f"no model for task {t!r}: give --model")
+                model = Predictor.load(chosen, args.backend, args.device)
+            objects = 0
+            for ev in wf.predict_jobs(model, wf.prediction_jobs(proj, ids)):
+                if ev[0] == "result":
+                    wf.apply_prediction(proj, ev[1], ev[2], model.model_version)
+                    objects += ev[2].n_objects()
+            print(f"{t}: {len(ids)} image(s) predicted with {model.model_version} ({objects} object(s))")
+            total += len(ids)
+    return 0
+
+
+def cmd_models(args) -> int:
+    with Project.open(args.project, readonly=not (args.activate or args.rollback)) as proj:
+        if args.activate:
+            previous = wf.activate_model(proj, args.activate)
+            print(f"{args.activate} is now active" + (f" (was {previous})" if previous else ""))
+        elif args.rollback:
+            now = wf.rollback_model(proj, args.rollback)
+            print(f"{args.rollback}: now using {now or 'the bundled model'}")
+        versions = proj.models()
+    if args.json:
+        print(json.dumps(versions))
+    else:
+        for v in versions:
+            after = ", ".join(f"{k} {x:.3f}" for k, x in (v["metrics"].get("after") or {}).items()
+                              if isinstance(x, float))
+            print(f"{'*' if v['active'] else ' '} {v['name']} ({v['task']}) parent {v['parent'] or '-'}; "
+                  f"{len(v['training_data'])} image(s); {after or 'no scores'}")
+        if not versions:
+            print(f"{args.project}: no model versions")
     return 0
 
 

@@ -15,14 +15,28 @@ from cellcounter.project.store import Project
 from cellcounter.tasks import TASKS
 
 
+def _own_task(anns: list, task: str | None) -> str | None:
+    """Labels of a task of their own (DSB and Aperio masks are nuclei, CVPPP leaves, a grade CSV retinopathy)
+    keep it, whatever the session's task: a nuclei image opened in a blood session is not counted as RBC."""
+    declared = {a.task for a in anns}
+    if len(declared) == 1 and (only := declared.pop()) in TASKS:
+        return only
+    return task
+
+
 def import_image(project: Project, image: Path, task: str | None = None, with_labels: bool = True) -> int:
     """Add one image (and, with ``with_labels``, the labels stored beside it); an image already in the
-    project keeps its labels."""
+    project keeps its labels. The image's task is its labels' own task if they have one, else ``task``."""
     existing = project.find_image(image)
     if existing is not None:
         return existing
-    ann = labels_for_image(image, TASKS[task].class_names if task else None) if with_labels else None
-    image_id = project.add_image(image, task or (ann.task if ann is not None else None))
+    ann = labels_for_image(image) if with_labels else None
+    if ann is not None:
+        own = _own_task([ann], None)
+        task = own or task
+        if own is None and task:  # labels without a task of their own: read with the task's class order
+            ann = labels_for_image(image, TASKS[task].class_names)
+    image_id = project.add_image(image, task)
     if ann is not None:
         project.save(image_id, ann, origin="human")
     return image_id
@@ -39,7 +53,12 @@ def import_folder(project: Project, folder: Path, task: str | None = None) -> li
         fmt = None
     ids: list[int] = []
     if fmt is not None:
-        for ann in read_labels(folder, fmt, TASKS[task].class_names if task else None):
+        anns = read_labels(folder, fmt)
+        own = _own_task(anns, None)
+        if own is None and task:
+            anns = read_labels(folder, fmt, TASKS[task].class_names)
+        task = own or task
+        for ann in anns:
             if not Path(ann.image_path).is_file():
                 warnings.warn(f"{ann.image_path}: image not found; its labels were not imported",
                               CellCounterWarning, stacklevel=2)

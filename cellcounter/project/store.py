@@ -29,7 +29,7 @@ from cellcounter.project import serialize as ser
 from cellcounter.project.lock import FileLock
 from cellcounter.tasks import TASKS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x43434E54  # "CCNT": marks the SQLite file as a cellcounter project
 
 _SCHEMA = """
@@ -46,7 +46,8 @@ CREATE TABLE images (
     review TEXT NOT NULL DEFAULT 'unreviewed',
     reviewed_by TEXT,
     reviewed_at REAL,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    review_min_score REAL               -- the score threshold the reviewer saw when marking it reviewed
 );
 CREATE TABLE annotations (
     image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
@@ -90,6 +91,7 @@ class ImageRecord:
     task: str | None
     review: ReviewStatus
     reviewed_by: str | None
+    review_min_score: float | None = None
 
 
 def current_user() -> str:
@@ -111,6 +113,7 @@ class Project:
         self.readonly = readonly
         self.user = user or current_user()
         self._model_counts_cache: dict[tuple, dict[str, int]] = {}
+        self._schema = conn.execute("PRAGMA user_version").fetchone()[0]  # an old file opened read-only stays old
 
     # --- opening -------------------------------------------------------------
 
@@ -234,19 +237,28 @@ class Project:
         return image_id
 
     def images(self, status: ReviewStatus | str | None = None) -> list[ImageRecord]:
-        sql = "SELECT id, path, content_hash, width, height, task, review, reviewed_by FROM images"
+        min_score = "review_min_score" if self._schema >= 2 else "NULL"
+        sql = f"SELECT id, path, content_hash, width, height, task, review, reviewed_by, {min_score} FROM images"
         args: tuple = ()
         if status is not None:
             sql += " WHERE review = ?"
             args = (ReviewStatus(status).value,)
         rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
-        return [ImageRecord(r[0], self._abs(r[1]), r[2], r[3], r[4], r[5], ReviewStatus(r[6]), r[7]) for r in rows]
+        return [ImageRecord(r[0], self._abs(r[1]), r[2], r[3], r[4], r[5], ReviewStatus(r[6]), r[7], r[8])
+                for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
         for rec in self.images():
             if rec.id == image_id:
                 return rec
         raise ProjectError(f"{self.path}: no image with id {image_id}")
+
+    def label_revision(self, image_id: int) -> int:
+        """The id of the image's latest label edit (0 if never edited): a prediction started at one revision
+        and finished at another was computed while someone changed the labels."""
+        row = self._conn.execute("SELECT max(id) FROM events WHERE image_id = ? AND kind IN "
+                                 "('boxes', 'masks', 'points', 'grade')", (image_id,)).fetchone()
+        return int(row[0] or 0)
 
     def find_image(self, path: str | Path) -> int | None:
         row = self._conn.execute("SELECT id FROM images WHERE path = ?", (self._rel(Path(path)),)).fetchone()
@@ -360,13 +372,16 @@ class Project:
         self._model_counts_cache[key] = counts
         return dict(counts)
 
-    def set_review(self, image_id: int, status: ReviewStatus | str) -> None:
+    def set_review(self, image_id: int, status: ReviewStatus | str, min_score: float | None = None) -> None:
+        """Set the review status; ``min_score`` records the score threshold the reviewer had set (kept only
+        with ``reviewed``)."""
         status = ReviewStatus(status)
         conn = self._write()
         old = self.image(image_id).review
+        min_score = float(min_score) if min_score is not None and status == ReviewStatus.REVIEWED else None
         with _tx(conn):
-            conn.execute("UPDATE images SET review = ?, reviewed_by = ?, reviewed_at = ? WHERE id = ?",
-                         (status.value, self.user, time.time(), image_id))
+            conn.execute("UPDATE images SET review = ?, reviewed_by = ?, reviewed_at = ?, review_min_score = ?"
+                         " WHERE id = ?", (status.value, self.user, time.time(), min_score, image_id))
             self._event(conn, image_id, "review", "human", old.value.encode(), status.value.encode())
 
     def _event(self, conn, image_id, kind, origin, before, after) -> None:
@@ -495,15 +510,15 @@ class Project:
         os.replace(tmp, dest)
         return dest
 
-    def status(self) -> dict:
-        """Per-status image counts and per-class object counts over the whole project."""
+    def status(self, annotations: Iterable[ImageAnnotation] | None = None) -> dict:
+        """Per-status image counts and per-class object counts over the whole project (over ``annotations``,
+        the labels as shown, when given; else every stored object)."""
         by_status = {s.value: 0 for s in ReviewStatus}
         for rec in self.images():
             by_status[rec.review.value] += 1
         counts: dict[str, int] = {}
         grades: dict[str, int] = {}
-        for rec in self.images():
-            ann = self.load(rec.id)
+        for ann in annotations if annotations is not None else (self.load(rec.id) for rec in self.images()):
             for k, v in ann.counts().items():
                 if not (ann.task in TASKS and TASKS[ann.task].kind == "grade"):
                     counts[k] = counts.get(k, 0) + v
@@ -556,8 +571,8 @@ class _tx:
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
-    """Bring an older schema up to :data:`SCHEMA_VERSION`, one step at a time (none exist yet)."""
-    steps: dict[int, str] = {}
+    """Bring an older schema up to :data:`SCHEMA_VERSION`, one step at a time."""
+    steps: dict[int, str] = {1: "ALTER TABLE images ADD COLUMN review_min_score REAL;"}
     while version < SCHEMA_VERSION:
         conn.executescript(steps[version])
         version += 1

@@ -10,7 +10,7 @@ import pytest
 from app.layers import BOXES, POINTS
 from app.session import Session
 from app.window import CellCounterWindow
-from cellcounter.annotations import Origin
+from cellcounter.annotations import Boxes, Origin
 from cellcounter.formats import read_labels
 from tests.conftest import data_dir
 from tests.core.conftest import make_tiny_model
@@ -66,7 +66,9 @@ def test_scripted_session_predict_correct_count_grade_undo_export_reopen(make_na
     ctl.flush()
     ann = ctl.current()
     assert len(ann.boxes) == n and ann.boxes.classes[1] == 2
-    assert ann.boxes.origins[-1] == Origin.HUMAN or Origin.HUMAN in ann.boxes.origins
+    drawn = np.flatnonzero(np.all(np.abs(ann.boxes.xyxy - [10, 10, 70, 60]) < 1e-6, axis=1))
+    assert len(drawn) == 1  # the rectangle drawn at rows 10-60, columns 10-70, as x1 y1 x2 y2
+    assert ann.boxes.origins[drawn[0]] == Origin.HUMAN and ann.boxes.classes[drawn[0]] == 1  # WBC
 
     # click-count three marks, then click one again to remove it, then add it back
     win.controller.relabel_selected(0)
@@ -119,7 +121,7 @@ def test_grade_override_on_a_fundus_image(make_napari_viewer, projects):
     idrid = data_dir("idrid")
     image = sorted((idrid / "1. Original Images" / "b. Testing Set").glob("*.jpg"))[0]
     viewer, win = _window(make_napari_viewer, image, "retinopathy")
-    assert win.grade_dock.isVisible() or True
+    assert win.grade_dock.isVisible()
     win.grade.set_grade(3)
     assert win.session.saved.grade.value == 3 and win.session.saved.grade.origin == Origin.HUMAN
     assert win.controller.undo()
@@ -166,6 +168,16 @@ def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_
     win.review.go(-1)
     assert win.session.current_id == first
     assert len(win.session.queue("unreviewed")) == 1  # the two opened are in progress now
+    proj = win.session.project
+    ids = [r.id for r in proj.images()]
+    for image_id, scores in zip(ids, ([0.9, 0.8], [0.3, 0.4], [0.6, 0.7])):  # means 0.85, 0.35, 0.65
+        ann = proj.load(image_id)
+        ann.boxes = Boxes(np.array([[1, 1, 9, 9], [20, 20, 30, 30]], float), [0, 1], scores, [Origin.MODEL] * 2)
+        proj.save(image_id, ann, origin="model:m@1")
+    assert win.session.queue(order="least-confident") == [ids[1], ids[2], ids[0]]
+    win.review.order.setCurrentText("least confident first")
+    win.review.go(1)  # from the first image (the surest) on to the least certain, wrapping round
+    assert win.session.current_id == ids[1]
     win.session.close()
 
 

@@ -10,6 +10,7 @@ from app.layers import BOXES, OVERVIEW
 from app.session import Session
 from cellcounter.annotations import Boxes, Origin
 from tests.conftest import sample_annotation
+from cellcounter.project.workflows import prediction_jobs
 
 
 def test_editing_window_follows_the_view_and_keeps_every_box(make_napari_viewer, tmp_path, monkeypatch, qtbot):
@@ -25,7 +26,7 @@ def test_editing_window_follows_the_view_and_keeps_every_box(make_napari_viewer,
     boxes = Boxes(np.hstack([xy, xy + 4]), np.arange(len(xy)) % 3, np.full(len(xy), 0.9),
                   np.full(len(xy), Origin.MODEL))
     pred = ann.__class__(ann.image_path, 64, 48, ann.class_names, task="blood", boxes=boxes)
-    ctl.predicted(first, pred, "m@1")
+    ctl.predicted(prediction_jobs(ctl.session.project, [first])[0], pred, "m@1")
     n = len(boxes)
     # the whole image is in view: too many to edit, all drawn view-only, and all counted
     assert len(viewer.layers[BOXES].data) == 0 and len(viewer.layers[OVERVIEW].data) == 4 * n

@@ -8,6 +8,7 @@ from PIL import Image
 from app.session import Session
 from app.window import CellCounterWindow
 from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin
+from cellcounter.project.workflows import prediction_jobs
 
 
 def test_delete_merge_split_and_new_instance(make_napari_viewer, tmp_path, monkeypatch):
@@ -25,7 +26,7 @@ def test_delete_merge_split_and_new_instance(make_napari_viewer, tmp_path, monke
     pred = ImageAnnotation(str(tmp_path / "tile.png"), 80, 60, ("nucleus",), task="nuclei",
                            masks=InstanceMasks(lab, scores=[0.9] * 4, origins=[Origin.MODEL] * 4))
     ctl = win.controller
-    ctl.predicted(first, pred, "m@1")
+    ctl.predicted(prediction_jobs(ctl.session.project, [first])[0], pred, "m@1")
     assert len(ctl.current().masks) == 4
     ctl.delete_instance(4)
     ctl.merge_instances(2, 3)

@@ -40,11 +40,11 @@ def test_longest_event_loop_stall_during_prediction_and_training(make_napari_vie
     win.predict.model.setCurrentIndex(win.predict.model.count() - 1)
     from app.widgets.train import prepare_run
 
-    cfg = prepare_run(win.controller, "blood", "blood-detector", 1, None)
+    cfg, anns, ids = prepare_run(win.controller, "blood", "blood-detector", 1, None)
     cfg.min_size, cfg.max_size, cfg.fpn_channels, cfg.batch_size, cfg.max_steps = 96, 128, 32, 1, 3
     cfg.warmup_iters, cfg.checkpoint_every = 1, 0
     assert win.predict.start(all_unreviewed=False) is not None
-    assert win.train.start(cfg) is not None
+    assert win.train.start(cfg, anns, ids) is not None
     qtbot.waitUntil(lambda: win.predict.worker is None and win.train.worker is None, timeout=240_000)
     timer.stop()
     # one more round of events to settle, then measure

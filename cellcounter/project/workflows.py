@@ -1,0 +1,315 @@
+"""The correction loop's steps on a project, shared by the app, ``cellcounter project`` and the tests.
+
+Predict, review, export, train: each is a function of an open :class:`Project`
+and plain values. The app's panels call these and only add widgets around them.
+
+* A prediction is bound to the project, image id and content hash it was
+  computed from (:class:`PredictionJob`): it is stored on that image only, in
+  that project, whichever image is on screen by the time it ends; a result for
+  an image whose labels changed while it ran is refused unless asked for.
+* Reviewing means "what I saw is right": model objects scoring below the
+  threshold the reviewer had set are dropped from the labels and the threshold
+  is recorded, so exports and training take exactly what was shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.errors import ProjectError
+from cellcounter.project.store import Project
+
+DEFAULT_SCORE_THRESHOLD = 0.5  # model objects below it are kept in the store but not shown, exported or trained on
+IMAGE_SETS = ("reviewed", "all")
+
+
+class StalePredictionError(ProjectError):
+    """The image's labels changed while the prediction ran: storing it could undo those edits."""
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    """What a prediction was computed from: where its result may be stored, and nowhere else."""
+
+    project: Path
+    image_id: int
+    image_path: Path
+    content_hash: str
+    width: int
+    height: int
+    revision: int  # the image's label revision when the job was made
+
+
+def prediction_jobs(project: Project, image_ids: Iterable[int]) -> list[PredictionJob]:
+    jobs = []
+    for image_id in image_ids:
+        rec = project.image(image_id)
+        jobs.append(PredictionJob(project.path.resolve(), rec.id, rec.path, rec.content_hash, rec.width, rec.height,
+                                  project.label_revision(rec.id)))
+    return jobs
+
+
+def select_images(project: Project, images: str = "unreviewed") -> list[int]:
+    """Ids of ``unreviewed`` (not yet reviewed: unreviewed or in progress), ``reviewed`` or ``all`` images."""
+    recs = project.images()
+    if images == "all":
+        return [r.id for r in recs]
+    if images == "reviewed":
+        return [r.id for r in recs if r.review == ReviewStatus.REVIEWED]
+    if images == "unreviewed":
+        return [r.id for r in recs if r.review != ReviewStatus.REVIEWED]
+    raise ValueError(f"images must be 'unreviewed', 'reviewed' or 'all', not {images!r}")
+
+
+def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable[[], bool] = lambda: False,
+                 heat_maps: bool = False) -> Iterator[tuple]:
+    """Predict each job's image; yields ``("result", job, annotation)``, ``("heatmap", job, map)`` (graders with
+    ``heat_maps``) and ``("progress", done, total)``. Detectors and segmenters are tiled, as everywhere."""
+    from cellcounter.imageio import open_image
+    from cellcounter.inference import TiledPredictor
+    from cellcounter.inference.predictor import Cancelled
+
+    tiled = None if predictor.config.kind == "grader" else TiledPredictor(predictor)
+    for i, job in enumerate(jobs):
+        if should_stop():
+            return
+        heat = None
+        with open_image(job.image_path) as src:
+            if tiled is None:
+                pixels = src.read()
+                ann = predictor.predict(pixels, str(job.image_path))
+                if heat_maps:
+                    heat = predictor.explain(pixels, ann.grade.value)[0]
+            else:
+                try:
+                    ann = tiled.predict_source(src, should_stop=should_stop)
+                except Cancelled:
+                    return  # a tiled prediction cut short is incomplete: never stored
+        yield ("result", job, ann)
+        if heat is not None:
+            yield ("heatmap", job, heat)
+        yield ("progress", i + 1, len(jobs))
+
+
+def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_version: str) -> ImageAnnotation:
+    """The stored labels with a new prediction: it replaces the model's earlier objects; human and corrected
+    ones stay, and a grade a person set is kept."""
+    merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
+                             task=pred.task or saved.task, review=saved.review, model_version=model_version)
+    merged.boxes = saved.boxes.subset(saved.boxes.origins != Origin.MODEL).concat(pred.boxes)
+    merged.points = saved.points
+    merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks
+    human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
+    merged.grade = saved.grade if human_grade or pred.grade is None else pred.grade
+    return merged
+
+
+def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMasks:
+    """Human and corrected instances stay on top; predicted ones fill the pixels left free."""
+    if saved is None or len(saved) == 0 or not (saved.origins != Origin.MODEL).any():
+        return pred
+    kept = saved.subset(saved.origins != Origin.MODEL).relabelled()
+    lab = kept.label_image.copy()
+    offset = int(lab.max())
+    p = pred.relabelled()
+    free = (lab == 0) & (p.label_image > 0)
+    lab[free] = p.label_image[free] + offset
+    ids = np.unique(lab[lab > 0])
+    pred_sel = ids[ids > offset] - offset - 1
+    return InstanceMasks(lab, ids, np.concatenate([kept.classes, p.classes[pred_sel]]),
+                         np.concatenate([kept.scores, p.scores[pred_sel]]),
+                         np.concatenate([kept.origins, p.origins[pred_sel]]))
+
+
+def check_job(project: Project, job: PredictionJob, pred: ImageAnnotation, force: bool = False) -> None:
+    """Refuse a result that does not belong to this project's image, or (unless ``force``) one computed
+    while the image's labels were edited."""
+    if project.path.resolve() != job.project:
+        raise ProjectError(f"a prediction for {job.project} cannot be stored in {project.path}")
+    rec = project.image(job.image_id)
+    if rec.content_hash != job.content_hash:
+        raise ProjectError(f"{rec.path}: the image changed since it was predicted (content hash differs); "
+                           "nothing stored")
+    if (pred.width, pred.height) != (rec.width, rec.height):
+        raise ProjectError(f"{rec.path}: the prediction is for a {pred.width}x{pred.height} image but the image "
+                           f"is {rec.width}x{rec.height}; nothing stored")
+    if not force and project.label_revision(job.image_id) != job.revision:
+        raise StalePredictionError(f"{rec.path}: its labels were edited while the prediction ran; "
+                                   "apply it anyway to replace the model's objects")
+
+
+def apply_prediction(project: Project, job: PredictionJob, pred: ImageAnnotation, model_version: str,
+                     force: bool = False) -> list[str]:
+    """Store a prediction on the image it was computed from (merged with its human labels); the parts changed."""
+    check_job(project, job, pred, force)
+    merged = merge_prediction(project.load(job.image_id), pred, model_version)
+    return project.save(job.image_id, merged, origin=f"model:{model_version}")
+
+
+def store_prediction(job: PredictionJob, pred: ImageAnnotation, model_version: str,
+                     open_project: Project | None = None, force: bool = False, user: str | None = None) -> list[str]:
+    """:func:`apply_prediction` in the job's own project: ``open_project`` when it is that one, else the job's
+    project file is opened for the write (the user switched projects while it ran) and closed again."""
+    if open_project is not None and not open_project.closed and open_project.path.resolve() == job.project:
+        return apply_prediction(open_project, job, pred, model_version, force)
+    with Project.open(job.project, user=user) as proj:
+        return apply_prediction(proj, job, pred, model_version, force)
+
+
+# --- review --------------------------------------------------------------------------
+
+
+def shown_labels(ann: ImageAnnotation, min_score: float | None) -> ImageAnnotation:
+    """The labels a reviewer sees at ``min_score``: model objects below it left out, everything else kept."""
+    if min_score is None:
+        return ann
+    keep_boxes = ann.boxes.above(min_score) | (ann.boxes.origins != Origin.MODEL)
+    out = dataclasses.replace(ann, boxes=ann.boxes.subset(keep_boxes))
+    if ann.masks is not None and len(ann.masks):
+        keep = ann.masks.above(min_score) | (ann.masks.origins != Origin.MODEL)
+        if not keep.all():
+            out.masks = ann.masks.subset(keep)
+    return out
+
+
+def review_image(project: Project, image_id: int, status: ReviewStatus | str = ReviewStatus.REVIEWED,
+                 min_score: float | None = None, labels: ImageAnnotation | None = None) -> int:
+    """Set an image's review status. Marking it ``reviewed`` at ``min_score`` drops the model objects below it
+    from its labels (one edit in the history) and records the threshold. ``labels`` are the image's labels as
+    they stand (the app passes its saved state; else they are loaded). Returns the number of objects dropped."""
+    status = ReviewStatus(status)
+    dropped = 0
+    if status == ReviewStatus.REVIEWED and min_score is not None:
+        ann = labels if labels is not None else project.load(image_id)
+        kept = shown_labels(ann, min_score)
+        dropped = ann.n_objects() - kept.n_objects()
+        if dropped:
+            project.save(image_id, kept, origin="human")
+    project.set_review(image_id, status, min_score)
+    return dropped
+
+
+# --- what leaves the project: exports and training sets ---------------------------
+
+
+def labels_to_export(project: Project, images: str | Sequence[int] = "reviewed", min_score: float | None = None,
+                     unreviewed_min_score: float = DEFAULT_SCORE_THRESHOLD) -> list[ImageAnnotation]:
+    """Each image's labels as its reviewer saw them.
+
+    ``images`` is ``reviewed``, ``all`` or a list of ids. Reviewed images go out as reviewed (their
+    sub-threshold model objects were dropped then); the others at ``unreviewed_min_score`` (the threshold
+    the app shows them at). An explicit ``min_score`` applies to every image on top of that.
+    """
+    ids = select_images(project, images) if isinstance(images, str) else list(images)
+    out = []
+    for image_id in ids:
+        ann = project.load(image_id)
+        thresholds = [t for t in (min_score, None if ann.review == ReviewStatus.REVIEWED else unreviewed_min_score)
+                      if t is not None]
+        out.append(shown_labels(ann, max(thresholds) if thresholds else None))
+    return out
+
+
+def export_project(project: Project, dst: str | Path, fmt: str, images: str | Sequence[int] = "reviewed",
+                   min_score: float | None = None, unreviewed_min_score: float = DEFAULT_SCORE_THRESHOLD
+                   ) -> tuple[int, list[Path]]:
+    """Write :func:`labels_to_export` with the core's writers; ``(images exported, files written)``."""
+    from cellcounter.formats import write_labels
+
+    anns = labels_to_export(project, images, min_score, unreviewed_min_score)
+    if not anns:
+        raise ProjectError(f"{project.path}: no {images if isinstance(images, str) else 'chosen'} images to export")
+    return len(anns), write_labels(anns, Path(dst), fmt)
+
+
+def training_set(project: Project, task: str | None = None) -> list[ImageAnnotation]:
+    """The reviewed images' labels (of one task when given), frozen: what a fine-tune trains and validates on."""
+    anns = [a for a in labels_to_export(project, "reviewed") if task is None or a.task in (None, task)]
+    if len(anns) < 2:
+        raise ProjectError(f"{project.path}: mark at least two images reviewed before fine-tuning "
+                           "(one is kept for validation)")
+    return [dataclasses.replace(a, attributes=dict(a.attributes)) for a in anns]
+
+
+# --- model versions -------------------------------------------------------------------
+
+
+def default_model(project: Project | None, task: str) -> str | None:
+    """What Predict uses for ``task`` unless told otherwise: the project's active version, else the bundled
+    ``<task>-default`` model; ``None`` when neither exists."""
+    from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS
+
+    if project is not None:
+        active = project.active_model(task)
+        if active is not None and (Path(active["file"]) / CARD_NAME).is_file():
+            return active["file"]
+    bundled = RESOURCES_MODELS / f"{task}-default"
+    return str(bundled) if (bundled / CARD_NAME).is_file() else None
+
+
+def activate_model(project: Project, name: str) -> str | None:
+    """Make ``name`` the active version of its task; returns the version it replaces (for a rollback)."""
+    versions = {m["name"]: m for m in project.models()}
+    if name not in versions:
+        raise ProjectError(f"{project.path}: no model version called {name!r} (known: {', '.join(versions) or 'none'})")
+    previous = project.active_model(versions[name]["task"])
+    project.set_active_model(name)
+    return previous["name"] if previous else None
+
+
+def rollback_model(project: Project, task: str) -> str | None:
+    """Reactivate the active version's parent when the project holds it, else no project version is active
+    (Predict falls back to the bundled model). Returns the version now active."""
+    active = project.active_model(task)
+    if active is None:
+        return None
+    names = {m["name"] for m in project.models(task)}
+    if active["parent"] in names:
+        project.set_active_model(active["parent"])
+        return active["parent"]
+    project.deactivate_models(task)
+    return None
+
+
+def register_model(project: Project, model_dir: str | Path, init: str | None, training_data: Sequence[int]) -> dict:
+    """Record a fine-tuned model as a new version of the project (not active yet): its parent (the project
+    version it started from, by name, else the model path), the images it was trained on, and its validation
+    scores after and before (the parent's, on the same images). Returns the version's record."""
+    import time
+
+    from cellcounter.models.card import CARD_NAME, ModelCard
+
+    card = ModelCard.from_file(Path(model_dir) / CARD_NAME)
+    base = name = f"{card.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    taken = {m["name"] for m in project.models()}
+    for i in range(1, len(taken) + 2):  # two runs within a second
+        if name not in taken:
+            break
+        name = f"{base}-{i}"
+    parent = None
+    if init and init != "none":
+        same = [m["name"] for m in project.models(card.task) if Path(m["file"]).resolve() == Path(init).resolve()]
+        parent = same[0] if same else str(init)
+    metrics = {"after": card.metrics.get("validation", {}), "before": card.metrics.get("parent_validation")}
+    project.add_model_version(name, card.task, model_dir, {"name": card.name, "version": card.version},
+                              parent=parent, training_data=list(training_data), metrics=metrics)
+    return next(m for m in project.models(card.task) if m["name"] == name)
+
+
+KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model
+
+
+def worse_than_parent(metrics: dict) -> str | None:
+    """The key validation score on which a new version is below its parent on the same images, if any."""
+    after, before = metrics.get("after") or {}, metrics.get("before") or {}
+    for key in KEY_METRICS:
+        a, b = after.get(key), before.get(key)
+        if isinstance(a, float) and isinstance(b, float):
+            return f"{key} {a:.3f} (was {b:.3f})" if a < b else None
+    return None

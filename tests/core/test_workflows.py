@@ -1,0 +1,221 @@
+"""The correction loop's workflows: predictions land on their own image, review keeps what was shown, exports and
+training take exactly that, model versions activate and roll back; and the ``cellcounter project`` CLI over them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.cli import main
+from cellcounter.errors import ProjectError
+from cellcounter.project import Project
+from cellcounter.project import workflows as wf
+from tests.conftest import make_image
+from tests.core.conftest import make_tiny_model
+
+NAMES = ("RBC", "WBC", "Platelets")
+
+
+def _predicted(path, scores, classes=None, origins=None, size=(64, 48)) -> ImageAnnotation:
+    n = len(scores)
+    xyxy = np.array([[2 + 4 * i, 2, 6 + 4 * i, 8] for i in range(n)], dtype=float).reshape(-1, 4)
+    return ImageAnnotation(str(path), *size, NAMES, task="blood",
+                           boxes=Boxes(xyxy, classes or [0] * n, scores, origins or [Origin.MODEL] * n))
+
+
+@pytest.fixture
+def proj(tmp_path):
+    images = [make_image(tmp_path / f"im{i}.png", 64, 48, seed=i) for i in range(3)]
+    p = Project.create(tmp_path / "p.ccproj", user="rev")
+    ids = [p.add_image(im, "blood") for im in images]
+    yield p, ids
+    if not p.closed:
+        p.close()
+
+
+def _store(p, image_id, pred, version="m@1"):
+    (job,) = wf.prediction_jobs(p, [image_id])
+    return wf.apply_prediction(p, job, pred, version)
+
+
+def test_reviewing_at_a_threshold_keeps_exactly_what_was_shown_in_every_export_and_the_training_set(proj, tmp_path):
+    p, ids = proj
+    # four model boxes (two below 0.5), one human box without a score, one corrected box with a low score
+    pred = _predicted(p.image(ids[0]).path, [0.9, 0.3, 0.6, 0.1, np.nan, 0.2], [0, 0, 1, 2, 1, 2],
+                      [Origin.MODEL] * 4 + [Origin.HUMAN, Origin.CORRECTED])
+    p.save(ids[0], pred, origin="model:m@1")
+    dropped = wf.review_image(p, ids[0], "reviewed", min_score=0.5)
+    assert dropped == 2
+    rec = p.image(ids[0])
+    assert rec.review == ReviewStatus.REVIEWED and rec.review_min_score == 0.5
+    kept = p.load(ids[0]).boxes
+    shown_scores = [0.9, 0.6, np.nan, 0.2]  # what the reviewer saw at 0.5: people's boxes whatever their score
+    np.testing.assert_allclose(kept.scores, shown_scores)
+    assert [e["kind"] for e in p.history(ids[0])][-2:] == ["boxes", "review"]  # one edit: undoable, audited
+
+    n, _ = wf.export_project(p, tmp_path / "voc", "voc", "reviewed")
+    assert n == 1
+    voc = ET.parse(next((tmp_path / "voc").rglob("*.xml"))).getroot()
+    assert len(voc.findall("object")) == 4
+    wf.export_project(p, tmp_path / "coco", "coco", "reviewed")
+    coco = json.loads(next((tmp_path / "coco").rglob("*.json")).read_text())
+    assert sorted(a.get("score", -1) for a in coco["annotations"]) == pytest.approx([-1, 0.2, 0.6, 0.9])
+    wf.export_project(p, tmp_path / "counts.csv", "counts-csv", "reviewed")
+    rows = list(csv.DictReader(open(tmp_path / "counts.csv")))
+    assert (rows[0]["RBC"], rows[0]["WBC"], rows[0]["Platelets"], rows[0]["total"]) == ("1", "2", "1", "4")
+
+    p.save(ids[1], _predicted(p.image(ids[1]).path, [0.95]), origin="model:m@1")
+    wf.review_image(p, ids[1], "reviewed", min_score=0.5)
+    train = wf.training_set(p, "blood")
+    assert [len(a.boxes) for a in train] == [4, 1]
+
+
+def test_unreviewed_images_export_at_the_threshold_they_are_shown_at(proj, tmp_path):
+    p, ids = proj
+    p.save(ids[2], _predicted(p.image(ids[2]).path, [0.9, 0.45, 0.2]), origin="model:m@1")
+    assert [len(a.boxes) for a in wf.labels_to_export(p, [ids[2]])] == [1]  # the default 0.5
+    assert [len(a.boxes) for a in wf.labels_to_export(p, [ids[2]], unreviewed_min_score=0.4)] == [2]
+    assert [len(a.boxes) for a in wf.labels_to_export(p, "reviewed")] == []
+    with pytest.raises(ProjectError, match="no reviewed images"):
+        wf.export_project(p, tmp_path / "x", "coco", "reviewed")
+    with pytest.raises(ProjectError, match="at least two images reviewed"):
+        wf.training_set(p)
+
+
+def test_a_prediction_is_stored_on_the_image_it_was_computed_from_in_its_own_project(proj, tmp_path):
+    p, ids = proj
+    (job,) = wf.prediction_jobs(p, [ids[0]])
+    other = Project.create(tmp_path / "other.ccproj", user="rev")  # the user opened another folder meanwhile
+    big = make_image(tmp_path / "big.png", 200, 100)
+    other_id = other.add_image(big, "blood")
+    assert other_id == ids[0]  # the same id in another project: the trap
+    pred = _predicted(job.image_path, [0.9, 0.8])
+    with pytest.raises(ProjectError, match="cannot be stored"):
+        wf.apply_prediction(other, job, pred, "m@1")
+    p.close()  # the window closed the first project when it opened the second
+    assert wf.store_prediction(job, pred, "m@1", open_project=other) == ["boxes"]
+    assert len(other.load(other_id).boxes) == 0 and other.history(other_id)[-1]["kind"] == "add"
+    other.close()
+    with Project.open(job.project) as back:
+        assert len(back.load(job.image_id).boxes) == 2
+        assert [len(back.load(i).boxes) for i in ids[1:]] == [0, 0]
+
+
+def test_a_prediction_for_an_image_edited_meanwhile_is_offered_not_forced(proj):
+    p, ids = proj
+    (job,) = wf.prediction_jobs(p, [ids[0]])
+    human = _predicted(job.image_path, [np.nan], origins=[Origin.HUMAN])
+    p.save(ids[0], human)  # the person drew a box while the model ran
+    pred = _predicted(job.image_path, [0.9, 0.8])
+    with pytest.raises(wf.StalePredictionError, match="edited while the prediction ran"):
+        wf.apply_prediction(p, job, pred, "m@1")
+    assert len(p.load(ids[0]).boxes) == 1
+    wf.apply_prediction(p, job, pred, "m@1", force=True)
+    boxes = p.load(ids[0]).boxes
+    assert len(boxes) == 3 and (boxes.origins == Origin.HUMAN).sum() == 1  # merged: the person's box stays
+    wrong = _predicted(job.image_path, [0.9], size=(65, 48))
+    with pytest.raises(ProjectError, match="65x48"):
+        wf.apply_prediction(p, wf.prediction_jobs(p, [ids[0]])[0], wrong, "m@1")
+
+
+def test_merging_masks_keeps_people_s_instances_on_top():
+    lab = np.zeros((10, 10), np.int32)
+    lab[0:4, 0:4] = 1
+    lab[6:9, 6:9] = 2
+    saved = InstanceMasks(lab, [1, 2], [0, 0], [np.nan, 0.9], [Origin.HUMAN, Origin.MODEL])
+    plab = np.zeros((10, 10), np.int32)
+    plab[2:6, 2:6] = 1
+    pred = InstanceMasks(plab, [1], [0], [0.8], [Origin.MODEL])
+    merged = wf.merge_masks(saved, pred)
+    assert len(merged) == 2 and list(merged.origins) == [Origin.HUMAN, Origin.MODEL]
+    assert (merged.label_image[0:4, 0:4] == merged.ids[0]).all()  # the human instance is untouched
+    assert (merged.label_image[6:9, 6:9] == 0).all()  # the old model instance was replaced
+
+
+def test_review_drops_low_scoring_model_instances_too(proj):
+    p, ids = proj
+    lab = np.zeros((48, 64), np.int32)
+    lab[0:5, 0:5], lab[10:15, 10:15], lab[20:25, 20:25] = 1, 2, 3
+    ann = p.load(ids[0])
+    ann.masks = InstanceMasks(lab, [1, 2, 3], [0, 0, 0], [0.9, 0.2, np.nan],
+                              [Origin.MODEL, Origin.MODEL, Origin.HUMAN])
+    p.save(ids[0], ann)
+    assert wf.review_image(p, ids[0], "reviewed", 0.5) == 1
+    assert sorted(np.nan_to_num(p.load(ids[0]).masks.scores, nan=-1).tolist()) == [-1, 0.9]
+
+
+def test_an_old_project_is_migrated_and_opens_read_only_unmigrated(tmp_path):
+    path = tmp_path / "old.ccproj"
+    im = make_image(tmp_path / "a.png")
+    with Project.create(path) as p:
+        image_id = p.add_image(im, "blood")
+    conn = sqlite3.connect(path)  # make it a schema-1 file, as the previous release wrote it
+    conn.execute("ALTER TABLE images DROP COLUMN review_min_score")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with Project.open(path, readonly=True) as ro:
+        assert ro.image(image_id).review_min_score is None
+    with Project.open(path) as p:
+        wf.review_image(p, image_id, "reviewed", 0.3)
+        assert p.image(image_id).review_min_score == 0.3
+
+
+def test_activating_a_version_makes_it_predicts_default_and_rollback_returns_to_its_parent(proj, tmp_path):
+    p, _ = proj
+    assert wf.default_model(p, "blood").endswith("blood-default")  # the bundled model until one is active
+    a = make_tiny_model("detector", tmp_path / "a")
+    b = make_tiny_model("detector", tmp_path / "b", seed=1)
+    va = wf.register_model(p, a, None, [1])
+    vb = wf.register_model(p, b, str(a), [1, 2])
+    assert vb["parent"] == va["name"] and vb["training_data"] == [1, 2] and va["name"] != vb["name"]
+    assert wf.activate_model(p, va["name"]) is None
+    assert wf.activate_model(p, vb["name"]) == va["name"]
+    assert wf.default_model(p, "blood") == vb["file"]
+    assert wf.rollback_model(p, "blood") == va["name"]
+    assert wf.default_model(p, "blood") == va["file"]
+    assert wf.rollback_model(p, "blood") is None  # its parent is not a project version: back to the bundled one
+    assert wf.default_model(p, "blood").endswith("blood-default")
+    with pytest.raises(ProjectError, match="no model version"):
+        wf.activate_model(p, "nope")
+
+
+def test_project_cli_predicts_reviews_exports_and_manages_versions(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        make_image(folder / f"im{i}.png", 96, 80, seed=i)
+    proj = tmp_path / "p.ccproj"
+    model = make_tiny_model("detector", tmp_path / "tiny")
+    assert main(["project", "create", str(proj), str(folder), "--task", "blood"]) == 0
+    assert main(["project", "predict", str(proj), "--model", str(model)]) == 0
+    with Project.open(proj, readonly=True) as p:
+        stored = {r.path.name: p.load(r.id) for r in p.images()}
+    assert all(a.model_version == "tiny-blood@1" and len(a.boxes) for a in stored.values())
+    scores = stored["im0.png"].boxes.scores
+    cut = float(np.round(np.median(scores), 4))
+    shown = int((scores >= cut).sum())
+    assert 0 < shown < len(scores)
+    assert main(["project", "review", str(proj), "im0.png", "--status", "reviewed", "--min-score", str(cut)]) == 0
+    assert f"{len(scores) - shown} model object(s) below" in capsys.readouterr().out
+    with Project.open(proj, readonly=True) as p:
+        (rec,) = p.images("reviewed")
+        assert rec.path.name == "im0.png" and len(p.load(rec.id).boxes) == shown
+    assert main(["project", "export", str(proj), str(tmp_path / "out"), "--to", "coco", "--images", "reviewed"]) == 0
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    assert len(coco["images"]) == 1
+    assert main(["project", "models", str(proj)]) == 0
+    assert "no model versions" in capsys.readouterr().out
+    assert main(["project", "models", str(proj), "--activate", "nope"]) == 2
+    assert main(["project", "review", str(proj), "missing.png", "--status", "reviewed"]) == 2
+    assert main(["project", "review", str(proj), "all", "--status", "reviewed", "--min-score", "2"]) == 2
+    for action in ("predict", "review", "export", "models", "train"):
+        with pytest.raises(SystemExit) as e:
+            main(["project", action, "--help"])
+        assert e.value.code == 0

@@ -1,0 +1,54 @@
+"""Fine-tuning from a project: the reviewed labels as shown, in memory, from the active or bundled model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cellcounter.annotations import Boxes, Origin
+from cellcounter.cli import main
+from cellcounter.project import Project
+from cellcounter.project import workflows as wf
+from tests.conftest import make_image
+from tests.core.conftest import make_tiny_model
+from training.project import project_run
+
+
+def _reviewed_project(tmp_path):
+    proj = Project.create(tmp_path / "p.ccproj", user="rev")
+    for i in range(3):
+        image_id = proj.add_image(make_image(tmp_path / f"im{i}.png", 96, 80, seed=i), "blood")
+        ann = proj.load(image_id)
+        ann.boxes = Boxes(np.array([[10, 10, 40, 40], [50, 20, 80, 60], [5, 50, 20, 70]], float), [0, 1, 2],
+                          [0.9, 0.2, np.nan], [Origin.MODEL, Origin.MODEL, Origin.HUMAN])
+        proj.save(image_id, ann, origin="model:m@1")
+        if i < 2:
+            wf.review_image(proj, image_id, "reviewed", min_score=0.5)
+    return proj
+
+
+def test_a_project_run_trains_on_exactly_the_reviewed_labels_from_the_default_model(tmp_path):
+    with _reviewed_project(tmp_path) as proj:
+        cfg, anns, ids = project_run(proj, "blood", epochs=1)
+        assert cfg.init.endswith("blood-default")  # the Fine-tune panel's default: start from the bundled model
+        proj.set_review(ids[0], "in_progress")  # a later change does not reach the frozen set
+        assert len(ids) == 2 and [len(a.boxes) for a in anns] == [2, 2]
+        assert all(0.2 not in a.boxes.scores for a in anns)  # the hidden box never reaches training
+
+
+def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(tmp_path, capsys):
+    parent = make_tiny_model("detector", tmp_path / "parent")
+    with _reviewed_project(tmp_path) as proj:
+        path = proj.path
+    assert main(["project", "train", str(path), "--init", str(parent), "--epochs", "1", "--activate",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "training blood on 2 reviewed image(s)" in out and "is now the active blood model" in out
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"] == f"project:{path.resolve()}" and cfg["init"] == str(parent)
+    with Project.open(path, readonly=True) as proj:
+        (version,) = proj.models("blood")
+        assert version["active"] and version["parent"] == str(parent) and len(version["training_data"]) == 2
+        assert wf.default_model(proj, "blood") == version["file"]
+    assert main(["project", "train", str(path), "--epochs", "0"]) == 2

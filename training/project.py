@@ -1,0 +1,115 @@
+"""Fine-tuning on a project's reviewed labels: what the app's Fine-tune panel and ``cellcounter project train`` run.
+
+The training set is the reviewed images' labels exactly as their reviewers saw
+them (:func:`cellcounter.project.workflows.training_set`), taken in memory and
+frozen when the run starts; the new model is registered as a project version
+(not active until asked) with its parent, images and scores before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError
+from cellcounter.project.store import Project
+from cellcounter.project.workflows import activate_model, default_model, register_model, training_set
+from cellcounter.tasks import TASKS
+from training.config import TrainConfig
+from training.data import PROJECT_PREFIX
+from training.loop import TrainEvent, command_line, iter_training
+from training.recipes import DEFAULT_RECIPE, RECIPES
+
+
+def project_task(project: Project, task: str | None = None) -> str:
+    """The task to train: the one given, else the one task of the reviewed images."""
+    if task:
+        return task
+    tasks = {r.task for r in project.images("reviewed") if r.task}
+    if len(tasks) != 1:
+        raise CellCounterError(f"{project.path}: the reviewed images are of "
+                               f"{'no known task' if not tasks else 'tasks ' + ', '.join(sorted(tasks))}: "
+                               "say which to train (--task)")
+    return tasks.pop()
+
+
+def project_run(project: Project, task: str, recipe: str | None = None, epochs: int = 10, init: str | None = None,
+                out: str | Path | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+    """The run's config, its frozen training set and the ids of the images in it.
+
+    ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
+    project's active version of the task, else the bundled default model.
+    """
+    if recipe is not None and recipe not in RECIPES:
+        raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+    ids = [r.id for r in project.images("reviewed") if r.task in (None, task)]
+    anns = training_set(project, task)
+    start = init if init is not None else (default_model(project, task) or "none")
+    run = Path(out) if out else project.path.with_name(project.path.stem + "-training") / time.strftime(
+        "run-%Y%m%d-%H%M%S")
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
+                      recipe=recipe or DEFAULT_RECIPE.get(task, "blood-detector"), epochs=epochs, init=start,
+                      val_split=0.2, name=f"{task}-project")
+    return cfg, anns, ids
+
+
+def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnnotation], image_ids: list[int],
+                  should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent | dict]:
+    """Run the fine-tune, yielding its events; when it ends, registers the model and yields the version's
+    record (a dict). Run it from the thread that owns ``project``."""
+    done = None
+    for ev in iter_training(cfg, should_stop, annotations=annotations):
+        if ev.kind == "done":
+            done = ev
+        yield ev
+    if done is not None:
+        yield register_model(project, done.model_dir, None if cfg.init == "none" else cfg.init, image_ids)
+
+
+# --- ``cellcounter project train`` (registered through the ``cellcounter.project_commands`` entry point) ----
+
+
+def register_cli(ps: argparse._SubParsersAction) -> None:
+    t = ps.add_parser("train", help="fine-tune on the project's reviewed images and register the new version",
+                      description="Fine-tune from the project's active model (else the bundled one) on the "
+                                  "reviewed images' labels, exactly as reviewed. The new version is registered, "
+                                  "not made active unless --activate is given.")
+    t.add_argument("project", type=Path)
+    t.add_argument("--task", choices=list(TASKS), help="default: the task of the reviewed images")
+    t.add_argument("--recipe", choices=list(RECIPES), help="default: the task's recipe")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--init", help="model to start from, or 'none' (default: the active version, else bundled)")
+    t.add_argument("--out", type=Path, help="run folder (default: beside the project)")
+    t.add_argument("--activate", action="store_true", help="make the new version active")
+    t.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    if args.epochs < 1:
+        raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
+    with Project.open(args.project) as proj:
+        task = project_task(proj, args.task)
+        cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out)
+        print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}", flush=True)
+        version = None
+        for ev in train_project(proj, cfg, anns, ids):
+            if isinstance(ev, dict):
+                version = ev
+            elif ev.kind == "eval":
+                print(f"validation at step {ev.step}: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in ev.metrics.items() if isinstance(v, float)), flush=True)
+            elif ev.kind == "stopped":
+                print(f"stopped; resume with: {command_line(cfg)} --resume")
+                return 1
+        if version is None:
+            raise CellCounterError("training ended without a model")
+        print(f"registered {version['name']}: after {version['metrics'].get('after')}, "
+              f"before {version['metrics'].get('before')}")
+        if args.activate:
+            activate_model(proj, version["name"])
+            print(f"{version['name']} is now the active {task} model")
+    return 0
