@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "accuracy, quadratic weighted kappa, normalised confusion matrix.")
     v.add_argument("--task", required=True, choices=list(TASKS))
     v.add_argument("--model", required=True)
-    v.add_argument("--data", required=True, type=Path, help="labelled folder or file in any readable layout")
+    v.add_argument("--data", required=True, help="labelled folder(s) or file(s) in any readable layout, "
+                                                 "comma-separated (as cellcounter-train's --data)")
     v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val), or in a "
                                    "given .txt file (ids are stems, or split/stem for IDRiD)")
     v.add_argument("--backend", default="torch", choices=["torch", "onnx"])
@@ -128,9 +129,12 @@ def cmd_evaluate(args) -> int:
     from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
     from cellcounter.inference import Predictor, TiledPredictor
 
-    gts = read_labels(args.data, None, TASKS[args.task].class_names)
-    if args.split:
-        gts = select_ids(gts, split_ids(args.data, args.split))
+    gts = []
+    for source in [Path(d.strip()) for d in args.data.split(",") if d.strip()]:
+        part = read_labels(source, None, TASKS[args.task].class_names)
+        gts += select_ids(part, split_ids(source, args.split)) if args.split else part
+    if not gts:
+        raise FormatError(args.data, f"no labelled images{' in split ' + args.split if args.split else ''}")
     predictor = Predictor.load(args.model, args.backend, args.device)
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():

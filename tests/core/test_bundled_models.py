@@ -48,11 +48,15 @@ def test_size_card_and_parity(name, tmp_path):
 
 @pytest.mark.realdata
 def test_retinopathy_default_reproduces_its_test_figures(idrid, capsys):
+    from tests.conftest import data_dir
+
     card = json.loads((RESOURCES_MODELS / "retinopathy-default" / "card.json").read_text())
-    assert main(["evaluate", "--task", "retinopathy", "--model", "retinopathy-default", "--data", str(idrid),
-                 "--split", str(REPO / "resources" / "splits" / "idrid" / "test.txt"), "--json"]) == 0
+    more = data_dir("idrid-train-1280")
+    assert main(["evaluate", "--task", "retinopathy", "--model", "retinopathy-default", "--data", f"{idrid},{more}",
+                 "--split", str(REPO / "resources" / "splits" / "idrid-481" / "test.txt"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert res["images"] == card["metrics"]["test"]["images"]
+    assert res["images"] == card["metrics"]["test"]["images"] == 72
+    assert res["accuracy"] > card["metrics"]["test"]["majority_class_accuracy"]
     assert res["accuracy"] == pytest.approx(card["metrics"]["test"]["accuracy"], abs=1e-3)
     assert res["qwk"] == pytest.approx(card["metrics"]["test"]["qwk"], abs=1e-3)
 
