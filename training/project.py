@@ -8,7 +8,6 @@ frozen when the run starts; the new model is registered as a project version
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +15,10 @@ from pathlib import Path
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project.store import Project
-from cellcounter.project.workflows import activate_model, default_model, register_model, training_set
-from cellcounter.tasks import TASKS
+from cellcounter.project.workflows import default_model, register_model, training_set
 from training.config import TrainConfig
 from training.data import PROJECT_PREFIX
-from training.loop import TrainEvent, command_line, iter_training
+from training.loop import TrainEvent, iter_training
 from training.recipes import DEFAULT_RECIPE, RECIPES
 
 
@@ -68,48 +66,3 @@ def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnn
         yield ev
     if done is not None:
         yield register_model(project, done.model_dir, None if cfg.init == "none" else cfg.init, image_ids)
-
-
-# --- ``cellcounter project train`` (registered through the ``cellcounter.project_commands`` entry point) ----
-
-
-def register_cli(ps: argparse._SubParsersAction) -> None:
-    t = ps.add_parser("train", help="fine-tune on the project's reviewed images and register the new version",
-                      description="Fine-tune from the project's active model (else the bundled one) on the "
-                                  "reviewed images' labels, exactly as reviewed. The new version is registered, "
-                                  "not made active unless --activate is given.")
-    t.add_argument("project", type=Path)
-    t.add_argument("--task", choices=list(TASKS), help="default: the task of the reviewed images")
-    t.add_argument("--recipe", choices=list(RECIPES), help="default: the task's recipe")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--init", help="model to start from, or 'none' (default: the active version, else bundled)")
-    t.add_argument("--out", type=Path, help="run folder (default: beside the project)")
-    t.add_argument("--activate", action="store_true", help="make the new version active")
-    t.set_defaults(func=cmd_train)
-
-
-def cmd_train(args) -> int:
-    if args.epochs < 1:
-        raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
-    with Project.open(args.project) as proj:
-        task = project_task(proj, args.task)
-        cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out)
-        print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}", flush=True)
-        version = None
-        for ev in train_project(proj, cfg, anns, ids):
-            if isinstance(ev, dict):
-                version = ev
-            elif ev.kind == "eval":
-                print(f"validation at step {ev.step}: " + ", ".join(
-                    f"{k} {v:.3f}" for k, v in ev.metrics.items() if isinstance(v, float)), flush=True)
-            elif ev.kind == "stopped":
-                print(f"stopped; resume with: {command_line(cfg)} --resume")
-                return 1
-        if version is None:
-            raise CellCounterError("training ended without a model")
-        print(f"registered {version['name']}: after {version['metrics'].get('after')}, "
-              f"before {version['metrics'].get('before')}")
-        if args.activate:
-            activate_model(proj, version["name"])
-            print(f"{version['name']} is now the active {task} model")
-    return 0

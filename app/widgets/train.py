@@ -8,7 +8,6 @@ scores before and after, ready to be made active or rolled back.
 
 from __future__ import annotations
 
-import time
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure

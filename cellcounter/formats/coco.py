@@ -58,6 +58,8 @@ def read_coco(path: str | Path, class_names: Sequence[str] | None = None) -> lis
         doc = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FormatError(path, f"malformed JSON ({exc})") from None
+    except RecursionError:
+        raise FormatError(path, "JSON nested too deeply to be a COCO file") from None
     _expect(isinstance(doc, dict), path, "top level", "expected a JSON object with 'images' and 'annotations'")
     images = doc.get("images")
     _expect(isinstance(images, list), path, "images", "missing or not a list")

@@ -73,6 +73,7 @@ def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.inference.overlay import save_overlay
 
+    _check_numbers(args)  # before the model loads: a wrong number is answered at once
     predictor = Predictor.load(args.model, args.backend, args.device)
     if predictor.card.task != args.task:
         raise CellCounterError(f"model {predictor.model_version} is for task {predictor.card.task!r}, "
@@ -82,6 +83,7 @@ def cmd_predict(args) -> int:
     print(f"model: {predictor.description}", file=sys.stderr)
     tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap)
     files = _images(args.inputs)
+    stems = output_stems(files)
     results, failed = [], []
     args.out.mkdir(parents=True, exist_ok=True)
     for i, f in enumerate(files, start=1):
@@ -94,11 +96,11 @@ def cmd_predict(args) -> int:
                 else:
                     ann = tiled.predict_source(src)
                     image = src.read() if not src.lazy else None
-        except CellCounterError as exc:
-            print(f"error: {exc}; skipped", file=sys.stderr)
+        except (CellCounterError, ValueError, OSError, MemoryError) as exc:  # one bad file never stops the batch
+            print(f"error: {f}: {exc}; skipped", file=sys.stderr)
             failed.append(f)
             continue
-        stem = f.stem if sum(g.stem == f.stem for g in files) == 1 else f"{f.parent.name}_{f.stem}"
+        stem = stems[i - 1]
         if fmt != "grade-csv":  # grades go into one CSV for the run, written below
             suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
             write_labels([ann], args.out / f"{stem}{suffix}", fmt)
@@ -113,6 +115,44 @@ def cmd_predict(args) -> int:
             write_labels(results, args.out / "grades.csv", "grade-csv")
     print(f"predicted {len(results)} image(s), {len(failed)} failed; results in {args.out}", file=sys.stderr)
     return 0 if results and not failed else (1 if results else 2)
+
+
+MIN_TILE = 64
+
+
+def _check_numbers(args) -> None:
+    if args.tile and args.tile < MIN_TILE:
+        raise CellCounterError(f"--tile must be 0 (the model's) or at least {MIN_TILE} pixels, got {args.tile}")
+    if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+        raise CellCounterError(f"--overlap must be at least 0 and below the tile size, got {args.overlap}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        raise CellCounterError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
+
+
+def output_stems(files: list[Path]) -> list[str]:
+    """A distinct output name per input: the stem, then stem and suffix (``grey.png``, ``grey.jpg``), then the
+    folder too, then a number: no result ever overwrites another."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for f in files:
+        for cand in (f.stem, f"{f.stem}_{f.suffix.lstrip('.')}", f"{f.parent.name}_{f.stem}_{f.suffix.lstrip('.')}"):
+            if sum(_stem_key(g, cand, f) for g in files) <= 1 and cand not in taken:
+                break
+        k = 2
+        while cand in taken:
+            cand, k = f"{cand}_{k}", k + 1
+        taken.add(cand)
+        out.append(cand)
+    return out
+
+
+def _stem_key(g: Path, cand: str, f: Path) -> bool:
+    """Whether ``g`` would get the same name ``cand`` by the rule that gave it to ``f``."""
+    if cand == f.stem:
+        return g.stem == f.stem
+    if cand == f"{f.stem}_{f.suffix.lstrip('.')}":
+        return (g.stem, g.suffix) == (f.stem, f.suffix)
+    return (g.parent.name, g.stem, g.suffix) == (f.parent.name, f.stem, f.suffix)
 
 
 def cmd_export(args) -> int:

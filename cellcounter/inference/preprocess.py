@@ -6,12 +6,7 @@ import numpy as np
 from PIL import Image
 
 
-def to_float_rgb(image: np.ndarray) -> np.ndarray:
-    """``(H, W, 3)`` float32 in [0, 1] from grey, RGB or RGBA pixels of any integer or float type.
-
-    8-bit images are divided by 255. Deeper images (16-bit fluorescence, say) rarely use
-    their full range, so they are stretched between their 0.1 and 99.9 percentiles.
-    """
+def _rgb(image: np.ndarray) -> np.ndarray:
     a = np.asarray(image)
     if a.ndim == 2:
         a = np.stack([a] * 3, axis=-1)
@@ -21,17 +16,48 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
         a = np.repeat(a, 3, axis=2)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"expected a grey or RGB image, got shape {a.shape}")
+    return a
+
+
+def intensity_levels(image: np.ndarray) -> tuple[float, float] | None:
+    """The ``(low, high)`` an image is stretched between to [0, 1]: its 0.1 and 99.9 percentiles (NaN left
+    out), or ``None`` where the scaling is fixed (8-bit, boolean, float already in [0, 1]).
+
+    Computed once per image (from the whole image or a subsampled view of it) and handed to
+    :func:`to_float_rgb` for every tile, so that tiled and whole-image predictions see the same pixels.
+    """
+    a = np.asarray(image)
+    if a.dtype == np.uint8 or a.dtype == np.bool_ or not a.size:
+        return None
+    f = a.astype(np.float32)
+    finite = f[np.isfinite(f)]
+    if not finite.size:
+        return (0.0, 1.0)
+    if np.issubdtype(a.dtype, np.floating) and 0.0 <= finite.min() and finite.max() <= 1.0:
+        return None
+    lo, hi = (float(v) for v in np.percentile(finite, (0.1, 99.9)))
+    return (lo, hi if hi > lo else lo + 1.0)
+
+
+def to_float_rgb(image: np.ndarray, levels: tuple[float, float] | None | str = "auto") -> np.ndarray:
+    """``(H, W, 3)`` float32 in [0, 1] from grey, RGB or RGBA pixels of any integer or float type.
+
+    8-bit images are divided by 255. Deeper images (16-bit fluorescence, say) rarely use their full
+    range, so they are stretched between ``levels`` (by default this image's own
+    :func:`intensity_levels`). NaN and infinite pixels become 0.
+    """
+    a = _rgb(image)
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
     if a.dtype == np.bool_:
         return a.astype(np.float32)
-    f = a.astype(np.float32)
-    if np.issubdtype(a.dtype, np.floating) and f.size and 0.0 <= f.min() and f.max() <= 1.0:
-        return f
-    lo, hi = np.percentile(f, (0.1, 99.9)) if f.size else (0.0, 1.0)
-    if hi <= lo:
-        hi = lo + 1.0
-    return np.clip((f - lo) / (hi - lo), 0.0, 1.0)
+    if isinstance(levels, str):
+        levels = intensity_levels(image)  # of the pixels as given: a grey image's levels, not its RGB copy's
+    f = np.nan_to_num(a.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if levels is None:
+        return np.clip(f, 0.0, 1.0)
+    lo, hi = levels
+    return np.clip((f - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def to_chw(image: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor
+from cellcounter.inference.preprocess import intensity_levels, to_float_rgb
 
 def _region(tile) -> tuple[int, int, int, int]:
     y0, x0, y1, x1 = tile[:4]
@@ -104,6 +105,7 @@ class TiledPredictor:
         tiles = self.tiles(h, w)
         boxes, scores, classes, border = [], [], [], []
         painter = InstancePainter((h, w), self.duplicate_iou) if kind == "segmenter" else None
+        levels = source_levels(src)  # one intensity stretch for the whole image: tiles agree with each other
         # the next tile is read (decompressed) in a thread while the model works on this one
         reader = ThreadPoolExecutor(max_workers=1)
         pending = reader.submit(src.read_region, *_region(tiles[0])) if tiles else None
@@ -112,6 +114,8 @@ class TiledPredictor:
                 if should_stop is not None and should_stop():
                     raise Cancelled("prediction cancelled")
                 pixels = pending.result()
+                if levels is not None:
+                    pixels = to_float_rgb(pixels, levels)
                 if done + 1 < len(tiles):
                     pending = reader.submit(src.read_region, *_region(tiles[done + 1]))
                 det = self.predictor.raw(pixels)
@@ -159,3 +163,11 @@ class TiledPredictor:
                 b, s, c = b[keep], s[keep], c[keep]
         ann.boxes = Boxes(b, c, s, np.full(len(s), Origin.MODEL, np.uint8))
         return ann
+
+
+def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float] | None:
+    """:func:`intensity_levels` of a whole image, from a subsampled view when it is large or lazy."""
+    if src.dtype == np.uint8 or src.dtype == np.bool_:
+        return None
+    view = np.asarray(src.display_levels(max_side)[-1]) if src.lazy else src.read()
+    return intensity_levels(view)

@@ -59,8 +59,12 @@ class ModelCard:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FormatError(path, f"unreadable model card ({exc})") from None
+        except RecursionError:
+            raise FormatError(path, "unreadable model card (JSON nested too deeply)") from None
         if not isinstance(d, dict) or d.get("format") != "cellcounter-model":
             raise FormatError(path, "not a cellcounter model card")
+        if not isinstance(d.get("format_version", 0), int) or isinstance(d.get("format_version"), bool):
+            raise FormatError(path, f"'format_version' must be a whole number, got {d.get('format_version')!r}")
         if d.get("format_version", 0) > FORMAT_VERSION:
             raise FormatError(path, "model card from a newer cellcounter; update to use this model")
         d.pop("format", None)

@@ -53,3 +53,25 @@ def test_console_script_is_installed():
     exe = Path(sys.executable).with_name("cellcounter")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("cellcounter ")
+
+
+def test_commands_that_need_no_model_import_neither_torch_nor_onnxruntime(tmp_path):
+    """Start-up cost: torch and ONNX Runtime take seconds to import; info, convert and project need neither."""
+    import subprocess
+    import sys
+
+    from cellcounter.project import Project
+    from tests.conftest import REPO, make_image
+
+    image = make_image(tmp_path / "a.png")
+    with Project.create(tmp_path / "p.ccproj") as proj:
+        proj.add_image(image, "blood")
+    code = ("import sys\nfrom cellcounter.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('HEAVY', rc, [m for m in ('torch', 'onnxruntime', 'training.loop') if m in sys.modules])")
+    for args in (["info", str(image)], ["project", "status", str(tmp_path / "p.ccproj")],
+                 ["project", "export", str(tmp_path / "p.ccproj"), str(tmp_path / "out"), "--to", "coco"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
+        assert out.stdout.strip().splitlines()[-1] == "HEAVY 0 []", (args, out.stderr[-500:])
+    helped = subprocess.run([sys.executable, "-c", "import sys\nfrom cellcounter.cli import build_parser\n"
+                             "build_parser()\nprint('torch' in sys.modules)"], capture_output=True, text=True, cwd=REPO)
+    assert helped.stdout.strip() == "False"

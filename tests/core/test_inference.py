@@ -312,3 +312,45 @@ def test_a_single_tile_image_is_predicted_as_a_whole(tiny_models):
     pred = Predictor.load(tiny_models["segmenter"])
     whole, tiled = pred.predict(image), TiledPredictor(pred).predict_array(image)
     assert len(whole.masks) > 0 and whole.masks.equals(tiled.masks)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32, np.float64])
+def test_deep_and_float_images_predict_with_every_kind_of_model(tiny_models, tmp_path, dtype, capsys):
+    """Microscopy is often 16-bit or float: the stretched pixels reach the network as float32."""
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    pixels = (rng.random((90, 120)) * (4000 if dtype != np.float64 else 7.5)).astype(dtype)
+    tifffile.imwrite(tmp_path / "deep.tif", pixels)
+    for kind, task in (("detector", "blood"), ("segmenter", "nuclei"), ("grader", "retinopathy")):
+        p = Predictor.load(tiny_models[kind])
+        ann = p.predict(pixels, "deep.tif") if kind == "grader" else TiledPredictor(p, tile_size=64,
+                                                                                   overlap=16).predict_array(pixels)
+        assert (ann.grade is not None) if kind == "grader" else ann.width == 120
+        out = tmp_path / f"out-{kind}"
+        assert main(["predict", str(tmp_path / "deep.tif"), "--task", task, "--model", str(tiny_models[kind]),
+                     "--out", str(out)]) == 0
+        assert "0 failed" in capsys.readouterr().err
+
+
+def test_every_tile_of_a_deep_image_is_stretched_with_the_whole_image_s_levels(tiny_models, tmp_path):
+    from cellcounter.inference.preprocess import intensity_levels, to_float_rgb
+
+    rng = np.random.default_rng(1)
+    pixels = (rng.random((64, 96)) * 1000).astype(np.uint16)
+    pixels[:, 48:] += 30000  # one bright half: a per-tile stretch would make the halves look alike
+    levels = intensity_levels(pixels)
+    whole = to_float_rgb(pixels)
+    left = to_float_rgb(pixels[:, :48], levels)
+    assert left.dtype == np.float32
+    np.testing.assert_array_equal(left, whole[:, :48])
+    assert whole[:, :48].mean() < 0.1 < 0.9 < whole[:, 48:].mean()
+    seen = []
+    p = Predictor.load(tiny_models["detector"])
+    original = p.raw
+    p.raw = lambda tile: (seen.append(np.asarray(tile)), original(tile))[1]
+    TiledPredictor(p, tile_size=48, overlap=0).predict_array(pixels)
+    assert len(seen) == 4  # 2 x 2 tiles, row by row: the left ones dark, the right ones bright
+    assert max(seen[0].mean(), seen[2].mean()) < 0.1 and min(seen[1].mean(), seen[3].mean()) > 0.9
+    nan = np.full((20, 30), np.nan, np.float32)  # an all-NaN image is black, not noise
+    assert not to_float_rgb(nan).any()

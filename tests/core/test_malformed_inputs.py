@@ -167,3 +167,43 @@ def test_convert_with_a_bad_file_in_the_folder_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a3.xml" in err and "malformed XML" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_deeply_nested_json_is_a_clear_error_not_a_recursion_crash(tmp_path, capsys):
+    f = tmp_path / "deep.json"
+    f.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["info", str(f), "--from", "coco"]) == 2
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested too deeply" in err
+
+
+def test_a_card_with_a_text_format_version_names_the_field(tiny_models, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_models["grader"], model)
+    card = json.loads((model / "card.json").read_text())
+    card["format_version"] = "2"
+    (model / "card.json").write_text(json.dumps(card))
+    assert main(["predict", str(tmp_path), "--task", "retinopathy", "--model", str(model),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "'format_version' must be a whole number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, says", [(["--tile", "1"], "--tile must be"), (["--overlap", "-3"], "--overlap"),
+                                         (["--score-threshold", "7"], "--score-threshold")])
+def test_predict_refuses_nonsense_numbers_before_loading_anything(tmp_path, capsys, flags, says):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", "no-such-model",
+                 "--out", str(tmp_path / "out"), *flags]) == 2
+    assert says in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_images_sharing_a_stem_get_results_of_their_own(tiny_models, tmp_path):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 50), 90, np.uint8)).save(folder / "grey.png")
+    Image.fromarray(np.full((40, 50), 160, np.uint8)).save(folder / "grey.jpg")
+    assert main(["predict", str(folder / "grey.png"), str(folder / "grey.jpg"), "--task", "retinopathy",
+                 "--model", str(tiny_models["grader"]), "--out", str(tmp_path / "out")]) == 0
+    assert {"grey_png.json", "grey_jpg.json"} <= {f.name for f in (tmp_path / "out").iterdir()}

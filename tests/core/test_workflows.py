@@ -219,3 +219,28 @@ def test_project_cli_predicts_reviews_exports_and_manages_versions(tmp_path, cap
         with pytest.raises(SystemExit) as e:
             main(["project", action, "--help"])
         assert e.value.code == 0
+
+
+def test_labels_of_a_task_of_their_own_keep_it_whatever_the_session_task(tmp_path):
+    from PIL import Image
+
+    from cellcounter.project.importing import import_image
+
+    sample = tmp_path / "dsb" / "s1"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    make_image(sample / "images" / "s1.png", 40, 30)
+    m = np.zeros((30, 40), np.uint8)
+    m[5:12, 5:12] = 255
+    Image.fromarray(m).save(sample / "masks" / "m1.png")
+    with Project.create(tmp_path / "p.ccproj") as p:
+        image_id = import_image(p, sample / "images" / "s1.png", task="blood")  # opened in a blood session
+        ann = p.load(image_id)
+        assert ann.task == "nuclei" and ann.class_names == ("nucleus",) and len(ann.masks) == 1
+        assert ann.counts() == {"nucleus": 1}
+
+
+def test_a_version_worse_than_its_parent_on_the_same_images_is_flagged():
+    assert wf.worse_than_parent({"after": {"map50": 0.41}, "before": {"map50": 0.52}}) == "map50 0.410 (was 0.520)"
+    assert wf.worse_than_parent({"after": {"map50": 0.6}, "before": {"map50": 0.52}}) is None
+    assert wf.worse_than_parent({"after": {"qwk": 0.6}, "before": None}) is None
