@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
@@ -31,7 +32,29 @@ LAZY_PIXELS = 64 * 1024 * 1024
 # always the 72/96/300 dpi placeholders of office software, not a calibration.
 _MAX_PLAUSIBLE_UM_PER_PX = 50.0
 
-Image.MAX_IMAGE_PIXELS = None  # pathology images are legitimately huge
+Image.MAX_IMAGE_PIXELS = None  # pathology images are legitimately huge: the limit below is ours, with its own message
+#: Most pixels an image may have to be decoded whole into memory (a tiled TIFF larger than this is read lazily,
+#: region by region). About 1 GB of RGB. Raise it with the CELLCOUNTER_MAX_PIXELS environment variable.
+DEFAULT_MAX_PIXELS = 2**28
+
+
+def max_pixels() -> int:
+    try:
+        return max(1, int(os.environ.get("CELLCOUNTER_MAX_PIXELS", DEFAULT_MAX_PIXELS)))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+def check_decodable(path: Path, width: int, height: int) -> None:
+    """Refuse to decode an image whole when it claims more pixels than :func:`max_pixels` (a decompression
+    bomb: a few kilobytes of PNG can claim 50,000 x 50,000)."""
+    if width <= 0 or height <= 0:
+        raise ImageReadError(path, f"claims a size of {width} x {height} pixels")
+    if width * height > max_pixels():
+        raise ImageReadError(path, f"is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more than "
+                                   f"the {max_pixels() / 1e6:.0f} megapixels read whole into memory; save it as a "
+                                   "tiled (pyramidal) TIFF to open it region by region, or raise "
+                                   "CELLCOUNTER_MAX_PIXELS")
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -177,6 +200,7 @@ def _open_pil(p: Path) -> ImageSource:
         repaired = True
     try:
         with Image.open(io.BytesIO(data)) as im:
+            check_decodable(p, *im.size)  # before the pixels are decoded
             im.load()
             pixel_size = _pil_pixel_size(im)
             arr = _pil_to_array(im)
@@ -236,6 +260,7 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
         if lazy is None:
             lazy = n_pixels > LAZY_PIXELS
         if not lazy:
+            check_decodable(p, yx_shape[1], yx_shape[0])
             data = series.asarray()
             plane = _select_plane(data, axes, page)
             tif.close()

@@ -18,7 +18,7 @@ from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats._common import find_image, share_class_names, unique_stems
-from cellcounter.imageio import image_size
+from cellcounter.imageio import image_size, max_pixels
 
 LABEL_SUFFIXES = ("_labels", "_masks", "_label", "_mask")
 
@@ -51,8 +51,15 @@ def read_label_tiff(path: str | Path, class_names: Sequence[str] | None = None) 
 def read_label_tiff_file(path: Path) -> ImageAnnotation:
     try:
         with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+            if len(shape) >= 2 and int(np.prod(shape)) > max_pixels():  # a 271-byte file can claim 10^10 pixels
+                raise FormatError(path, f"label image claims {' x '.join(map(str, shape))} pixels, more than the "
+                                        f"{max_pixels() / 1e6:.0f} megapixels read into memory "
+                                        "(CELLCOUNTER_MAX_PIXELS raises the limit)")
             lab = tif.series[0].asarray()
             meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+    except FormatError:
+        raise
     except Exception as exc:
         raise FormatError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     lab = np.squeeze(lab)

@@ -29,6 +29,19 @@ def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
     return base / "onnx" / f"{card.name}-{card.version}-{h.hexdigest()[:16]}.onnx"
 
 
+MIN_SIDE = 16  # pixels: below it there is nothing a model can find, and resizing it up costs without end
+MAX_GRADER_ASPECT = 8.0  # a fundus photograph is about square; a grader scales the shorter side up to its input
+
+
+def check_predictable(height: int, width: int, grader: bool = False) -> None:
+    """Refuse images no model can be run on sensibly, before any memory is spent on them."""
+    if min(height, width) < MIN_SIDE:
+        raise CellCounterError(f"image is {width} x {height} pixels: each side must be at least {MIN_SIDE} to predict")
+    if grader and max(height, width) > MAX_GRADER_ASPECT * min(height, width):
+        raise CellCounterError(f"image is {width} x {height} pixels: a grader needs a photo at most "
+                               f"{MAX_GRADER_ASPECT:g} times as long as it is wide")
+
+
 class Cancelled(CellCounterError):
     """The user stopped the work; nothing partial is returned."""
 
@@ -98,6 +111,7 @@ class Predictor:
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
+        check_predictable(image.shape[0], image.shape[1], grader=True)
         logits = self.backend.run(grader_input(image, cfg))["logits"][0]
         e = np.exp(logits - logits.max())
         return e / e.sum()
@@ -121,6 +135,7 @@ class Predictor:
     def predict(self, image: np.ndarray, image_path: str = "image") -> ImageAnnotation:
         """Predictions for a whole image as an annotation (origin: model)."""
         h, w = image.shape[:2]
+        check_predictable(h, w, self.config.kind == "grader")
         ann = ImageAnnotation(image_path, w, h, tuple(self.card.class_names), task=self.card.task,
                               model_version=self.model_version)
         if self.config.kind == "grader":

@@ -23,7 +23,7 @@ from torchvision.ops import batched_nms
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
-from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor
+from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
 from cellcounter.inference.preprocess import intensity_levels, to_float_rgb
 
 def _region(tile) -> tuple[int, int, int, int]:
@@ -101,6 +101,7 @@ class TiledPredictor:
     def predict_source(self, src: ImageSource, progress: Progress | None = None,
                        should_stop: ShouldStop | None = None) -> ImageAnnotation:
         h, w = src.height, src.width
+        check_predictable(h, w)
         kind = self.predictor.config.kind
         tiles = self.tiles(h, w)
         boxes, scores, classes, border = [], [], [], []

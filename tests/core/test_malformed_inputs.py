@@ -207,3 +207,56 @@ def test_images_sharing_a_stem_get_results_of_their_own(tiny_models, tmp_path):
     assert main(["predict", str(folder / "grey.png"), str(folder / "grey.jpg"), "--task", "retinopathy",
                  "--model", str(tiny_models["grader"]), "--out", str(tmp_path / "out")]) == 0
     assert {"grey_png.json", "grey_jpg.json"} <= {f.name for f in (tmp_path / "out").iterdir()}
+
+
+def _run_limited(args, tmp_path, limit_mb=1500):
+    """The CLI in a child process under an address-space limit: a bomb must be refused, not decoded."""
+    import resource
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (limit_mb << 20, limit_mb << 20))
+
+    return subprocess.run([sys.executable, "-m", "cellcounter.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, preexec_fn=limit, timeout=300)
+
+
+def test_decompression_bombs_are_refused_within_bounded_memory(tmp_path):
+    import zlib
+
+    # a valid 50,000 x 50,000 grey PNG of a few megabytes
+    w = h = 50_000
+    raw = zlib.compress(b"".join(b"\x00" + bytes(w) for _ in range(h)), 9)
+
+    def chunk(kind, data):
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", w.to_bytes(4, "big") + h.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00")
+           + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(png)
+    res = _run_limited(["info", str(tmp_path / "bomb.png")], tmp_path)
+    assert res.returncode == 2 and "bomb.png" in res.stderr and "megapixels" in res.stderr, res.stderr[-800:]
+    lab = tmp_path / "big_labels.tif"  # a tiny label TIFF whose header claims 100,000 x 100,000 uint16
+    tifffile.imwrite(lab, np.zeros((16, 16), np.uint16))
+    with tifffile.TiffFile(lab, mode="r+") as tif:
+        tif.pages[0].tags["ImageWidth"].overwrite(100_000)
+        tif.pages[0].tags["ImageLength"].overwrite(100_000)
+    assert lab.stat().st_size < 2000
+    res = _run_limited(["convert", str(lab), str(tmp_path / "out.json"), "--to", "coco"], tmp_path)
+    assert res.returncode == 2 and "big_labels.tif" in res.stderr and "megapixels" in res.stderr, res.stderr[-800:]
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_a_one_pixel_high_image_is_refused_before_it_costs_anything(tiny_models, tmp_path, capsys):
+    Image.fromarray(np.zeros((1, 5000), np.uint8)).save(tmp_path / "line.png")
+    for kind, task in (("grader", "retinopathy"), ("detector", "blood")):
+        assert main(["predict", str(tmp_path / "line.png"), "--task", task, "--model", str(tiny_models[kind]),
+                     "--out", str(tmp_path / kind)]) == 2
+        assert "5000 x 1 pixels" in capsys.readouterr().err
+    Image.fromarray(np.zeros((20, 5000), np.uint8)).save(tmp_path / "strip.png")
+    assert main(["predict", str(tmp_path / "strip.png"), "--task", "retinopathy", "--model",
+                 str(tiny_models["grader"]), "--out", str(tmp_path / "g2")]) == 2
+    assert "at most 8 times as long" in capsys.readouterr().err
