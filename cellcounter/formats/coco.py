@@ -21,6 +21,7 @@ from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.formats._common import infer_class_names, warn
+from cellcounter.imageio import max_pixels
 
 _ORIGIN_NAMES = {o.name.lower(): o for o in Origin}
 
@@ -101,6 +102,8 @@ def read_coco(path: str | Path, class_names: Sequence[str] | None = None) -> lis
         _expect(isinstance(w, int) and isinstance(h, int) and not isinstance(w, bool) and not isinstance(h, bool),
                 path, where, f"'width' and 'height' must be integers, got {w!r} x {h!r}")
         _expect(w > 0 and h > 0, path, where, f"image size must be positive, got {w} x {h}")
+        _expect(w * h <= max_pixels(), path, where, f"image size {w} x {h} is more than the {max_pixels() / 1e6:.0f} "
+                "megapixels a mask is decoded at (CELLCOUNTER_MAX_PIXELS raises the limit)")
         per_image[iid] = {"im": im, "boxes": [], "masks": []}
         order.append(iid)
 
@@ -158,6 +161,12 @@ def _decode_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> np
                 "'segmentation' must be an RLE object or a list of polygons")
         polys = [p for p in seg if len(p) >= 6 and len(p) % 2 == 0 and all(_is_number(v) for v in p)]
         _expect(len(polys) == len(seg), path, where, "each polygon must be an even list of at least 6 numbers")
+        for poly in polys:  # a little outside the image is common; a vertex at 1e9 is not a polygon of it
+            xs, ys = np.asarray(poly[0::2], float), np.asarray(poly[1::2], float)
+            _expect(np.isfinite(xs).all() and np.isfinite(ys).all() and xs.min() >= -w and xs.max() <= 2 * w
+                    and ys.min() >= -h and ys.max() <= 2 * h, path, where,
+                    f"polygon vertices reach ({xs.max():g}, {ys.max():g}) / ({xs.min():g}, {ys.min():g}), far "
+                    f"outside the {w} x {h} image")
         rles = mask_utils.frPyObjects(polys, h, w)
         return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
     except FormatError:

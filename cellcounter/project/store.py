@@ -136,6 +136,7 @@ class Project:
                 ("created_by", user or current_user())])
         conn.close()
         os.replace(tmp, path)  # the project appears complete or not at all
+        lock.lock_file(path)
         return cls._connect(path, lock, readonly=False, user=user)
 
     @classmethod

@@ -260,3 +260,18 @@ def test_a_one_pixel_high_image_is_refused_before_it_costs_anything(tiny_models,
     assert main(["predict", str(tmp_path / "strip.png"), "--task", "retinopathy", "--model",
                  str(tiny_models["grader"]), "--out", str(tmp_path / "g2")]) == 2
     assert "at most 8 times as long" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["huge_rle", "far_polygon"])
+def test_coco_files_that_crashed_the_mask_decoder_are_clear_errors(tmp_path, case):
+    image = {"id": 1, "file_name": "a.png", "width": 640, "height": 480}
+    seg = [[10, 10, 20, 10, 1e9, 30]]
+    if case == "huge_rle":
+        image.update(width=200_000, height=200_000)
+        seg = {"size": [200_000, 200_000], "counts": "0"}
+    doc = {"images": [image], "categories": [{"id": 1, "name": "nucleus"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": seg, "bbox": [0, 0, 1, 1]}]}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    res = _run_limited(["info", str(tmp_path / "a.json")], tmp_path)  # a child: a segfault would show as -11
+    assert res.returncode == 2 and "a.json" in res.stderr, res.stderr[-500:]
+    assert ("megapixels" if case == "huge_rle" else "far outside") in res.stderr
