@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def selftest(window, model_name: str, shot: Path) -> dict:
     from qtpy.QtWidgets import QApplication
 
-    from cellcounter.inference import Predictor, TiledPredictor
+    from cellcounter.inference import Predictor, predict_image
     from cellcounter.imageio import read_image
     from cellcounter.models.card import resolve_model
     from cellcounter.project.workflows import prediction_jobs
@@ -47,7 +47,7 @@ def selftest(window, model_name: str, shot: Path) -> dict:
         summary["backends"] = {}
         for backend in ("onnx", "torch"):
             predictor = Predictor.load(model_name, backend)
-            ann = TiledPredictor(predictor).predict_array(image, session.saved.image_path)
+            ann = predict_image(predictor, image, session.saved.image_path)
             summary["model"] = predictor.model_version
             summary["backends"][backend] = {"runs_on": predictor.backend.description,
                                             "counts": ann.counts(score_threshold=0.5)}

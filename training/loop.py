@@ -32,6 +32,7 @@ from cellcounter.evaluate import evaluate_annotations
 from cellcounter.fileutil import atomic_open, atomic_write_text
 from cellcounter.inference.backends import TorchBackend, resolve_device
 from cellcounter.inference.predictor import Predictor
+from cellcounter.inference.tiling import predict_image
 from cellcounter.models.card import load_weights, save_model
 from cellcounter.tasks import get_task
 from training.augment import ScheduledDropBlock
@@ -109,7 +110,7 @@ def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold
     gts, preds = [], []
     for load in loaders:
         img, ann = load()
-        p = predictor.predict(img, ann.image_path)
+        p = predict_image(predictor, img, ann.image_path)  # as the app and `evaluate` predict: tiled alike
         gts.append(ann)
         preds.append(p)
     res = evaluate_annotations(card.task, gts, preds, count_threshold)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 _WHERE = {"OnnxBackend": "backends", "TorchBackend": "backends", "resolve_device": "backends",
           "export_onnx": "export", "Cancelled": "predictor", "Predictor": "predictor",
-          "RawDetections": "predictor", "TiledPredictor": "tiling"}
+          "RawDetections": "predictor", "TiledPredictor": "tiling", "predict_image": "tiling"}
 
 __all__ = ["Cancelled", "OnnxBackend", "Predictor", "RawDetections", "TiledPredictor", "TorchBackend",
            "export_onnx", "resolve_device"]
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from cellcounter.inference.backends import OnnxBackend, TorchBackend, resolve_device
     from cellcounter.inference.export import export_onnx
     from cellcounter.inference.predictor import Cancelled, Predictor, RawDetections
-    from cellcounter.inference.tiling import TiledPredictor
+    from cellcounter.inference.tiling import TiledPredictor, predict_image
 
 
 def __getattr__(name: str):

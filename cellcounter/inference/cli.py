@@ -167,7 +167,7 @@ def cmd_export(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
-    from cellcounter.inference import Predictor, TiledPredictor
+    from cellcounter.inference import Predictor, predict_image
 
     gts = []
     for source in [Path(d.strip()) for d in args.data.split(",") if d.strip()]:
@@ -179,9 +179,8 @@ def cmd_evaluate(args) -> int:
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        # as the app and `predict` do: detectors and segmenters see large images in tiles of the model's size
-        run = predictor.predict if predictor.config.kind == "grader" else TiledPredictor(predictor).predict_array
-        gts, preds = predict_all(run, gts)
+        # as the app, `predict` and training's validation do: one entry point
+        gts, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
     res = evaluate_annotations(args.task, gts, preds, args.score_threshold)
     res["model"] = predictor.model_version
     for k, v in res.items():

@@ -172,3 +172,20 @@ def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float]
         return None
     view = np.asarray(src.display_levels(max_side)[-1]) if src.lazy else src.read()
     return intensity_levels(view)
+
+
+def predict_image(predictor: Predictor, image: np.ndarray | ImageSource, image_path: str | None = None,
+                  progress: Progress | None = None, should_stop: ShouldStop | None = None) -> ImageAnnotation:
+    """The one inference entry point of the app, ``predict``, ``evaluate`` and training's validation.
+
+    Graders see the whole image; detectors and segmenters see tiles of their card's size (one tile when the
+    image is smaller), with one intensity stretch for the whole image, so every caller gets the same result
+    for the same pixels.
+    """
+    if isinstance(image, ImageSource):
+        if predictor.config.kind == "grader":
+            return predictor.predict(image.read(), image_path or str(image.path))
+        return TiledPredictor(predictor).predict_source(image, progress, should_stop)
+    if predictor.config.kind == "grader":
+        return predictor.predict(image, image_path or "image")
+    return TiledPredictor(predictor).predict_array(image, image_path or "image", progress, should_stop)

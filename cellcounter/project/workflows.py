@@ -72,23 +72,22 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
     """Predict each job's image; yields ``("result", job, annotation)``, ``("heatmap", job, map)`` (graders with
     ``heat_maps``) and ``("progress", done, total)``. Detectors and segmenters are tiled, as everywhere."""
     from cellcounter.imageio import open_image
-    from cellcounter.inference import TiledPredictor
+    from cellcounter.inference import predict_image
     from cellcounter.inference.predictor import Cancelled
 
-    tiled = None if predictor.config.kind == "grader" else TiledPredictor(predictor)
     for i, job in enumerate(jobs):
         if should_stop():
             return
         heat = None
         with open_image(job.image_path) as src:
-            if tiled is None:
+            if predictor.config.kind == "grader":
                 pixels = src.read()
-                ann = predictor.predict(pixels, str(job.image_path))
+                ann = predict_image(predictor, pixels, str(job.image_path))
                 if heat_maps:
                     heat = predictor.explain(pixels, ann.grade.value)[0]
             else:
                 try:
-                    ann = tiled.predict_source(src, should_stop=should_stop)
+                    ann = predict_image(predictor, src, should_stop=should_stop)
                 except Cancelled:
                     return  # a tiled prediction cut short is incomplete: never stored
         yield ("result", job, ann)

@@ -52,3 +52,26 @@ def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(
         assert version["active"] and version["parent"] == str(parent) and len(version["training_data"]) == 2
         assert wf.default_model(proj, "blood") == version["file"]
     assert main(["project", "train", str(path), "--epochs", "0"]) == 2
+
+
+def test_training_validation_and_the_app_predict_an_image_through_one_entry_point_and_agree(tmp_path):
+    from cellcounter.annotations import ImageAnnotation
+    from cellcounter.imageio import read_image
+    from cellcounter.inference import Predictor
+    from cellcounter.models.card import load_model
+    from training.loop import evaluate_model
+
+    model_dir = make_tiny_model("segmenter", tmp_path / "seg", task="nuclei", class_names=["nucleus"])
+    image = make_image(tmp_path / "tile.png", 700, 600, seed=3)  # larger than the segmenter's tiles
+    pixels = read_image(image)
+    gt = ImageAnnotation(str(image), 700, 600, ("nucleus",), task="nuclei")
+    model, card = load_model(model_dir)
+    validation = evaluate_model(model, card, [lambda: (pixels, gt)], "cpu", 0.5)["_pairs"][1][0]
+    with Project.create(tmp_path / "p.ccproj") as proj:  # the app's path: a job, predicted and stored
+        image_id = proj.add_image(image, "nuclei")
+        predictor = Predictor.load(model_dir, "torch", "cpu")
+        (event,) = [e for e in wf.predict_jobs(predictor, wf.prediction_jobs(proj, [image_id])) if e[0] == "result"]
+        wf.apply_prediction(proj, event[1], event[2], predictor.model_version)
+        stored = proj.load(image_id)
+    assert len(validation.masks) == len(stored.masks) > 0
+    np.testing.assert_array_equal(validation.masks.label_image > 0, stored.masks.label_image > 0)
