@@ -14,7 +14,7 @@ _WHERE = {"OnnxBackend": "backends", "TorchBackend": "backends", "resolve_device
           "RawDetections": "predictor", "TiledPredictor": "tiling", "predict_image": "tiling"}
 
 __all__ = ["Cancelled", "OnnxBackend", "Predictor", "RawDetections", "TiledPredictor", "TorchBackend",
-           "export_onnx", "resolve_device"]
+           "export_onnx", "predict_image", "resolve_device"]
 
 if TYPE_CHECKING:
     from cellcounter.inference.backends import OnnxBackend, TorchBackend, resolve_device
