@@ -7,9 +7,9 @@ an undo stack per image.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from cellcounter.annotations import ImageAnnotation, ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.importing import import_folder, import_image
+from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import PredictionJob, review_image, store_prediction
 from cellcounter.tasks import TASKS
 
@@ -37,12 +38,6 @@ def default_project_path(folder: Path) -> Path:
     return base / f"{folder.name}-{key}.ccproj"
 
 
-@dataclass
-class UndoStack:
-    done: list[ImageAnnotation] = field(default_factory=list)
-    undone: list[ImageAnnotation] = field(default_factory=list)
-
-
 class Session:
     """An open project and the image being edited in it."""
 
@@ -51,7 +46,7 @@ class Session:
         self.task = task
         self.current_id: int | None = None
         self.saved: ImageAnnotation | None = None  # the current image's labels as stored
-        self._undo: dict[int, UndoStack] = {}
+        self.history = UndoHistory(UNDO_DEPTH)  # small steps: boxes packed, masks as window diffs
 
     # --- opening -------------------------------------------------------------
 
@@ -105,20 +100,17 @@ class Session:
         if self.current_id is None or self.saved is None:
             raise CellCounterError("no image is open")
         before = self.saved
-        changed = self.project.save(self.current_id, ann, origin=origin)
+        changed, stored = self.project.commit(self.current_id, ann, origin=origin)
         if changed:
-            stack = self._undo.setdefault(self.current_id, UndoStack())
-            stack.done.append(before)
-            del stack.done[:-UNDO_DEPTH]
-            stack.undone.clear()
-            self.saved = self.project.load(self.current_id)
+            self.saved = stored
+            self.history.record(self.current_id, before, self.saved)
         return changed
 
     def can_undo(self) -> bool:
-        return bool(self.current_id is not None and self._undo.get(self.current_id, UndoStack()).done)
+        return self.history.can_undo(self.current_id)
 
     def can_redo(self) -> bool:
-        return bool(self.current_id is not None and self._undo.get(self.current_id, UndoStack()).undone)
+        return self.history.can_redo(self.current_id)
 
     def undo(self) -> ImageAnnotation | None:
         return self._step(back=True)
@@ -127,18 +119,17 @@ class Session:
         return self._step(back=False)
 
     def _step(self, back: bool) -> ImageAnnotation | None:
-        stack = self._undo.get(self.current_id) if self.current_id is not None else None
-        if stack is None:
+        if self.current_id is None or self.saved is None:
             return None
-        source, target = (stack.done, stack.undone) if back else (stack.undone, stack.done)
-        if not source:
+        move = self.history.undo if back else self.history.redo
+        state = move(self.current_id, self.saved)
+        if state is None:
             return None
-        state = source.pop()
-        target.append(self.saved)
-        self.project.save(self.current_id, state, origin="human")
-        if state.review != self.saved.review:
+        _, stored = self.project.commit(self.current_id, state, origin="human")
+        if state.review != stored.review:
             self.project.set_review(self.current_id, state.review)
-        self.saved = self.project.load(self.current_id)
+            stored = dataclasses.replace(stored, review=state.review)
+        self.saved = stored
         return self.saved
 
     def store_prediction(self, job: PredictionJob, pred: ImageAnnotation, model_version: str,
@@ -150,12 +141,9 @@ class Session:
         before = self.saved
         changed = store_prediction(job, pred, model_version, self.project, force, self.project.user)
         if shown:
-            if changed:
-                stack = self._undo.setdefault(job.image_id, UndoStack())
-                stack.done.append(before)
-                del stack.done[:-UNDO_DEPTH]
-                stack.undone.clear()
             self.saved = self.project.load(job.image_id)
+            if changed:
+                self.history.record(job.image_id, before, self.saved)
         return changed
 
     def set_review(self, status: ReviewStatus | str, min_score: float | None = None) -> int:
@@ -170,11 +158,8 @@ class Session:
         dropped = review_image(self.project, self.current_id, status, min_score, labels=self.saved)
         if status == before.review and not dropped:
             return 0
-        stack = self._undo.setdefault(self.current_id, UndoStack())
-        stack.done.append(before)
-        del stack.done[:-UNDO_DEPTH]
-        stack.undone.clear()
         self.saved = self.project.load(self.current_id)
+        self.history.record(self.current_id, before, self.saved)
         return dropped
 
     # --- the review queue ----------------------------------------------------

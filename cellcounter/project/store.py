@@ -9,6 +9,7 @@ open it read-only.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import getpass
 import io
 import json
@@ -285,6 +286,10 @@ class Project:
 
     def save(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> list[str]:
         """Store ``ann`` as the image's current labels; one event per changed part. Returns the parts changed."""
+        return self.commit(image_id, ann, origin)[0]
+
+    def commit(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> tuple[list[str], ImageAnnotation]:
+        """:meth:`save`, returning also the labels as now stored, so that an editor need not load them again."""
         conn = self._write()
         old = self.load(image_id)
         if (ann.width, ann.height) != (old.width, old.height):
@@ -321,7 +326,9 @@ class Project:
                     " updated_at=excluded.updated_at",
                     (image_id, json.dumps(list(ann.class_names)), new_parts["boxes"], new_parts["masks"],
                      new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
-        return changed
+                old = dataclasses.replace(old, class_names=tuple(ann.class_names), boxes=ann.boxes, masks=ann.masks,
+                                          points=ann.points, grade=ann.grade, model_version=ann.model_version)
+        return changed, old
 
     def _stored_parts(self, image_id: int, old: ImageAnnotation) -> dict:
         """The image's saved parts as the bytes already in the file (serialising them again costs as much as

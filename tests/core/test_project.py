@@ -56,6 +56,19 @@ def test_every_edit_is_an_event_with_user_and_origin(project):
     assert rec.review.value == "reviewed" and rec.reviewed_by == "alice"
 
 
+def test_commit_returns_the_labels_exactly_as_a_fresh_load_reads_them(project):
+    proj, image_id, ann = project
+    ann.boxes = ann.boxes.subset(np.array([True, False, True]))
+    ann.grade = Grade(1)
+    changed, stored = proj.commit(image_id, ann)
+    assert changed == ["boxes", "grade"]
+    fresh = proj.load(image_id)
+    assert stored.equals(fresh) and stored.review == fresh.review and stored.content_hash == fresh.content_hash
+    assert stored.model_version == fresh.model_version
+    unchanged, again = proj.commit(image_id, fresh)
+    assert unchanged == [] and again.equals(fresh)
+
+
 def test_mask_edits_are_stored_as_small_reversible_diffs(project):
     proj, image_id, ann = project
     before = proj.load(image_id).masks
