@@ -221,7 +221,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         for batch in loader:
             if should_stop is not None and should_stop():
                 checkpoint()
-                yield TrainEvent("stopped", step, total, epoch, cfg.epochs, message=f"stopped; checkpoint {last}")
+                yield TrainEvent("stopped", step, total, epoch, cfg.epochs,
+                                 message=f"stopped at step {step}; resume from {last} (--resume)")
                 _finish_dist(distributed)
                 return
             torch.manual_seed(cfg.seed * 7_919 + step)  # DropBlock and proposal sampling draw from it

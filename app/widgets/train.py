@@ -1,13 +1,13 @@
 """Fine-tune the model on the project's reviewed images without leaving the app (and without freezing it).
 
 The reviewed labels (exactly what the reviewers saw) are taken from the project in memory, training runs
-``training.iter_training`` in a worker thread, the loss streams into a live plot,
+in a child process (``training.child``: the GUI never waits on the training's GIL, and a crash of the run
+is reported, not fatal), a worker thread relays its events, the loss streams into a live plot,
 and the new model version is registered in the project with its validation
 scores before and after, ready to be made active or rolled back.
 """
 
 from __future__ import annotations
-
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
@@ -23,7 +23,8 @@ from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.workflows import (activate_model, default_model, register_model, rollback_model,
                                            worse_than_parent)
-from training import RECIPES, TrainConfig, iter_training
+from training import RECIPES, TrainConfig
+from training.child import iter_training_in_child
 from training.project import project_run
 from training.recipes import DEFAULT_RECIPE
 
@@ -130,12 +131,12 @@ class TrainPanel(QWidget):
                        "project": self.controller.session.project.path.resolve(), "task": cfg.task}
 
         def run():
-            # a flag, not worker.quit(): the loop then reaches its own stop branch and writes a checkpoint
-            yield from iter_training(cfg, should_stop=lambda: self._stop, annotations=anns)
+            # a flag, not worker.quit(): the child's loop then reaches its own stop branch and writes a checkpoint
+            yield from iter_training_in_child(cfg, should_stop=lambda: self._stop, annotations=anns)
 
         worker = thread_worker(run, start_thread=False)()
         worker.yielded.connect(self._on_event)
-        worker.errored.connect(lambda exc: show_error(f"Training failed: {exc}"))
+        worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
         self.worker = worker
         self.start_b.setEnabled(False)
@@ -146,6 +147,12 @@ class TrainPanel(QWidget):
 
     def stop(self) -> None:
         self._stop = True
+        self.status.setText("stopping: the run is writing a checkpoint...")
+
+    def _failed(self, exc: BaseException) -> None:
+        text = str(exc) if isinstance(exc, CellCounterError) else f"training failed: {exc}"
+        self.status.setText(text)
+        show_error(text[:1].upper() + text[1:])
 
     def _on_event(self, ev) -> None:
         if ev.kind == "step":
