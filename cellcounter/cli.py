@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cellcounter import __version__
 from cellcounter.annotations import ImageAnnotation, grade_counts, total_counts
-from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.errors import CellCounterError, FormatError, os_error_reason
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats import FORMATS, detect_format, get_format, read_labels, write_labels
 from cellcounter.imageio import IMAGE_SUFFIXES, is_image_file, open_image
@@ -148,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CellCounterError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command reads or writes outside the atomic writers
+        name = exc.filename2 if exc.filename2 is not None else exc.filename
+        print(f"error: {name if name is not None else 'a file'}: {os_error_reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

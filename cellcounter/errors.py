@@ -26,6 +26,27 @@ class ImageReadError(FormatError):
     """A file could not be read as an image."""
 
 
+class WriteError(CellCounterError):
+    """A file could not be written; the message names it and says why in words (disk full, read-only...)."""
+
+    def __init__(self, path: str | PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        super().__init__(f"cannot write {self.path}: {reason}; nothing was written there")
+
+
+def os_error_reason(exc: OSError) -> str:
+    """What went wrong, in words a user can act on."""
+    import errno
+
+    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+               errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "permission denied", errno.EISDIR: "it is a folder, not a file",
+               errno.ENOTDIR: "a part of its path is a file, not a folder",
+               errno.EEXIST: "a part of its path is a file, not a folder", errno.ELOOP: "a symbolic link loop",
+               errno.ENAMETOOLONG: "the name is too long", errno.ENOENT: "no such file or folder"}
+    return reasons.get(exc.errno, exc.strerror or str(exc))
+
+
 class CellCounterWarning(UserWarning):
     """Something in the input was fixed or dropped; the message says what and where."""
 

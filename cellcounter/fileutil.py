@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+from cellcounter.errors import WriteError, os_error_reason
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -18,6 +20,29 @@ def _normal_mode(path: str) -> None:
     os.chmod(path, 0o666 & ~_UMASK)
 
 
+def _prepare(target: Path, suffix: str) -> str:
+    """The target's folder made and a temporary file created beside it; its path."""
+    if target.exists() and not target.is_file():
+        raise WriteError(target, "it is a folder" if target.is_dir() else "it is not a regular file")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise WriteError(target, os_error_reason(exc)) from exc
+    os.close(fd)
+    _normal_mode(tmp)
+    return tmp
+
+
+def _failed(target: Path, tmp: str, exc: BaseException) -> BaseException:
+    """Remove the temporary file; an OSError becomes a :class:`WriteError` naming the target."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+        return WriteError(target, os_error_reason(exc))
+    return exc
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
@@ -25,19 +50,18 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     On an exception the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    _normal_mode(tmp)
+    tmp = _prepare(target, ".tmp")
     try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        with open(tmp, mode, **kwargs) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except BaseException as exc:
+        err = _failed(target, tmp, exc)
+        if err is exc:
+            raise
+        raise err from exc
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -53,14 +77,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     """Let ``writer(tmp_path)`` write a file by path (for libraries that take a path), then rename."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    _normal_mode(tmp)
+    tmp = _prepare(target, target.suffix)
     try:
         writer(tmp)
         os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    except BaseException as exc:
+        err = _failed(target, tmp, exc)
+        if err is exc:
+            raise
+        raise err from exc
