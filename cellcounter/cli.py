@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import sys
 import warnings
 from collections.abc import Sequence
@@ -148,6 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CellCounterError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as exc:  # a project damaged where the store did not expect it
+        from cellcounter.project.backups import restore_hint
+
+        project = getattr(args, "project", None)
+        print(f"error: {project or 'the project'}: damaged ({exc})"
+              + (f"; {restore_hint(project)}" if project else ""), file=sys.stderr)
         return 2
     except OSError as exc:  # a file the command reads or writes outside the atomic writers
         name = exc.filename2 if exc.filename2 is not None else exc.filename

@@ -26,7 +26,9 @@ from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
+from cellcounter.project import backups
 from cellcounter.project import serialize as ser
+from cellcounter.project._sql import _tx
 from cellcounter.project.lock import FileLock
 from cellcounter.tasks import TASKS
 
@@ -147,7 +149,11 @@ class Project:
             raise ProjectError(f"{path}: no such project file")
         lock = None if readonly else FileLock.acquire(path)
         try:
-            return cls._connect(path, lock, readonly, user)
+            changed_at = backups.last_change(path)
+            proj = cls._connect(path, lock, readonly, user)
+            if not readonly:
+                backups.rolling_backup(proj._conn, path, changed_at)
+            return proj
         except BaseException:
             if lock is not None:
                 lock.release()
@@ -177,7 +183,8 @@ class Project:
                 _migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise ProjectError(f"{path}: damaged or not a cellcounter project ({exc})") from None
+            raise ProjectError(f"{path}: damaged or not a cellcounter project ({exc}); "
+                               f"{backups.restore_hint(path)}") from None
         except BaseException:
             conn.close()
             raise
@@ -229,7 +236,7 @@ class Project:
         with open_image(image, lazy=True) as src:
             w, h, px = src.width, src.height, src.pixel_size_um
         conn = self._write()
-        with _tx(conn):
+        with _tx(conn, self.path):
             cur = conn.execute(
                 "INSERT INTO images (path, content_hash, file_size, width, height, pixel_size_um, task, added_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -275,11 +282,16 @@ class Project:
             " LEFT JOIN annotations a ON a.image_id = i.id WHERE i.id = ?", (image_id,)).fetchone()
         if r is None:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
+        try:
+            return self._decode(r)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
+            raise ProjectError(f"{self.path}: {_damaged(r[0], exc)}; {backups.restore_hint(self.path)}") from None
+
+    def _decode(self, r: tuple) -> ImageAnnotation:
         task = r[3]
-        names = _class_names(r[7], task)
         return ImageAnnotation(
-            image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=names, task=task,
-            boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
+            image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=_class_names(r[7], task),
+            task=task, boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
             grade=ser.json_grade(r[11]), content_hash=r[5], pixel_size_um=r[6], review=ReviewStatus(r[4]),
             model_version=r[12],
         )
@@ -299,7 +311,7 @@ class Project:
                      "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade)}
         old_parts = self._stored_parts(image_id, old)
         changed = []
-        with _tx(conn):
+        with _tx(conn, self.path):
             for kind in ("boxes", "masks", "points", "grade"):
                 if kind == "masks":
                     same = _masks_same(old.masks, ann.masks)
@@ -387,7 +399,7 @@ class Project:
         conn = self._write()
         old = self.image(image_id).review
         min_score = float(min_score) if min_score is not None and status == ReviewStatus.REVIEWED else None
-        with _tx(conn):
+        with _tx(conn, self.path):
             conn.execute("UPDATE images SET review = ?, reviewed_by = ?, reviewed_at = ?, review_min_score = ?"
                          " WHERE id = ?", (status.value, self.user, time.time(), min_score, image_id))
             self._event(conn, image_id, "review", "human", old.value.encode(), status.value.encode())
@@ -432,7 +444,7 @@ class Project:
                           training_data: Sequence[int] | None = None, metrics: dict | None = None,
                           active: bool = False) -> int:
         conn = self._write()
-        with _tx(conn):
+        with _tx(conn, self.path):
             cur = conn.execute(
                 "INSERT INTO models (name, task, file, card, parent, training_data, metrics, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -447,13 +459,13 @@ class Project:
         row = conn.execute("SELECT task FROM models WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise ProjectError(f"{self.path}: no model version called {name!r}")
-        with _tx(conn):
+        with _tx(conn, self.path):
             self._activate(conn, name, row[0])
 
     def deactivate_models(self, task: str) -> None:
         """No active model for ``task`` (predictions then use a bundled or chosen model)."""
         conn = self._write()
-        with _tx(conn):
+        with _tx(conn, self.path):
             conn.execute("UPDATE models SET active = 0 WHERE task = ?", (task,))
 
     @staticmethod
@@ -490,16 +502,26 @@ class Project:
                 if rec is not None and rec.id not in found:
                     found[rec.id] = f
         conn = self._write()
-        with _tx(conn):
+        with _tx(conn, self.path):
             for image_id, f in found.items():
                 conn.execute("UPDATE images SET path = ? WHERE id = ?", (self._rel(f), image_id))
         return found
 
     def check(self) -> list[str]:
         """Problems found (empty when the project is sound): SQLite integrity, keys, missing images."""
-        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
-        problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
-        problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
+        try:
+            problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
+            problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
+            for rec in self.images():  # every label blob must decode, not only the pages be sound
+                try:
+                    self.load(rec.id)
+                except ProjectError as exc:
+                    problems.append(_damaged(rec.path, exc.__context__ or exc))
+        except sqlite3.DatabaseError as exc:
+            problems = [f"the database is damaged ({exc})"]
+        if problems:
+            problems.append(f"to restore: {backups.restore_hint(self.path)}")
         return problems
 
     def backup(self, dest: str | Path) -> Path:
@@ -549,6 +571,10 @@ def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
     return TASKS[task].class_names if task in TASKS else ()
 
 
+def _damaged(image: str, exc: BaseException) -> str:
+    return f"the labels of {image} are damaged and cannot be read ({type(exc).__name__}: {exc})"
+
+
 def _b(v: bytes | str | None) -> bytes | None:
     return v.encode() if isinstance(v, str) else v
 
@@ -561,21 +587,6 @@ def _masks_same(a, b) -> bool:
     return (np.array_equal(a.label_image, b.label_image) and np.array_equal(a.ids, b.ids)
             and np.array_equal(a.classes, b.classes) and np.array_equal(a.origins, b.origins)
             and np.allclose(a.scores, b.scores, equal_nan=True))
-
-
-class _tx:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rollback on error) on an autocommit connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, *_):
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        return False
 
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:

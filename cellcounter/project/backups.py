@@ -1,0 +1,87 @@
+"""Rolling backups of a project, made with SQLite's backup API when it is opened for writing.
+
+A project that changed since its newest backup gets a new one beside it, in
+``<project>.backups/``; the newest :data:`KEEP` are kept. Every message about a
+damaged project names the newest backup and how to restore it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+KEEP = 5
+
+
+def backup_dir(project_path: str | Path) -> Path:
+    p = Path(project_path)
+    return p.with_name(p.name + ".backups")
+
+
+def backups(project_path: str | Path) -> list[Path]:
+    """The project's backups, oldest first."""
+    folder = backup_dir(project_path)
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f"{Path(project_path).stem}-*.ccproj"))
+
+
+def latest_backup(project_path: str | Path) -> Path | None:
+    found = backups(project_path)
+    return found[-1] if found else None
+
+
+def restore_hint(project_path: str | Path) -> str:
+    """What to tell a user whose project is damaged."""
+    latest = latest_backup(project_path)
+    if latest is None:
+        return "no backup of it exists yet"
+    made = time.strftime("%Y-%m-%d %H:%M", time.localtime(latest.stat().st_mtime))
+    return (f"the newest backup is {latest} (made {made}): close cellcounter and copy it over "
+            f"{project_path} to restore it")
+
+
+def last_change(project_path: str | Path) -> float:
+    """When the project's files were last written (read before opening it: opening touches its WAL)."""
+    path = Path(project_path)
+    wal = path.with_name(path.name + "-wal")
+    return max(path.stat().st_mtime, wal.stat().st_mtime if wal.exists() else 0.0)
+
+
+def rolling_backup(conn: sqlite3.Connection, project_path: str | Path, changed_at: float,
+                   keep: int = KEEP) -> Path | None:
+    """Back the project up when it changed (at ``changed_at``) since its newest backup; keep the newest
+    ``keep``. Returns the new backup, or ``None`` when none was needed or the disk would not take it (a
+    backup never stops an open)."""
+    path = Path(project_path)
+    latest = latest_backup(path)
+    if latest is not None and latest.stat().st_mtime >= changed_at:
+        return None
+    folder = backup_dir(path)
+    now = time.time_ns()  # names sort in the order the backups were made
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 1_000_000_000)) + f"-{now % 1_000_000_000:09d}"
+    dest = folder / f"{path.stem}-{stamp}.ccproj"
+    tmp = folder / f".{dest.name}.partial"
+    try:
+        folder.mkdir(exist_ok=True)
+        target = sqlite3.connect(tmp)
+        try:
+            conn.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+        os.replace(tmp, dest)
+    except (OSError, sqlite3.Error):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return None
+    for old in backups(path)[:-keep]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return dest
+
+
+__all__ = ["KEEP", "backup_dir", "backups", "last_change", "latest_backup", "restore_hint", "rolling_backup"]
