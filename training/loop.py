@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import platform
 import time
 import warnings
@@ -57,6 +58,20 @@ class TrainEvent:
     metrics: dict = field(default_factory=dict)
     message: str = ""
     model_dir: str = ""
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A checkpoint to resume from, read without running code from it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CellCounterError(f"{path}: refused: the checkpoint holds code or objects other than weights and "
+                               "training state (loading it could run that code)") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise CellCounterError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or not {"model", "step", "best", "history", "evals"} <= set(state):
+        raise CellCounterError(f"{path}: not a cellcounter training checkpoint")
+    return state
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -174,7 +189,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     if cfg.resume:
         if not last.is_file():
             raise CellCounterError(f"{last}: no checkpoint to resume from")
-        state = torch.load(last, map_location="cpu", weights_only=True)
+        state = _load_checkpoint(last)
         model.load_state_dict(state["model"])
         step, best = int(state["step"]), float(state["best"])
         history, evals = json.loads(state["history"]), json.loads(state["evals"])

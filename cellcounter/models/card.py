@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +73,29 @@ class ModelCard:
         known = set(cls.__dataclass_fields__)
         try:
             card = cls(**{k: v for k, v in d.items() if k in known})
-            card.config  # validates the architecture  # noqa: B018
+            _check_fields(card)
+            cfg = card.config  # validates the architecture
         except (TypeError, CellCounterError) as exc:
-            raise FormatError(path, f"invalid model card ({exc})") from None
+            raise FormatError(path, f"invalid model card: {exc}") from None
+        if len(card.class_names) != getattr(cfg, "num_classes", len(card.class_names)):
+            raise FormatError(path, f"invalid model card: {len(card.class_names)} class_names for "
+                                    f"architecture.num_classes {cfg.num_classes}")
         return card
+
+
+def _check_fields(card: ModelCard) -> None:
+    """The card's own fields have the types they must (a string of class names would become its letters)."""
+    for name in ("name", "task", "version", "pretrained", "notes", "weights_dtype"):
+        if not isinstance(getattr(card, name), str):
+            raise CellCounterError(f"{name} must be text, got {getattr(card, name)!r}")
+    if (not isinstance(card.class_names, list) or not card.class_names
+            or not all(isinstance(c, str) and c for c in card.class_names)):
+        raise CellCounterError(f"class_names must be a list of names, got {card.class_names!r}")
+    for name in ("architecture", "preprocessing", "training", "metrics"):
+        if not isinstance(getattr(card, name), dict):
+            raise CellCounterError(f"{name} must be an object, got {type(getattr(card, name)).__name__}")
+    if card.parent is not None and not isinstance(card.parent, str):
+        raise CellCounterError(f"parent must be text, got {card.parent!r}")
 
 
 def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
@@ -122,6 +142,9 @@ def resolve_model(path_or_name: str | Path) -> Path:
     """A model directory from a path (directory, ``card.json`` or ``model.pt``) or a bundled/installed name."""
     p = Path(path_or_name)
     if p.is_file():
+        if p.name not in (CARD_NAME, WEIGHTS_NAME, ONNX_NAME):  # the folder's own files are used, never another
+            raise CellCounterError(f"{p}: a model is a folder holding {CARD_NAME} and {WEIGHTS_NAME}; give the "
+                                   "folder, not another file in it")
         p = p.parent
     if (p / CARD_NAME).is_file():
         return p
@@ -137,11 +160,20 @@ def resolve_model(path_or_name: str | Path) -> Path:
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict without running code from the file."""
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise FormatError(path, f"cannot read the weights ({exc.strerror})") from None
+    if not head:
+        raise FormatError(path, "empty file: it holds no weights")
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch.save's zip nor a pickle
+        raise FormatError(path, "not a PyTorch weights file (damaged, or another kind of file)")
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise FormatError(path, "refused: the file holds code or objects other than weights "
                                 f"(loading it could run that code) [{str(exc).splitlines()[0][:200]}]") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as exc:
         raise FormatError(path, f"not a readable weights file ({str(exc).splitlines()[0][:200]})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise FormatError(path, "not a state dict of tensors")
@@ -158,6 +190,13 @@ def load_model(path_or_name: str | Path) -> tuple[nn.Module, ModelCard]:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise FormatError(directory / WEIGHTS_NAME,
-                          f"weights do not fit the card's architecture ({str(exc).splitlines()[0]})") from None
+        raise FormatError(directory / WEIGHTS_NAME, f"weights do not fit the card's architecture "
+                                                    f"({_state_dict_mismatch(str(exc))})") from None
     return model.eval(), card
+
+
+def _state_dict_mismatch(message: str) -> str:
+    """The first concrete difference from torch's load_state_dict message (its first line says nothing)."""
+    lines = [ln.strip() for ln in message.splitlines()[1:] if ln.strip()]
+    return (lines[0][:300] if lines else message.splitlines()[0]).rstrip(".")
+

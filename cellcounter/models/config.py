@@ -102,20 +102,68 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     unknown = set(d) - set(known)
     if unknown:
         raise CellCounterError(f"unknown {d['kind']} setting(s): {', '.join(sorted(unknown))}")
-    kwargs = {}
-    for k, v in d.items():
-        default = getattr(cls(), k)
-        if isinstance(default, tuple):
-            v = tuple(v)
-        elif isinstance(default, bool):
-            v = bool(v)
-        elif isinstance(default, float) and isinstance(v, int):
-            v = float(v)
-        kwargs[k] = v
+    defaults = cls()
+    kwargs = {k: _checked(k, v, getattr(defaults, k)) for k, v in d.items()}
     cfg = cls(**kwargs)
-    if getattr(cfg, "num_classes", 1) < 1:
-        raise CellCounterError("num_classes must be at least 1")
+    for name, (low, high) in _RANGES.items():
+        value = getattr(cfg, name, None)
+        for x in value if isinstance(value, tuple) else () if value is None else (value,):
+            if not low <= x <= high:
+                raise CellCounterError(f"architecture.{name} must be between {low} and {high}, got {value!r}")
+    for name in ("image_mean", "image_std"):
+        if len(getattr(cfg, name)) != 3:
+            raise CellCounterError(f"architecture.{name} must hold 3 numbers (R, G, B), got {getattr(cfg, name)!r}")
     return cfg
+
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+_BIG = 1 << 16
+# what a sane card may say; anything outside is a damaged or hostile card, refused before a model is built
+_RANGES: dict[str, tuple[float, float]] = {
+    "num_classes": (1, 1000), "anchor_sizes": (1, _BIG), "anchor_scales": (1e-3, 1e3), "aspect_ratios": (1e-3, 1e3),
+    "focal_alpha": (0, 1), "focal_gamma": (0, 100), "prior_probability": (1e-9, 1 - 1e-9), "score_thresh": (0, 1),
+    "nms_thresh": (0, 1), "topk_candidates": (1, 1_000_000), "detections_per_img": (1, 1_000_000),
+    "rpn_pre_nms_top_n_test": (1, 1_000_000), "rpn_post_nms_top_n_test": (1, 1_000_000),
+    "box_batch_size_per_image": (1, 100_000), "representation_size": (1, 65536), "min_size": (0, _BIG),
+    "max_size": (0, _BIG), "fpn_channels": (1, 4096), "tile_size": (16, _BIG), "head_convs": (0, 16),
+    "mask_threshold": (0, 1), "input_size": (16, _BIG), "dropout": (0, 0.99), "local_contrast": (0, 10),
+    "image_mean": (-10, 10), "image_std": (1e-6, 10),
+}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _checked(name: str, v: Any, default: Any) -> Any:
+    """``v`` as the type of the field's default, or an error naming the field and what it must be."""
+    where = f"architecture.{name}"
+    if name == "backbone":
+        if v not in BACKBONES:
+            raise CellCounterError(f"{where} must be one of {', '.join(BACKBONES)}, got {v!r}")
+        return v
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            raise CellCounterError(f"{where} must be true or false, got {v!r}")
+        return v
+    if isinstance(default, int):
+        if not (_is_number(v) and float(v).is_integer()):
+            raise CellCounterError(f"{where} must be a whole number, got {v!r}")
+        return int(v)
+    if isinstance(default, float):
+        if not _is_number(v):
+            raise CellCounterError(f"{where} must be a number, got {v!r}")
+        return float(v)
+    if isinstance(default, tuple):
+        if not isinstance(v, (list, tuple)) or not v or not all(_is_number(x) for x in v):
+            raise CellCounterError(f"{where} must be a list of numbers, got {v!r}")
+        whole = default and all(isinstance(x, int) for x in default)
+        if whole and not all(float(x).is_integer() for x in v):
+            raise CellCounterError(f"{where} must be whole numbers, got {v!r}")
+        return tuple(int(x) if whole else float(x) for x in v)
+    if isinstance(default, str) and not isinstance(v, str):
+        raise CellCounterError(f"{where} must be text, got {v!r}")
+    return v
 
 
 def detector_anchor_sizes(cfg: DetectorConfig) -> tuple[tuple[float, ...], ...]:
@@ -128,5 +176,5 @@ def prior_bias(prior_probability: float) -> float:
     return -math.log((1 - prior_probability) / prior_probability)
 
 
-__all__ = ["DetectorConfig", "SegmenterConfig", "GraderConfig", "ModelConfig", "config_from_dict",
+__all__ = ["BACKBONES", "DetectorConfig", "SegmenterConfig", "GraderConfig", "ModelConfig", "config_from_dict",
            "config_to_dict", "detector_anchor_sizes", "prior_bias", "field", "TASK_KIND_TO_MODEL"]

@@ -1,0 +1,93 @@
+"""Bad model cards and files are refused with a message naming the file and the field (#18, cases 7 and 13)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cellcounter.cli import main
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.models import load_model
+from cellcounter.models.card import resolve_model
+from tests.training.test_training import tiny
+from training import iter_training
+
+
+@pytest.fixture
+def model(tiny_models, tmp_path):
+    dst = tmp_path / "m"
+    shutil.copytree(tiny_models["detector"], dst)
+    return dst
+
+
+def _edit(model, change):
+    card = json.loads((model / "card.json").read_text())
+    change(card)
+    (model / "card.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda c: c["architecture"].update(backbone="resnet999"), "architecture.backbone must be one of resnet18"),
+    (lambda c: c["architecture"].update(min_size="big"), "architecture.min_size must be a whole number"),
+    (lambda c: c["architecture"].update(fpn_channels=-3), "architecture.fpn_channels must be between"),
+    (lambda c: c["architecture"].update(frozen_bn="yes"), "architecture.frozen_bn must be true or false"),
+    (lambda c: c["architecture"].update(anchor_sizes=[1.5, 3]), "architecture.anchor_sizes must be whole"),
+    (lambda c: c["architecture"].update(prior_probability=float("nan")), "prior_probability must be a number"),
+    (lambda c: c["architecture"].update(image_std=[0.2, 0.2]), "image_std must hold 3 numbers"),
+    (lambda c: c.update(class_names="RBC"), "class_names must be a list of names"),
+    (lambda c: c.update(class_names=["RBC", "WBC"]), "2 class_names for architecture.num_classes 3"),
+    (lambda c: c.update(name=["x"]), "name must be text"),
+])
+def test_a_card_that_says_nonsense_is_refused_naming_the_field(model, tmp_path, capsys, change, says):
+    _edit(model, change)
+    with pytest.raises(FormatError, match="invalid model card") as info:
+        load_model(model)
+    assert says in str(info.value) and "card.json" in str(info.value)
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(model),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert says in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, says", [(b"", "empty file"),
+                                            (np.random.default_rng(0).bytes(5000), "not a PyTorch weights file")])
+def test_empty_or_random_weights_are_named_as_such_not_as_code(model, content, says):
+    (model / "model.pt").write_bytes(content)
+    with pytest.raises(FormatError, match=says):
+        load_model(model)
+
+
+def test_weights_of_another_architecture_say_which_tensor_differs(model):
+    _edit(model, lambda c: c["architecture"].update(fpn_channels=32))
+    with pytest.raises(FormatError, match="do not fit the card's architecture .size mismatch for backbone"):
+        load_model(model)
+
+
+def test_another_file_beside_the_model_is_not_silently_swapped_for_model_pt(model):
+    shutil.copy(model / "model.pt", model / "evil.pt")
+    with pytest.raises(CellCounterError, match="evil.pt: a model is a folder"):
+        resolve_model(model / "evil.pt")
+    assert resolve_model(model / "model.pt") == model
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_resuming_from_a_checkpoint_carrying_code_is_a_clear_refusal(tmp_path, capsys):
+    cfg = tiny("blood", tmp_path, max_steps=1, resume=True)
+    ckpt = tmp_path / "blood" / "checkpoints" / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"model": {}, "step": 0, "best": 0.0, "history": "[]", "evals": "[]", "x": _Evil()}, ckpt)
+    with pytest.raises(CellCounterError, match="last.pt: refused: the checkpoint holds code"):
+        list(iter_training(cfg))
+    assert "pwned" not in capsys.readouterr().out
+    torch.save([1, 2], ckpt)
+    with pytest.raises(CellCounterError, match="not a cellcounter training checkpoint"):
+        list(iter_training(cfg))
