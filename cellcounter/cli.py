@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from cellcounter import __version__
 from cellcounter.annotations import ImageAnnotation, grade_counts, total_counts
-from cellcounter.errors import CellCounterError, FormatError, os_error_reason
+from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats import FORMATS, detect_format, get_format, read_labels, write_labels
 from cellcounter.imageio import IMAGE_SUFFIXES, is_image_file, open_image
@@ -67,16 +68,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _copy_images(anns: Sequence[ImageAnnotation], dst: Path, fmt: str) -> None:
+def _source_root(src: Path) -> Path:
+    """The folder a conversion's images must lie under: the source folder, or the label file's (its parent's
+    when the file sits in an ``annotations`` folder, as in COCO's own layout)."""
+    root = src if src.is_dir() else src.parent
+    return root.parent if root.name.lower() == "annotations" else root
+
+
+def _copy_images(anns: Sequence[ImageAnnotation], dst: Path, fmt: str, root: Path, created: list[Path]) -> None:
     folder = (dst.parent if dst.suffix else dst) / _IMAGE_FOLDER.get(fmt, "images")
-    for a in anns:
+    root = root.resolve()
+    for a in anns:  # every image is checked before the first is copied
         src = Path(a.image_path)
         if not src.is_file():
             raise FormatError(src, "image not found, cannot copy it")
+        if not src.resolve().is_relative_to(root):
+            raise FormatError(src, f"lies outside the source folder {root}: not copied (a label file may only "
+                                   "name images under its own folder)")
+        if not is_image_file(src):
+            raise FormatError(src, "is not an image file: not copied")
+    for a in anns:
+        src = Path(a.image_path)
         target = folder / src.name
         if not target.exists() or target.resolve() != src.resolve():
+            if not target.exists():
+                created.append(target)
             atomic_write_with(target, lambda tmp, s=src: shutil.copyfile(s, tmp))
         a.image_path = str(target)
+
+
+def _refuse_overwriting_the_source(src: Path, dst: Path) -> None:
+    s, d = src.resolve(), dst.resolve()
+    if d == s or (s.is_dir() and d.is_relative_to(s)):
+        raise FormatError(dst, f"is {'the source itself' if d == s else 'inside the source folder'} {src}: "
+                               "converting there would overwrite or mix with the labels read; choose a "
+                               "destination outside it")
+
+
+def _undo_partial(created: list[Path], label_root: Path | None, existed: set[Path], made_root: bool) -> None:
+    """Remove what a failed conversion wrote: nothing of it stays half built."""
+    if label_root is not None and label_root.is_dir():
+        created = created + [p for p in label_root.rglob("*") if p.is_file() and p not in existed]
+    for p in created:
+        p.unlink(missing_ok=True)
+    for p in sorted({q.parent for q in created}, key=lambda q: len(q.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            if p != label_root or made_root:
+                p.rmdir()  # only when empty
+    if made_root and label_root is not None:
+        with contextlib.suppress(OSError):
+            label_root.rmdir()
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -86,10 +127,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not anns:
         raise FormatError(args.src, "no labelled images found")
     get_format(args.dst_format)
-    dst = Path(args.dst)
-    if args.copy_images:
-        _copy_images(anns, dst, args.dst_format)
-    written = write_labels(anns, dst, args.dst_format)
+    src, dst = Path(args.src), Path(args.dst)
+    _refuse_overwriting_the_source(src, dst)
+    label_root = dst if (dst.is_dir() or not dst.suffix) else None
+    made_root = label_root is not None and not label_root.exists()
+    existed = set(label_root.rglob("*")) if label_root is not None and not made_root else set()
+    created: list[Path] = []
+    try:
+        if args.copy_images:
+            _copy_images(anns, dst, args.dst_format, _source_root(src), created)
+        written = write_labels(anns, dst, args.dst_format)
+    except BaseException:
+        _undo_partial(created, label_root, existed, made_root)
+        raise
     print(f"read {len(anns)} image(s) as {src_format}, wrote {len(written)} file(s) as {args.dst_format} to {dst}")
     return 0
 
@@ -122,7 +172,7 @@ def _image_info(path: Path, as_json: bool) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.exists():
-        raise FormatError(path, "no such file or folder")
+        raise FormatError(path, missing_reason(path))
     try:
         fmt = args.src_format or detect_format(path)
     except FormatError:

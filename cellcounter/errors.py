@@ -47,6 +47,20 @@ def os_error_reason(exc: OSError) -> str:
     return reasons.get(exc.errno, exc.strerror or str(exc))
 
 
+def missing_reason(path: str | PathLike[str]) -> str:
+    """Why ``path`` cannot be opened: no such file, a broken link, a link loop, permission..."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path) and exc.errno == errno.ENOENT:
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return os_error_reason(exc)
+    return "no such file or folder"
+
+
 class CellCounterWarning(UserWarning):
     """Something in the input was fixed or dropped; the message says what and where."""
 

@@ -36,6 +36,8 @@ Image.MAX_IMAGE_PIXELS = None  # pathology images are legitimately huge: the lim
 #: Most pixels an image may have to be decoded whole into memory (a tiled TIFF larger than this is read lazily,
 #: region by region). About 1 GB of RGB. Raise it with the CELLCOUNTER_MAX_PIXELS environment variable.
 DEFAULT_MAX_PIXELS = 2**28
+#: Longest side any image or label file may claim (the largest whole slides are about 200,000 pixels wide).
+MAX_SIDE = 2**20
 
 
 def max_pixels() -> int:
@@ -55,6 +57,13 @@ def check_decodable(path: Path, width: int, height: int) -> None:
                                    f"the {max_pixels() / 1e6:.0f} megapixels read whole into memory; save it as a "
                                    "tiled (pyramidal) TIFF to open it region by region, or raise "
                                    "CELLCOUNTER_MAX_PIXELS")
+
+
+def _unreadable(exc: BaseException) -> str:
+    """Why PIL could not read a file, without the in-memory buffer it names instead of the file."""
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a readable image (not a PNG, JPEG, TIFF, BMP or GIF file, or damaged beyond repair)"
+    return f"not a readable image ({re.sub(r'<_io.BytesIO object at 0x[0-9a-f]+>', 'the file', str(exc))})"
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -170,7 +179,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             with Image.open(p) as im:
                 return im.size
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(p, f"not a readable image ({exc})") from None
+            raise ImageReadError(p, _unreadable(exc)) from None
     src = open_image(p, lazy=True)
     try:
         return src.width, src.height
@@ -205,7 +214,7 @@ def _open_pil(p: Path) -> ImageSource:
             pixel_size = _pil_pixel_size(im)
             arr = _pil_to_array(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(p, f"not a readable image ({exc})") from None
+        raise ImageReadError(p, _unreadable(exc)) from None
     if repaired:
         warnings.warn(
             f"{p}: JPEG is truncated (no end-of-image marker); loaded with the missing part filled in grey",

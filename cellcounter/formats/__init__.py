@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellcounter.annotations import Boxes, ImageAnnotation
-from cellcounter.errors import FormatError
+from cellcounter.errors import FormatError, missing_reason
 from cellcounter.formats._common import warn
 from cellcounter.formats.aperio import read_aperio
 from cellcounter.formats.coco import read_coco, write_coco
@@ -71,7 +71,7 @@ def detect_format(path: str | Path) -> str:
     """The format of a label file or of a folder in a known layout."""
     p = Path(path)
     if not p.exists():
-        raise FormatError(p, "no such file or folder")
+        raise FormatError(p, missing_reason(p))
     if p.is_file():
         suffix, stem = p.suffix.lower(), p.stem
         if suffix == ".json":
@@ -134,7 +134,7 @@ def read_labels(path: str | Path, fmt: str | None = None, class_names: Sequence[
     if spec.reader is None:
         raise FormatError(path, f"{name} is an export-only format and cannot be read")
     if not Path(path).exists():
-        raise FormatError(path, "no such file or folder")
+        raise FormatError(path, missing_reason(path))
     return spec.reader(Path(path), class_names)
 
 

@@ -19,7 +19,7 @@ from cellcounter.annotations import ImageAnnotation, InstanceMasks
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats._common import find_image, unique_stems
-from cellcounter.imageio import image_size, read_image
+from cellcounter.imageio import check_decodable, image_size, read_image
 from cellcounter.tasks import TASKS
 
 COLOUR_SUFFIXES = ("_mask", "_colour", "_color")
@@ -71,6 +71,8 @@ def read_cvppp(path: str | Path, class_names=None) -> list[ImageAnnotation]:
     for f in _files(Path(path), ("_label",), "CVPPP label PNGs (*_label.png)"):
         try:
             with Image.open(f) as im:
+                _check_lossless(f, im)
+                check_decodable(f, *im.size)
                 if im.mode == "P" or im.mode in ("L", "I", "I;16"):
                     lab = np.asarray(im).astype(np.int64)
                 else:  # some CVPPP releases ship RGB-coded labels
@@ -79,6 +81,17 @@ def read_cvppp(path: str | Path, class_names=None) -> list[ImageAnnotation]:
             raise FormatError(f, f"not a readable PNG ({exc})") from None
         out.append(_annotation(f, lab, _strip(f.stem, ("_label",)), names))
     return out
+
+
+LOSSLESS = ("PNG", "TIFF", "BMP", "GIF")
+
+
+def _check_lossless(path: Path, im: Image.Image) -> None:
+    """Labels coded as colours or grey levels survive only lossless files: a JPEG's compression noise would
+    turn every instance into thousands."""
+    if im.format not in LOSSLESS:
+        raise FormatError(path, f"is a {im.format or 'non-image'} file whatever its name: its lossy compression "
+                                "changes label values, so labels must be saved as PNG or TIFF")
 
 
 def colour_mask_to_labels(rgb: np.ndarray, background: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
@@ -102,6 +115,11 @@ def read_colour_mask(path: str | Path, class_names=None) -> list[ImageAnnotation
     names = tuple(class_names) if class_names else TASKS["leaves"].class_names
     out = []
     for f in _files(Path(path), COLOUR_SUFFIXES, "colour masks (*_mask.png)"):
+        try:
+            with Image.open(f) as im:
+                _check_lossless(f, im)
+        except (OSError, ValueError) as exc:
+            raise FormatError(f, f"not a readable PNG ({exc})") from None
         rgb = read_image(f)
         if rgb.ndim != 3:
             raise FormatError(f, "a colour mask must be an RGB image")

@@ -64,7 +64,7 @@ def _read_one(csv_path: Path, folder: Path, split: str | None, names: tuple[str,
     except UnicodeDecodeError as exc:
         raise FormatError(csv_path, f"not UTF-8 text ({exc})") from None
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        rows = list(csv.reader(io.StringIO(text, newline=None)))  # bare CR line endings (old Mac/Excel) too
     except csv.Error as exc:
         raise FormatError(csv_path, f"malformed CSV ({exc})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]

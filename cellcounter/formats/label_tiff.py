@@ -62,7 +62,10 @@ def read_label_tiff_file(path: Path) -> ImageAnnotation:
         raise
     except Exception as exc:
         raise FormatError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
-    lab = np.squeeze(lab)
+    while lab.ndim > 2 and lab.shape[0] == 1:  # leading page/channel axes of one; Y and X stay, even of size 1
+        lab = lab[0]
+    if lab.ndim == 3 and lab.shape[-1] == 1:
+        lab = lab[..., 0]
     if lab.ndim != 2:
         raise FormatError(path, f"a label image must be 2-D, got shape {lab.shape}")
     if not np.issubdtype(lab.dtype, np.integer):

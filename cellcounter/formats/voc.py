@@ -18,7 +18,7 @@ from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_bytes
 from cellcounter.formats._common import find_image, format_number, parse_xml, share_class_names, unique_stems, warn
-from cellcounter.imageio import image_size
+from cellcounter.imageio import MAX_SIDE, image_size
 
 
 def voc_files(path: Path) -> list[Path]:
@@ -74,6 +74,9 @@ def read_voc_file(path: Path) -> ImageAnnotation:
         width, height = image_size(image_path)
     else:
         raise FormatError(path, "no <size> element and the image file was not found")
+    if max(width, height) > MAX_SIDE:
+        raise FormatError(path, f"<size> {width:g} x {height:g} is larger than any image "
+                                f"({MAX_SIDE:,} pixels a side at most)")
     width, height = int(width), int(height)
 
     names: list[str] = []

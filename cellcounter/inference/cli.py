@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.errors import CellCounterError, FormatError, missing_reason
 from cellcounter.formats import read_labels, write_labels
 from cellcounter.imageio import IMAGE_SUFFIXES, open_image
 from cellcounter.tasks import TASKS
@@ -63,7 +63,7 @@ def _images(inputs: list[Path]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            raise FormatError(p, "no such file or folder")
+            raise FormatError(p, missing_reason(p))
     if not out:
         raise CellCounterError("no images found in the inputs")
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from cellcounter.errors import CellCounterError
+
 
 def _rgb(image: np.ndarray) -> np.ndarray:
     a = np.asarray(image)
@@ -31,8 +33,8 @@ def intensity_levels(image: np.ndarray) -> tuple[float, float] | None:
         return None
     f = a.astype(np.float32)
     finite = f[np.isfinite(f)]
-    if not finite.size:
-        return (0.0, 1.0)
+    if not finite.size:  # a model would still answer (a confident grade of a black square): refuse instead
+        raise CellCounterError("the image holds no finite pixel values (all NaN or infinite): nothing to predict")
     if np.issubdtype(a.dtype, np.floating) and 0.0 <= finite.min() and finite.max() <= 1.0:
         return None
     lo, hi = (float(v) for v in np.percentile(finite, (0.1, 99.9)))
