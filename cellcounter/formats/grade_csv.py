@@ -32,17 +32,21 @@ def idrid_pairs(path: Path) -> list[tuple[Path, Path, str | None]]:
         return [(path, folder, None)]
     gt, orig = path / "2. Groundtruths", path / "1. Original Images"
     if gt.is_dir() and orig.is_dir():
-        pairs = []
+        pairs, skipped = [], []
         for csv_path in sorted(gt.glob("*.csv")):
             low = csv_path.name.lower()
             split = "train" if "train" in low else "test" if "test" in low else None
             key = {"train": "training", "test": "testing"}.get(split or "", "")
             folders = [d for d in orig.iterdir() if d.is_dir() and key and key in d.name.lower()]
-            if not folders:
-                raise FormatError(csv_path, f"no image folder for this CSV under {orig}")
+            if not folders:  # the official download ships both CSVs even where one split's images are left out
+                skipped.append(csv_path.name)
+                continue
             pairs.append((csv_path, folders[0], split))
         if not pairs:
-            raise FormatError(gt, "no grade CSV found")
+            raise FormatError(gt, "no grade CSV with its image folder found" + (
+                f" (no image folder under {orig} for {', '.join(skipped)})" if skipped else ""))
+        for name in skipped:
+            warn(gt / name, f"no image folder for this CSV under {orig}; its grades are not read")
         return pairs
     csvs = sorted(path.glob("*.csv"))
     if len(csvs) == 1:

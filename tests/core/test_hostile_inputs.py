@@ -133,3 +133,17 @@ def test_a_disk_filling_during_convert_leaves_no_half_built_destination(tmp_path
     assert main(["convert", "--to", "voc", "--copy-images", str(src), str(dst)]) == 2
     assert "the disk is full" in capsys.readouterr().err
     assert not dst.exists()
+
+
+def test_an_idrid_download_with_only_its_test_images_reads_them_and_warns_about_the_other_csv(tmp_path):
+    gt, orig = tmp_path / "2. Groundtruths", tmp_path / "1. Original Images" / "b. Testing Set"
+    gt.mkdir()
+    orig.mkdir(parents=True)
+    for name in ("IDRiD_001", "IDRiD_002"):
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(orig / f"{name}.jpg")
+    (gt / "a. IDRiD_Disease Grading_Training Labels.csv").write_text("Image name,Retinopathy grade\nIDRiD_101,2\n")
+    (gt / "b. IDRiD_Disease Grading_Testing Labels.csv").write_text(
+        "Image name,Retinopathy grade\nIDRiD_001,4\nIDRiD_002,0\n")
+    with pytest.warns(UserWarning, match="Training Labels.csv: no image folder for this CSV"):
+        anns = read_labels(tmp_path, "grade-csv")
+    assert sorted((a.name, a.grade.value) for a in anns) == [("IDRiD_001.jpg", 4), ("IDRiD_002.jpg", 0)]
