@@ -310,6 +310,8 @@ def _n_planes(shape: tuple[int, ...], axes: str) -> int:
 
 
 def _plane_shape(shape: tuple[int, ...], axes: str) -> tuple[int, int]:
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"its first series has no Y and X axes (axes {axes!r}, shape {shape})")
     return shape[axes.index("Y")], shape[axes.index("X")]
 
 

@@ -17,7 +17,7 @@ import tifffile
 from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
-from cellcounter.formats._common import find_image, share_class_names, unique_stems
+from cellcounter.formats._common import find_image, share_class_names, unique_stems, warn
 from cellcounter.imageio import image_size, max_pixels
 
 LABEL_SUFFIXES = ("_labels", "_masks", "_label", "_mask")
@@ -57,7 +57,11 @@ def read_label_tiff_file(path: Path) -> ImageAnnotation:
                                         f"{max_pixels() / 1e6:.0f} megapixels read into memory "
                                         "(CELLCOUNTER_MAX_PIXELS raises the limit)")
             lab = tif.series[0].asarray()
-            meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+            try:
+                meta = tif.shaped_metadata[0] if tif.shaped_metadata else {}
+            except Exception as exc:  # noqa: BLE001 - damaged metadata costs the image's name, not the labels
+                warn(path, f"its metadata is damaged and ignored ({type(exc).__name__}: {exc})")
+                meta = {}
     except FormatError:
         raise
     except Exception as exc:

@@ -147,3 +147,15 @@ def test_an_idrid_download_with_only_its_test_images_reads_them_and_warns_about_
     with pytest.warns(UserWarning, match="Training Labels.csv: no image folder for this CSV"):
         anns = read_labels(tmp_path, "grade-csv")
     assert sorted((a.name, a.grade.value) for a in anns) == [("IDRiD_001.jpg", 4), ("IDRiD_002.jpg", 0)]
+
+
+def test_damaged_label_tiff_metadata_costs_the_image_name_not_the_labels(tmp_path, monkeypatch):
+    tifffile.imwrite(tmp_path / "x_labels.tif", np.array([[0, 1], [2, 2]], np.uint16))
+
+    def damaged(self):
+        raise KeyError("X")
+
+    monkeypatch.setattr(tifffile.TiffFile, "shaped_metadata", property(damaged))
+    with pytest.warns(UserWarning, match="x_labels.tif: its metadata is damaged and ignored .KeyError"):
+        (ann,) = read_labels(tmp_path / "x_labels.tif", "label-tiff")
+    assert len(ann.masks) == 2
