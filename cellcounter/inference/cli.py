@@ -1,4 +1,4 @@
-"""``cellcounter predict``, ``export-onnx`` and ``evaluate``."""
+"""``cellcounter predict``, ``export-onnx``, ``evaluate`` and ``calibrate``."""
 
 from __future__ import annotations
 
@@ -53,6 +53,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("calibrate", help="per-class score calibration of a detector or segmenter",
+                       description="Predict labelled validation images and find, per class, the score threshold "
+                                   "that counts best (smallest mean count error). With --write it is stored in "
+                                   "the model's card, and every prediction with the model maps it to 0.5: the "
+                                   "default threshold then counts each class as well as it can.")
+    c.add_argument("--task", required=True, choices=list(TASKS))
+    c.add_argument("--model", required=True)
+    c.add_argument("--data", required=True, help="labelled folder(s) or file(s), comma-separated")
+    c.add_argument("--split", help="only the ids of this split (e.g. val)")
+    c.add_argument("--write", action="store_true", help="store the calibration in the model's card")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_calibrate)
 
 
 def _images(inputs: list[Path]) -> list[Path]:
@@ -165,9 +178,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
-    from cellcounter.inference import Predictor, predict_image
+def _labelled(args) -> list:
+    from cellcounter.evaluate import select_ids, split_ids
 
     gts = []
     for source in [Path(d.strip()) for d in args.data.split(",") if d.strip()]:
@@ -175,6 +187,47 @@ def cmd_evaluate(args) -> int:
         gts += select_ids(part, split_ids(source, args.split)) if args.split else part
     if not gts:
         raise FormatError(args.data, f"no labelled images{' in split ' + args.split if args.split else ''}")
+    return gts
+
+
+def cmd_calibrate(args) -> int:
+    from cellcounter.calibration import fit_thresholds
+    from cellcounter.evaluate import predict_all
+    from cellcounter.fileutil import atomic_write_text
+    from cellcounter.inference import Predictor, predict_image
+    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+
+    gts = _labelled(args)
+    predictor = Predictor.load(args.model)
+    if predictor.config.kind == "grader":
+        raise CellCounterError(f"{predictor.model_version} is a grader: there are no object scores to calibrate")
+    predictor.score_thresholds = None  # fit on the model's own scores, not on an earlier calibration's
+    print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        gts, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
+    thresholds, report = fit_thresholds(gts, preds)
+    for name, r in report.items():
+        print(f"{name}: threshold {r['threshold']:.3f}: count error {r['count_mae_at_0.5']:.3f} at 0.5 -> "
+              f"{r['count_mae_calibrated']:.3f}")
+    if args.write:
+        card_path = resolve_model(args.model) / CARD_NAME
+        card = ModelCard.from_file(card_path)
+        card.score_calibration = thresholds
+        card.metrics["score_calibration"] = {"data": args.data, "split": args.split, "images": len(gts),
+                                             "per_class": report}
+        atomic_write_text(card_path, card.to_json())
+        print(f"wrote the calibration into {card_path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"score_calibration": thresholds, "per_class": report}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cellcounter.evaluate import evaluate_annotations, predict_all
+    from cellcounter.inference import Predictor, predict_image
+
+    gts = _labelled(args)
     predictor = Predictor.load(args.model, args.backend, args.device)
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():

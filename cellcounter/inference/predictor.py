@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
+from cellcounter.calibration import calibrate_scores, thresholds_by_index
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.backends import OnnxBackend, TorchBackend
 from cellcounter.inference.preprocess import detection_input, grader_input
@@ -65,6 +66,8 @@ class Predictor:
         self.backend = backend
         self.directory = directory
         self._torch_model = None
+        # the card's per-class calibration, applied to every detection (tiled or whole, any backend)
+        self.score_thresholds = thresholds_by_index(card.score_calibration, card.class_names)
 
     @classmethod
     def load(cls, model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
@@ -107,7 +110,10 @@ class Predictor:
             masks = out["masks"][:, 0]
             if scale != 1.0 and len(masks):
                 masks = resize_masks(masks, h, w)
-        return RawDetections(boxes, out["scores"].astype(np.float64), classes, masks)
+        scores = out["scores"].astype(np.float64)
+        if self.score_thresholds is not None:
+            scores = calibrate_scores(scores, classes, self.score_thresholds)
+        return RawDetections(boxes, scores, classes, masks)
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cellcounter.calibration import check_calibration, thresholds_by_index
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.fileutil import atomic_open, atomic_write_text
 from cellcounter.models.build import build_model
@@ -46,6 +47,8 @@ class ModelCard:
     notes: str = ""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     weights_dtype: str = "float32"
+    # per class, the score that counts best on validation images; the predictor maps it to 0.5
+    score_calibration: dict[str, float] = field(default_factory=dict)
 
     @property
     def config(self) -> ModelConfig:
@@ -96,6 +99,8 @@ def _check_fields(card: ModelCard) -> None:
             raise CellCounterError(f"{name} must be an object, got {type(getattr(card, name)).__name__}")
     if card.parent is not None and not isinstance(card.parent, str):
         raise CellCounterError(f"parent must be text, got {card.parent!r}")
+    check_calibration(card.score_calibration)
+    thresholds_by_index(card.score_calibration, card.class_names)
 
 
 def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
