@@ -14,6 +14,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data
 from app.session import Session
+from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
 from cellcounter.imageio import open_image
 from cellcounter.project.workflows import DEFAULT_SCORE_THRESHOLD, PredictionJob
@@ -374,44 +375,22 @@ class LayerController(QObject):
     # --- masks ---------------------------------------------------------------------
 
     def delete_instance(self, label: int) -> None:
-        self._edit_labels(lambda lab: np.where(lab == label, 0, lab))
+        self._edit_labels(lambda lab: maskops.delete_instance(lab, label))
 
     def merge_instances(self, keep: int, other: int) -> None:
-        self._edit_labels(lambda lab: np.where(lab == other, keep, lab))
+        self._edit_labels(lambda lab: maskops.merge_instances(lab, keep, other))
 
     def split_instance(self, label: int, line_rc: np.ndarray) -> list[int]:
-        """Cut an instance along a drawn line (``(row, col)`` vertices); returns the ids of the pieces.
-
-        The line's pixels inside the instance become background; the largest piece keeps the id, the
-        others get new ones (human-made instances).
-        """
-        from scipy import ndimage
-        from skimage.draw import line as draw_line
-
+        """Cut an instance along a drawn line (``(row, col)`` vertices); returns the ids of the pieces
+        (:func:`cellcounter.maskops.split_instance`: the largest keeps the id, the others are new)."""
         if MASKS not in self.viewer.layers or label <= 0:
             return []
-        lab = np.asarray(self.viewer.layers[MASKS].data).copy()
-        inst = lab == label
-        cut = np.zeros_like(inst)
-        pts = np.round(np.asarray(line_rc, float)[:, -2:]).astype(int)
-        for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:]):
-            rr, cc = draw_line(r0, c0, r1, c1)
-            ok = (rr >= 0) & (rr < lab.shape[0]) & (cc >= 0) & (cc < lab.shape[1])
-            cut[rr[ok], cc[ok]] = True
-        cut = ndimage.binary_dilation(cut, structure=np.ones((2, 2), bool))  # no diagonal leak past the cut
-        pieces, n = ndimage.label(inst & ~cut)
-        if n < 2:
-            return [label]
-        sizes = np.bincount(pieces.ravel())[1:]
-        order = np.argsort(-sizes) + 1
-        top = self._max_id(lab)
-        new_ids = [label] + list(range(top + 1, top + n))
-        lab[inst] = 0
-        for piece, new_id in zip(order, new_ids):
-            lab[pieces == piece] = new_id
-        self.viewer.layers[MASKS].data = lab
-        self._edited()
-        return new_ids
+        lab = np.asarray(self.viewer.layers[MASKS].data)
+        out, ids = maskops.split_instance(lab, label, line_rc, self._max_id(lab) + 1)
+        if len(ids) > 1:
+            self.viewer.layers[MASKS].data = out
+            self._edited()
+        return ids
 
     def new_instance_label(self) -> int:
         layer = self.viewer.layers[MASKS]
@@ -421,7 +400,7 @@ class LayerController(QObject):
     def _max_id(self, lab: np.ndarray) -> int:
         """The highest id in use now or in the saved state: a new instance must not reuse a removed one's id."""
         saved = self._template.masks
-        return max(int(lab.max(initial=0)), int(saved.ids.max(initial=0)) if saved is not None else 0)
+        return maskops.next_free_id(lab, saved.ids if saved is not None else None) - 1
 
     def _edit_labels(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         if MASKS not in self.viewer.layers:
