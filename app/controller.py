@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from app.layers import BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data
+from app.layers import (BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data,
+                        pin_class_colours)
 from app.session import Session
 from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
@@ -186,14 +187,14 @@ class LayerController(QObject):
             shapes.add_rectangles(rects, edge_width=kw["edge_width"])
         shapes.features = kw["features"]
         shapes.feature_defaults = kw["feature_defaults"]
-        shapes.refresh_colors(update_color_mapping=False)
+        pin_class_colours(shapes, visible.class_names)
         rc, kw = wanted[POINTS]
         pts = layers[POINTS]
         pts.selected_data = set()
         pts.data = rc
         pts.features = kw["features"]
         pts.feature_defaults = kw["feature_defaults"]
-        pts.refresh_colors(update_color_mapping=False)
+        pin_class_colours(pts, visible.class_names)
         return True
 
     def _replace_layers(self, ann: ImageAnnotation, visible: ImageAnnotation) -> None:
@@ -208,6 +209,7 @@ class LayerController(QObject):
                 layer.events.paint.connect(self._edited)
                 layer.events.data.connect(self._edited)
             else:
+                pin_class_colours(layer, visible.class_names)
                 layer.events.data.connect(self._edited)
                 layer.events.features.connect(self._edited)
 

@@ -31,6 +31,22 @@ def class_colours(class_names: tuple[str, ...]) -> dict[str, str]:
     return {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(class_names)}
 
 
+def pin_class_colours(layer, class_names: tuple[str, ...]) -> None:
+    """Give every class its own colour in a boxes (Shapes) or points layer, whatever order the objects come in.
+
+    napari hands out a colour cycle in the order classes first appear, so an image whose first object is a
+    WBC would draw WBCs in RBC's red; the map is set for every class of the task instead, before any appears.
+    """
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    colours = class_colours(class_names)
+    if hasattr(layer, "edge_color_cycle_map"):  # Shapes
+        layer.edge_color_cycle_map = {n: transform_color(c)[0] for n, c in colours.items()}
+    else:  # Points: its categorical colour map takes the mapping itself
+        layer.face_color_cycle = colours
+    layer.refresh_colors(update_color_mapping=False)
+
+
 def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray) -> pd.DataFrame:
     cat = pd.Categorical([ann.class_names[int(c)] for c in classes], categories=list(ann.class_names))
     # uid: the object's index when the layer was filled; -1 for objects the user adds. It lets an edit
@@ -85,7 +101,7 @@ def points_layer_data(ann: ImageAnnotation) -> tuple:
         "name": POINTS,
         "features": feats,
         "face_color": "class",
-        "face_color_cycle": [colours[n] for n in ann.class_names],
+        "face_color_cycle": colours,
         "size": 10,
         "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "uid": -1},
     }
