@@ -197,6 +197,10 @@ class Session:
         model = self.project.model_counts(self.current_id, score_threshold) if self.current_id is not None else None
         return [(name, (model or {}).get(name, 0), n) for name, n in current.items()]
 
+    def model_grade(self) -> int | None:
+        """The grade the model gave the image on screen, whatever a person set since."""
+        return None if self.current_id is None else self.project.model_grade(self.current_id)
+
     def project_count_rows(self, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
         totals: dict[str, list[int]] = {}
         for rec in self.project.images():

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QTableWidget,
-                            QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy,
+                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.controller import LayerController
 from app.layers import class_colours
 from cellcounter.project.workflows import export_project
+from cellcounter.tasks import get_task
 
 
 class CountsPanel(QWidget):
@@ -18,14 +20,25 @@ class CountsPanel(QWidget):
         super().__init__()
         self.controller = controller
         self.title = QLabel("No image")
+        # a long file name is elided (full name in the tooltip) instead of widening the dock over the canvas
+        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.summary = QLabel("")  # the total and each class, in one line where the eye is
+        self.summary.setWordWrap(True)
+        font = self.summary.font()
+        font.setBold(True)
+        self.summary.setFont(font)
         self.project_wide = QCheckBox("Whole project")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["class", "model", "now", "difference"])
         self.table.verticalHeader().setVisible(False)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
         export = QPushButton("Export counts CSV...")
         export.clicked.connect(self._export)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
+        layout.addWidget(self.summary)
         layout.addWidget(self.project_wide)
         layout.addWidget(self.table)
         row = QHBoxLayout()
@@ -45,9 +58,19 @@ class CountsPanel(QWidget):
     def refresh(self, *_args) -> None:
         session = self.controller.session
         if session.saved is not None:
-            self.title.setText(Path(session.saved.image_path).name if not self.project_wide.isChecked()
-                               else f"{len(session.project.images())} images")
+            name = (Path(session.saved.image_path).name if not self.project_wide.isChecked()
+                    else f"{len(session.project.images())} images")
+            self._title_text = name
+            self.title.setToolTip(name)
+            self._elide_title()
+        ann = self.controller.current()
+        if ann is not None and not self.project_wide.isChecked() and get_task(ann.task or "blood").kind == "grade":
+            self._show_grade(ann)
+            return
+        self.table.setVisible(True)
         rows = self.rows()
+        total = sum(r[2] for r in rows)
+        self.summary.setText(f"{total} counted: " + ", ".join(f"{r[0]} {r[2]}" for r in rows) if rows else "")
         colours = class_colours(tuple(r[0] for r in rows))
         self.table.setRowCount(len(rows) + 1)
         tm = tn = 0
@@ -61,6 +84,36 @@ class CountsPanel(QWidget):
         self.table.setItem(len(rows), 0, QTableWidgetItem("total"))
         for j, v in enumerate((tm, tn, tn - tm), start=1):
             self.table.setItem(len(rows), j, QTableWidgetItem(f"{v:+d}" if j == 3 else str(v)))
+        self._fit_table()
+
+    def _fit_table(self) -> None:
+        """As high as its rows: every class and the total show without scrolling."""
+        t = self.table
+        t.resizeRowsToContents()
+        height = t.horizontalHeader().height() + sum(t.rowHeight(i) for i in range(t.rowCount()))
+        t.setFixedHeight(height + 2 * t.frameWidth())
+
+    def _show_grade(self, ann) -> None:
+        """A fundus photo has a grade, not objects: say it as a grade, with the model's where it differs."""
+        self.table.setVisible(False)
+        names = get_task(ann.task).class_names
+        if ann.grade is None:
+            self.summary.setText("Not graded yet")
+            return
+        text = f"Grade {ann.grade.value}: {names[ann.grade.value]}"
+        model = self.controller.session.model_grade()
+        if model is not None and model != ann.grade.value:
+            text += f" (the model said {model}: {names[model]})"
+        self.summary.setText(text)
+
+    def _elide_title(self) -> None:
+        text = getattr(self, "_title_text", "")
+        width = max(40, self.title.width())
+        self.title.setText(self.title.fontMetrics().elidedText(text, Qt.ElideMiddle, width))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._elide_title()
 
     def _live_refresh(self) -> None:
         """Counts of the current image follow an edit at once, before it is saved; project totals on save."""

@@ -352,6 +352,13 @@ class Project:
                     "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade)}
         return {"boxes": r[0], "points": r[1], "masks": r[2], "grade": r[3]}
 
+    def model_grade(self, image_id: int) -> int | None:
+        """The grade the latest model prediction gave the image (``None`` if no model graded it)."""
+        row = self._conn.execute("SELECT after FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND "
+                                 "kind = 'grade' ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
+        grade = ser.json_grade(_str(row[0])) if row is not None and row[0] is not None else None
+        return None if grade is None else grade.value
+
     def model_counts(self, image_id: int, score_threshold: float | None = None) -> dict[str, int] | None:
         """Per-class counts of the latest model prediction saved for the image (``None`` if never predicted).
 
@@ -573,6 +580,10 @@ def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
 
 def _damaged(image: str, exc: BaseException) -> str:
     return f"the labels of {image} are damaged and cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _str(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def _b(v: bytes | str | None) -> bytes | None:
