@@ -13,7 +13,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import (BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data,
-                        pin_class_colours)
+                        pin_class_colours, point_numbers)
 from app.session import Session
 from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
@@ -214,15 +214,21 @@ class LayerController(QObject):
                 layer.events.features.connect(self._edited)
 
     def _number_points(self) -> None:
+        """Renumber the marks 1..n per class (after an add, a removal, undo or redo)."""
         pts = self.viewer.layers[POINTS]
-        if len(pts.data) and "class" in pts.features:
-            cls = pts.features["class"].astype(str).to_numpy()
-            num = np.zeros(len(cls), dtype=np.int64)
-            for c in set(cls):
-                sel = cls == c
-                num[sel] = np.arange(1, sel.sum() + 1)
-            pts.features["num"] = num
-            pts.text = {"string": "{num}", "size": 8, "color": "white", "anchor": "upper_left"}
+        if not len(pts.data) or "class" not in pts.features:
+            return
+        num = point_numbers(pts.features["class"].astype(str).to_numpy())
+        if "num" in pts.features and np.array_equal(pts.features["num"].to_numpy(), num):
+            return
+        feats = pts.features.copy()
+        feats["num"] = num
+        self._muted = True  # a renumbering is not an edit
+        try:
+            pts.features = feats
+            pts.refresh_text()
+        finally:
+            self._muted = False
 
     # --- editing -----------------------------------------------------------------
 

@@ -94,16 +94,33 @@ def overview_layer_data(boxes: Boxes, class_names: tuple[str, ...]) -> tuple:
     return edges, kwargs, "vectors"
 
 
+def point_numbers(classes: np.ndarray) -> np.ndarray:
+    """Click-count numbers: 1..n within each class, in the order the marks were placed."""
+    classes = np.asarray(classes)
+    num = np.zeros(len(classes), dtype=np.int64)
+    for c in np.unique(classes):
+        sel = classes == c
+        num[sel] = np.arange(1, int(sel.sum()) + 1)
+    return num
+
+
+POINT_TEXT = {"string": "{num}", "size": 8, "color": "white", "anchor": "upper_left"}
+
+
 def points_layer_data(ann: ImageAnnotation) -> tuple:
     colours = class_colours(ann.class_names)
     feats = _features(ann, ann.points.classes, None, ann.points.origins)
+    feats["num"] = point_numbers(feats["class"].astype(str).to_numpy())
     kwargs = {
         "name": POINTS,
         "features": feats,
         "face_color": "class",
         "face_color_cycle": colours,
         "size": 10,
-        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "uid": -1},
+        "text": POINT_TEXT,
+        # a new mark is numbered on its save; 0 until then keeps the text encoding valid
+        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "uid": -1,
+                             "num": 0},
     }
     return ann.points.rc.copy(), kwargs, "points"
 

@@ -1,0 +1,43 @@
+"""Click-count numbering stays 1..n per class through removals, undo and redo (#19, point 4)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from app.layers import POINTS
+from app.session import Session
+from app.window import CellCounterWindow
+from tests.app.test_colours import _voc
+
+
+def _numbers(pts) -> list[str]:
+    return [str(v) for v in pts.text.values]
+
+
+def test_numbers_read_one_to_n_after_a_removal_an_undo_and_a_redo(make_napari_viewer, tmp_path, monkeypatch):
+    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    _voc(root, "a", ["RBC"])
+    viewer = make_napari_viewer(show=True)
+    session, first = Session.open_path(root, "blood", user="tester")
+    win = CellCounterWindow(viewer, session, "blood")
+    win.show_image(first)
+    pts = viewer.layers[POINTS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # "Applying the encoding failed" is a RuntimeWarning
+        for x in (20.0, 60.0, 100.0):
+            win.toggle_mark(np.array([30.0, x]))
+        assert _numbers(pts) == ["1", "2", "3"]
+        win.toggle_mark(np.array([30.0, 60.0]))  # remove the 2nd
+        assert _numbers(pts) == ["1", "2"]
+        win.toggle_mark(np.array([30.0, 60.0]))  # add it back
+        assert _numbers(pts) == ["1", "2", "3"]
+        assert win.controller.undo() is not None
+        assert _numbers(viewer.layers[POINTS]) == ["1", "2"]
+        assert win.controller.redo() is not None
+        assert _numbers(viewer.layers[POINTS]) == ["1", "2", "3"]
+    assert len(win.session.saved.points) == 3
