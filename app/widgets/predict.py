@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QProgressBar,
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
                             QPushButton, QVBoxLayout, QWidget)
 
 from app.controller import LayerController
@@ -57,16 +59,19 @@ def _cached_predictor(model: str, backend: str, device: str):
 
 
 def predict_images(model: str, backend: str, device: str, jobs: list[PredictionJob], should_stop,
-                   heat_maps: bool = False):
+                   heat_maps: bool = False, tile_progress=None):
     """Generator run in the worker: the loaded model's ``("model", description, version)``, then the core's
     :func:`predict_jobs` events with the model version added to each result."""
     predictor = _cached_predictor(model, backend, device)
     yield ("model", predictor.description, predictor.model_version)
-    for item in predict_jobs(predictor, jobs, should_stop, heat_maps):
+    for item in predict_jobs(predictor, jobs, should_stop, heat_maps, tile_progress):
         yield (*item, predictor.model_version) if item[0] == "result" else item
 
 
 class PredictPanel(QWidget):
+    # (image, images, tiles done, tiles): emitted from the worker thread, shown in the GUI thread
+    tile_done = Signal(int, int, int, int)
+
     def __init__(self, controller: LayerController, task: str = "blood") -> None:
         super().__init__()
         self.controller = controller
@@ -94,6 +99,10 @@ class PredictPanel(QWidget):
         self.stale: list[tuple] = []
         self._stop = False
         self.progress = QProgressBar()
+        self.status = QLabel("")  # what runs now, how far it is and how long it should still take
+        self.status.setWordWrap(True)
+        self._started = 0.0
+        self.tile_done.connect(self._on_tile)
         form = QFormLayout()
         form.addRow("Task", self.task)
         form.addRow("Model", self.model)
@@ -108,6 +117,7 @@ class PredictPanel(QWidget):
         row.addWidget(self.run_all)
         layout.addLayout(row)
         layout.addWidget(self.progress)
+        layout.addWidget(self.status)
         layout.addWidget(self.cancel)
         layout.addWidget(self.apply_stale)
         self.apply_stale.clicked.connect(self.apply_kept)
@@ -164,13 +174,16 @@ class PredictPanel(QWidget):
         # a flag, not worker.quit(): the generator then ends at its own checks, and a cancel is not a failure
         worker = thread_worker(predict_images, start_thread=False)(
             model, self.backend.currentText(), self.device.currentText(), jobs, lambda: self._stop,
-            self.heat_map.isChecked() and self.task.currentText() == "retinopathy")
+            self.heat_map.isChecked() and self.task.currentText() == "retinopathy", self.tile_done.emit)
         worker.yielded.connect(self._on_yield)
         worker.errored.connect(lambda exc: show_error(f"Prediction failed: {exc}"))
         worker.finished.connect(self._finished)
         self.worker = worker
-        self.progress.setRange(0, max(1, len(jobs)))
+        self.progress.setRange(0, PROGRESS_STEPS)  # the fraction of all the work: images and their tiles
         self.progress.setValue(0)
+        self._started = time.monotonic()
+        self._n_jobs = len(jobs)
+        self.status.setText("loading the model...")
         for b in (self.run_one, self.run_all):
             b.setEnabled(False)
         self.cancel.setEnabled(True)
@@ -179,7 +192,8 @@ class PredictPanel(QWidget):
 
     def _on_yield(self, item) -> None:
         if item[0] == "model":
-            show_info(f"Predicting with {item[1]}")
+            self._model_text = f"Predicting with {item[1]}"
+            self.status.setText(self._model_text)
         elif item[0] == "result":
             _, job, ann, version = item
             self._store(job, ann, version)
@@ -188,7 +202,17 @@ class PredictPanel(QWidget):
             if job.project == self.controller.session.project.path.resolve():
                 self.controller.show_heatmap(job.image_id, item[2])
         elif item[0] == "progress":
-            self.progress.setValue(item[1])
+            self._show_fraction(item[1] / max(1, item[2]), f"image {item[1]}/{item[2]} done")
+
+    def _on_tile(self, image: int, images: int, done: int, tiles: int) -> None:
+        self._show_fraction((image + done / max(1, tiles)) / max(1, images),
+                            f"image {image + 1}/{images}, tile {done}/{tiles}")
+
+    def _show_fraction(self, fraction: float, where: str) -> None:
+        self.progress.setValue(int(round(fraction * PROGRESS_STEPS)))
+        elapsed = time.monotonic() - self._started
+        left = f"; about {_duration(elapsed * (1 - fraction) / fraction)} left" if 0 < fraction < 1 else ""
+        self.status.setText(f"{getattr(self, '_model_text', 'Predicting')}: {where}{left}")
 
     def _store(self, job: PredictionJob, ann, version: str, force: bool = False) -> bool:
         try:
@@ -219,5 +243,18 @@ class PredictPanel(QWidget):
         for b in (self.run_one, self.run_all):
             b.setEnabled(True)
         self.cancel.setEnabled(False)
+        took = _duration(time.monotonic() - self._started)
         if self._stop:
+            self.status.setText(f"Cancelled after {took}: images finished before it are stored")
             show_info("Prediction cancelled: images finished before it are stored")
+        else:
+            self.status.setText(f"Done: {self._n_jobs} image(s) in {took}")
+
+
+PROGRESS_STEPS = 1000
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--score-threshold", type=float, default=0.5, help="for counts and overlays (default 0.5)")
     p.add_argument("--tile", type=int, default=0,
                    help="tile size for images larger than this (default: the model's, from its card)")
-    p.add_argument("--overlap", type=int, default=128)
+    p.add_argument("--overlap", type=int, default=-1,
+                   help="pixels tiles share (default: 128, or a quarter of the tile when tiles are small)")
     p.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("export-onnx", help="export a model to ONNX")
@@ -136,7 +137,7 @@ MIN_TILE = 64
 def _check_numbers(args) -> None:
     if args.tile and args.tile < MIN_TILE:
         raise CellCounterError(f"--tile must be 0 (the model's) or at least {MIN_TILE} pixels, got {args.tile}")
-    if args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+    if (args.overlap < 0 and args.overlap != -1) or (args.tile and args.overlap >= args.tile):
         raise CellCounterError(f"--overlap must be at least 0 and below the tile size, got {args.overlap}")
     if not 0.0 <= args.score_threshold <= 1.0:
         raise CellCounterError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")

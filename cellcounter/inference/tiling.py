@@ -70,13 +70,15 @@ def core_bounds(starts: list[int], tile: int, length: int) -> list[tuple[float, 
 class TiledPredictor:
     predictor: Predictor
     tile_size: int = 0  # 0: the model's own (its card's tile_size; 1024 when it has none)
-    overlap: int = 128
+    overlap: int = -1  # -1: 128 pixels, or a quarter of a tile when tiles are smaller than 512
     nms_iou: float = 0.5
     duplicate_iou: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.tile_size:
             self.tile_size = int(getattr(self.predictor.config, "tile_size", 0) or 1024)
+        if self.overlap == -1:  # a card may give small tiles: the default must still fit inside one
+            self.overlap = min(128, self.tile_size // 4)
         if self.overlap < 0 or self.overlap >= self.tile_size:
             raise CellCounterError(f"overlap must be in [0, tile size), got {self.overlap} for {self.tile_size}")
         if self.predictor.config.kind == "grader":

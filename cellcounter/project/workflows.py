@@ -68,9 +68,14 @@ def select_images(project: Project, images: str = "unreviewed") -> list[int]:
 
 
 def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable[[], bool] = lambda: False,
-                 heat_maps: bool = False) -> Iterator[tuple]:
+                 heat_maps: bool = False,
+                 tile_progress: Callable[[int, int, int, int], None] | None = None) -> Iterator[tuple]:
     """Predict each job's image; yields ``("result", job, annotation)``, ``("heatmap", job, map)`` (graders with
-    ``heat_maps``) and ``("progress", done, total)``. Detectors and segmenters are tiled, as everywhere."""
+    ``heat_maps``) and ``("progress", done, total)``. Detectors and segmenters are tiled, as everywhere.
+
+    ``tile_progress(image, images, tiles_done, tiles)`` is called as each tile of image number ``image``
+    (from 0) is done, from the thread that runs the predictions: a large image reports its progress long
+    before it ends."""
     from cellcounter.imageio import open_image
     from cellcounter.inference import predict_image
     from cellcounter.inference.predictor import Cancelled
@@ -86,8 +91,10 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
                 if heat_maps:
                     heat = predictor.explain(pixels, ann.grade.value)[0]
             else:
+                progress = None if tile_progress is None else (
+                    lambda done, total, i=i: tile_progress(i, len(jobs), done, total))
                 try:
-                    ann = predict_image(predictor, src, should_stop=should_stop)
+                    ann = predict_image(predictor, src, progress=progress, should_stop=should_stop)
                 except Cancelled:
                     return  # a tiled prediction cut short is incomplete: never stored
         yield ("result", job, ann)
