@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog, QMessageBox
 
 from app.controller import LayerController
@@ -92,6 +93,21 @@ class CellCounterWindow:
 
     def show_image(self, image_id: int) -> None:
         self.controller.show(image_id)
+        # The canvas reaches its final size only once the window has laid out its docks: fit the image again
+        # then (and a moment later, for a window still being shown), unless the user has moved the view since.
+        self._fit = (image_id, self._camera_state())
+        for delay in (0, 250):
+            QTimer.singleShot(delay, self._refit)
+
+    def _camera_state(self) -> tuple:
+        cam = self.viewer.camera
+        return tuple(np.round(cam.center, 3)), round(float(cam.zoom), 6)
+
+    def _refit(self) -> None:
+        image_id, fitted = self._fit
+        if self.session.current_id == image_id and self._camera_state() == fitted:
+            self.viewer.reset_view()
+            self._fit = (image_id, self._camera_state())
 
     def follow_task(self) -> None:
         """Every panel follows the task of the image on screen (its model, counts, grade panel, fine-tune
