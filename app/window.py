@@ -9,7 +9,7 @@ import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFileDialog, QMessageBox
+from qtpy.QtWidgets import QFileDialog
 
 from app.controller import LayerController
 from app.layers import BOXES, MASKS, POINTS
@@ -18,6 +18,7 @@ from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
 from app.widgets.predict import PredictPanel
 from app.widgets.review import ReviewPanel
+from app.widgets.shortcuts import ShortcutsDialog, layer_hint
 from app.widgets.train import TrainPanel
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError
@@ -30,23 +31,6 @@ SAMPLES = {
     "nuclei": next(iter(sorted((RESOURCES / "samples" / "nuclei").glob("*/images/*.png"))), None),
     "leaves": RESOURCES / "samples" / "leaves" / "rosette_20261123.png",
 }
-
-SHORTCUTS = [
-    ("1 ... 9", "class of the selected boxes, of new boxes and of click-count marks"),
-    ("Shift-C", "click-count mode on/off: a click adds a mark of the current class, a click on a mark removes it"),
-    ("R / S / Delete", "draw a box / select boxes / delete the selected ones (boxes layer)"),
-    ("Shift-R", "mark the image reviewed"),
-    ("Page Down / Page Up", "next / previous image in the review queue"),
-    ("Ctrl-Z / Ctrl-Shift-Z", "undo / redo (boxes, masks, points, grade, status)"),
-    ("Shift-D", "delete the selected mask instance"),
-    ("Shift-N", "new-instance brush: paint a new mask instance"),
-    ("Shift-M", "merge the instance under the picker into the selected one"),
-    ("Shift-X", "split the selected instance along a drawn line"),
-    ("drag and drop", "an image, folder or project onto the window opens it"),
-    ("Ctrl-Enter", "run the model on this image"),
-    ("F1", "this list"),
-]
-
 
 def settle_heap() -> None:
     """Collect once, then exempt everything alive (libraries, the viewer, the window) from later collections.
@@ -230,12 +214,25 @@ class CellCounterWindow:
         Labels.bind_key("Control-Shift-Z", lambda _layer: self.controller.redo(), overwrite=True)
 
     def _bind_layer_keys(self, *_args) -> None:
-        """Number keys choose the class on our layers (napari uses them for tool modes elsewhere)."""
+        """Number keys choose the class on our layers (napari uses them for tool modes elsewhere), and the
+        status bar's hint for those layers says so instead of naming napari's tools."""
         for name in (BOXES, POINTS, self.controller.image_layer_name):
             if name and name in self.viewer.layers:
                 layer = self.viewer.layers[name]
                 for k in range(1, 10):
                     layer.bind_key(str(k), lambda _l, i=k - 1: self.controller.relabel_selected(i), overwrite=True)
+                if name in (BOXES, POINTS) and not getattr(layer, "_cellcounter_hint", False):
+                    layer.events.mode.connect(lambda _e, lyr=layer: self._hint(lyr))  # after napari's own
+                    layer._cellcounter_hint = True
+                if name in (BOXES, POINTS):
+                    self._hint(layer)
+
+    def _hint(self, layer) -> None:
+        saved = self.session.saved
+        task = (saved.task if saved is not None else None) or self.session.task
+        layer.help = layer_hint(layer.name, task)
+        if self.viewer.layers.selection.active is layer:
+            self.viewer.help = layer.help
 
     def toggle_click_count(self) -> None:
         self.click_count = not self.click_count
@@ -315,9 +312,8 @@ class CellCounterWindow:
         show_info(f"Split into {len(pieces)} instance(s)")
 
     def show_help(self) -> None:
-        text = "\n".join(f"{k}: {d}" for k, d in SHORTCUTS)
-        box = QMessageBox(self.viewer.window._qt_window)
-        box.setWindowTitle("cellcounter shortcuts")
-        box.setText(text)
-        box.show()
-        self._help = box
+        """The shortcuts sheet, grouped by what one works on, with the classes of the task on screen."""
+        saved = self.session.saved
+        task = (saved.task if saved else None) or self.session.task
+        self._help = ShortcutsDialog(self.viewer.window._qt_window, task)
+        self._help.show()
