@@ -13,7 +13,7 @@ import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import (BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data,
-                        pin_class_colours, point_numbers)
+                        pin_class_colours, point_numbers, style_boxes)
 from app.session import Session
 from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
@@ -188,6 +188,7 @@ class LayerController(QObject):
         shapes.features = kw["features"]
         shapes.feature_defaults = kw["feature_defaults"]
         pin_class_colours(shapes, visible.class_names)
+        style_boxes(shapes, visible.class_names)
         rc, kw = wanted[POINTS]
         pts = layers[POINTS]
         pts.selected_data = set()
@@ -210,6 +211,8 @@ class LayerController(QObject):
                 layer.events.data.connect(self._edited)
             else:
                 pin_class_colours(layer, visible.class_names)
+                if kind == "shapes":
+                    style_boxes(layer, visible.class_names)
                 layer.events.data.connect(self._edited)
                 layer.events.features.connect(self._edited)
 
@@ -290,6 +293,7 @@ class LayerController(QObject):
                         layer.features["uid"] = np.arange(len(layer.data))
                         if name == BOXES:
                             layer.features["origin"] = [Origin(int(o)).name.lower() for o in shown.origins]
+                            style_boxes(layer, self._template.class_names)  # a corrected box now looks it
         finally:
             self._muted = False
 

@@ -47,6 +47,51 @@ def pin_class_colours(layer, class_names: tuple[str, ...]) -> None:
     layer.refresh_colors(update_color_mapping=False)
 
 
+# How an object's origin shows: a model's box thin, a person's thick, imported reference labels filled faintly.
+ORIGIN_WIDTH = {Origin.MODEL: 1.0, Origin.HUMAN: 3.0, Origin.CORRECTED: 3.0, Origin.REFERENCE: 2.0}
+REFERENCE_FILL_ALPHA = 0.18
+
+
+def box_style(class_names: tuple[str, ...], classes, origins) -> tuple[list[float], np.ndarray]:
+    """Per-box edge widths and face colours (RGBA) that tell origins apart."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    colours = class_colours(class_names)
+    rgba = {n: transform_color(c)[0] for n, c in colours.items()}
+    origins = [Origin[str(o).upper()] if isinstance(o, str) else Origin(int(o)) for o in origins]
+    widths = [ORIGIN_WIDTH.get(o, 2.0) for o in origins]
+    faces = np.zeros((len(origins), 4), dtype=np.float32)
+    for i, (c, o) in enumerate(zip(classes, origins)):
+        if o == Origin.REFERENCE and str(c) in rgba:
+            faces[i] = (*rgba[str(c)][:3], REFERENCE_FILL_ALPHA)
+    return widths, faces
+
+
+def style_boxes(layer, class_names: tuple[str, ...]) -> None:
+    """Restyle a boxes layer from its features (after a fill, an edit's save, or a correction)."""
+    n = len(layer.data)
+    if not n or "origin" not in layer.features:
+        return
+    widths, faces = box_style(class_names, layer.features["class"].astype(str).to_numpy(),
+                              layer.features["origin"].to_numpy())
+    if not np.allclose(layer.edge_width, widths):
+        layer.edge_width = widths
+    if len(layer.face_color) != n or not np.allclose(layer.face_color, faces):
+        layer.face_color = faces
+
+
+def describe_object(features, index: int, model_version: str | None) -> str:
+    """One line on a selected object: its class, who made it and, for a model's, its score."""
+    row = features.iloc[index]
+    origin = str(row.get("origin", "human"))
+    who = {"model": f"model{' ' + model_version if model_version else ''}", "human": "drawn by a person",
+           "corrected": "a model's, corrected by a person", "reference": "reference label (imported)"}.get(origin,
+                                                                                                     origin)
+    score = row.get("score", np.nan)
+    text = f"{row['class']}: {who}"
+    return text + (f", score {float(score):.2f}" if score is not None and np.isfinite(float(score)) else "")
+
+
 def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray) -> pd.DataFrame:
     cat = pd.Categorical([ann.class_names[int(c)] for c in classes], categories=list(ann.class_names))
     # uid: the object's index when the layer was filled; -1 for objects the user adds. It lets an edit
@@ -69,7 +114,7 @@ def boxes_layer_data(ann: ImageAnnotation) -> tuple:
         "edge_color": "class",
         "edge_color_cycle": [colours[n] for n in ann.class_names],
         "face_color": "transparent",
-        "edge_width": 2,
+        "edge_width": 2,  # restyled per origin by style_boxes once the layer exists
         "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human",
                              "score": np.nan, "uid": -1},
     }
@@ -157,7 +202,8 @@ def _corrected(features: pd.DataFrame, n: int, xyxy: np.ndarray, classes: np.nda
         return origins
     uid = features["uid"].to_numpy(np.int64)
     out = origins.copy()
-    for i in np.nonzero((origins == Origin.MODEL) & (uid >= 0) & (uid < len(before)))[0]:
+    editable = (origins == Origin.MODEL) | (origins == Origin.REFERENCE)  # a person's change makes it corrected
+    for i in np.nonzero(editable & (uid >= 0) & (uid < len(before)))[0]:
         j = uid[i]
         if classes[i] != before.classes[j] or not np.allclose(xyxy[i], before.xyxy[j], atol=0.5):
             out[i] = Origin.CORRECTED

@@ -12,7 +12,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from app.controller import LayerController
-from app.layers import BOXES, MASKS, POINTS
+from app.layers import BOXES, MASKS, POINTS, describe_object
 from app.session import Session
 from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
@@ -223,9 +223,21 @@ class CellCounterWindow:
                     layer.bind_key(str(k), lambda _l, i=k - 1: self.controller.relabel_selected(i), overwrite=True)
                 if name in (BOXES, POINTS) and not getattr(layer, "_cellcounter_hint", False):
                     layer.events.mode.connect(lambda _e, lyr=layer: self._hint(lyr))  # after napari's own
+                    if name == BOXES:
+                        layer.events.highlight.connect(lambda _e, lyr=layer: self.show_selected(lyr))
                     layer._cellcounter_hint = True
                 if name in (BOXES, POINTS):
                     self._hint(layer)
+
+    def show_selected(self, layer) -> None:
+        """Who made the selected box, and the model's score: provenance visible, not only stored."""
+        sel = sorted(layer.selected_data)
+        if len(sel) == 1 and sel[0] < len(layer.features):
+            saved = self.session.saved
+            text = "Selected: " + describe_object(layer.features, sel[0], saved.model_version if saved else None)
+        else:
+            text = f"{len(sel)} boxes selected" if sel else ""
+        self.counts.selected.setText(text)
 
     def _hint(self, layer) -> None:
         saved = self.session.saved

@@ -28,11 +28,13 @@ CountKind = Literal["boxes", "masks", "points"]
 
 
 class Origin(IntEnum):
-    """Who produced an object: a model, a human, or a human correcting a model."""
+    """Who produced an object: a model, a human, a human correcting a model, or reference labels imported with
+    the image (a data set's ground truth, not drawn in this project)."""
 
     MODEL = 0
     HUMAN = 1
     CORRECTED = 2
+    REFERENCE = 3
 
 
 class ReviewStatus(str, Enum):
@@ -435,3 +437,22 @@ def grade_counts(annotations: Iterable[ImageAnnotation]) -> dict[str, int]:
             key = str(ann.grade.value)
             out[key] = out.get(key, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def as_reference(ann: ImageAnnotation) -> ImageAnnotation:
+    """``ann`` with its human objects marked as imported reference labels (model and corrected ones stay)."""
+    import dataclasses
+
+    def ref(origins: np.ndarray) -> np.ndarray:
+        out = np.asarray(origins, dtype=np.uint8).copy()
+        out[out == Origin.HUMAN] = Origin.REFERENCE
+        return out
+
+    masks = ann.masks
+    if masks is not None:
+        masks = InstanceMasks(masks.label_image, masks.ids, masks.classes, masks.scores, ref(masks.origins))
+    return dataclasses.replace(ann, boxes=Boxes(ann.boxes.xyxy, ann.boxes.classes, ann.boxes.scores,
+                                                ref(ann.boxes.origins)),
+                               points=Points(ann.points.rc, ann.points.classes, ref(ann.points.origins)),
+                               masks=masks, attributes=dict(ann.attributes))
+

@@ -27,6 +27,8 @@ class CountsPanel(QWidget):
         font = self.summary.font()
         font.setBold(True)
         self.summary.setFont(font)
+        self.selected = QLabel("")  # class, origin and score of the selected box
+        self.selected.setWordWrap(True)
         self.project_wide = QCheckBox("Whole project")
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["class", "model", "now", "difference"])
@@ -41,6 +43,7 @@ class CountsPanel(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.project_wide)
         layout.addWidget(self.table)
+        layout.addWidget(self.selected)
         row = QHBoxLayout()
         row.addWidget(export)
         layout.addLayout(row)

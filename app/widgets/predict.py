@@ -7,7 +7,7 @@ from pathlib import Path
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
                             QPushButton, QVBoxLayout, QWidget)
 
@@ -68,10 +68,19 @@ def predict_images(model: str, backend: str, device: str, jobs: list[PredictionJ
         yield (*item, predictor.model_version) if item[0] == "result" else item
 
 
-class PredictPanel(QWidget):
-    # (image, images, tiles done, tiles): emitted from the worker thread, shown in the GUI thread
-    tile_done = Signal(int, int, int, int)
+class TileProgress:
+    """The latest ``(image, images, tiles done, tiles)`` of a running prediction, set from the worker thread
+    and read by the GUI thread's timer: no Qt object is touched outside the GUI thread."""
 
+    def __init__(self) -> None:
+        self.latest: tuple[int, int, int, int] | None = None
+        self.shown: tuple[int, int, int, int] | None = None
+
+    def __call__(self, image: int, images: int, done: int, tiles: int) -> None:
+        self.latest = (image, images, done, tiles)
+
+
+class PredictPanel(QWidget):
     def __init__(self, controller: LayerController, task: str = "blood") -> None:
         super().__init__()
         self.controller = controller
@@ -102,7 +111,10 @@ class PredictPanel(QWidget):
         self.status = QLabel("")  # what runs now, how far it is and how long it should still take
         self.status.setWordWrap(True)
         self._started = 0.0
-        self.tile_done.connect(self._on_tile)
+        self.tiles = TileProgress()
+        self._tile_timer = QTimer(self)
+        self._tile_timer.setInterval(100)
+        self._tile_timer.timeout.connect(self._poll_tiles)
         form = QFormLayout()
         form.addRow("Task", self.task)
         form.addRow("Model", self.model)
@@ -174,7 +186,7 @@ class PredictPanel(QWidget):
         # a flag, not worker.quit(): the generator then ends at its own checks, and a cancel is not a failure
         worker = thread_worker(predict_images, start_thread=False)(
             model, self.backend.currentText(), self.device.currentText(), jobs, lambda: self._stop,
-            self.heat_map.isChecked() and self.task.currentText() == "retinopathy", self.tile_done.emit)
+            self.heat_map.isChecked() and self.task.currentText() == "retinopathy", self.tiles)
         worker.yielded.connect(self._on_yield)
         worker.errored.connect(lambda exc: show_error(f"Prediction failed: {exc}"))
         worker.finished.connect(self._finished)
@@ -183,6 +195,8 @@ class PredictPanel(QWidget):
         self.progress.setValue(0)
         self._started = time.monotonic()
         self._n_jobs = len(jobs)
+        self.tiles.latest = self.tiles.shown = None
+        self._tile_timer.start()
         self.status.setText("loading the model...")
         for b in (self.run_one, self.run_all):
             b.setEnabled(False)
@@ -204,9 +218,15 @@ class PredictPanel(QWidget):
         elif item[0] == "progress":
             self._show_fraction(item[1] / max(1, item[2]), f"image {item[1]}/{item[2]} done")
 
-    def _on_tile(self, image: int, images: int, done: int, tiles: int) -> None:
-        self._show_fraction((image + done / max(1, tiles)) / max(1, images),
-                            f"image {image + 1}/{images}, tile {done}/{tiles}")
+    def _poll_tiles(self) -> None:
+        latest = self.tiles.latest
+        if latest is None or latest == self.tiles.shown:
+            return
+        self.tiles.shown = latest
+        image, images, done, tiles = latest
+        if done < tiles:  # a finished image is reported by its result, with the image count
+            self._show_fraction((image + done / max(1, tiles)) / max(1, images),
+                                f"image {image + 1}/{images}, tile {done}/{tiles}")
 
     def _show_fraction(self, fraction: float, where: str) -> None:
         self.progress.setValue(int(round(fraction * PROGRESS_STEPS)))
@@ -239,6 +259,7 @@ class PredictPanel(QWidget):
         self._stop = True
 
     def _finished(self) -> None:
+        self._tile_timer.stop()
         self.worker = None
         for b in (self.run_one, self.run_all):
             b.setEnabled(True)

@@ -1,5 +1,8 @@
 """Adding images to a project, with the labels found beside them or in a folder's known layout.
 
+Labels read from files come in as reference labels (:attr:`Origin.REFERENCE`, event origin ``import``), not
+as if a person of this project had drawn them.
+
 One implementation for ``cellcounter project create|add`` and for the app's open image / open folder.
 """
 
@@ -8,6 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from cellcounter.annotations import as_reference
 from cellcounter.errors import CellCounterWarning, FormatError
 from cellcounter.formats import detect_format, labels_for_image, read_labels
 from cellcounter.imageio import IMAGE_SUFFIXES
@@ -38,7 +42,7 @@ def import_image(project: Project, image: Path, task: str | None = None, with_la
             ann = labels_for_image(image, TASKS[task].class_names)
     image_id = project.add_image(image, task)
     if ann is not None:
-        project.save(image_id, ann, origin="human")
+        project.save(image_id, as_reference(ann), origin="import")
     return image_id
 
 
@@ -66,7 +70,7 @@ def import_folder(project: Project, folder: Path, task: str | None = None) -> li
             existing = project.find_image(ann.image_path)
             if existing is None:
                 existing = project.add_image(ann.image_path, task or ann.task)
-                project.save(existing, ann, origin="human")
+                project.save(existing, as_reference(ann), origin="import")
             ids.append(existing)
     else:
         for f in sorted(folder.rglob("*")):

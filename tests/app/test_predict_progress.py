@@ -9,9 +9,19 @@ import numpy as np
 from PIL import Image
 
 from app.session import Session
-from app.widgets.predict import PROGRESS_STEPS
+from app.widgets.predict import PROGRESS_STEPS, TileProgress
 from app.window import CellCounterWindow
 from tests.core.conftest import make_tiny_model
+
+
+class Recording(TileProgress):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __call__(self, *a) -> None:
+        self.calls.append(a)
+        super().__call__(*a)
 
 
 def test_the_bar_moves_per_tile_and_the_panel_says_when_it_is_done(make_napari_viewer, tmp_path, monkeypatch,
@@ -19,9 +29,9 @@ def test_the_bar_moves_per_tile_and_the_panel_says_when_it_is_done(make_napari_v
     monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
     model = make_tiny_model("detector", tmp_path / "m")
     card = json.loads((model / "card.json").read_text())
-    card["architecture"]["tile_size"] = 128  # a 400 x 400 image becomes several tiles
+    card["architecture"]["tile_size"] = 128  # a 600 x 600 image becomes dozens of tiles
     (model / "card.json").write_text(json.dumps(card))
-    Image.fromarray((np.random.default_rng(0).random((400, 400, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray((np.random.default_rng(0).random((600, 600, 3)) * 255).astype(np.uint8)).save(tmp_path / "a.png")
     viewer = make_napari_viewer(show=True)
     session, first = Session.open_path(tmp_path / "a.png", "blood", user="tester")
     win = CellCounterWindow(viewer, session, "blood")
@@ -29,15 +39,18 @@ def test_the_bar_moves_per_tile_and_the_panel_says_when_it_is_done(make_napari_v
     panel = win.predict
     panel.model.addItem("tiny", str(model))
     panel.model.setCurrentIndex(panel.model.count() - 1)
-    tiles, values = [], []
-    panel.tile_done.connect(lambda *a: tiles.append(a))
+    panel.tiles = Recording()
+    values, texts = [], []
     panel.progress.valueChanged.connect(values.append)
+    panel.progress.valueChanged.connect(lambda _v: texts.append(panel.status.text()))
     assert panel.start(all_unreviewed=False) is not None
     qtbot.waitUntil(lambda: panel.worker is None, timeout=120_000)
-    assert len(tiles) >= 4 and [t[2] for t in tiles] == list(range(1, len(tiles) + 1))
-    assert all(t[3] == len(tiles) for t in tiles)
+    calls = panel.tiles.calls
+    assert len(calls) >= 9 and [c[2] for c in calls] == list(range(1, len(calls) + 1))
+    assert all(c[3] == len(calls) for c in calls)
     intermediate = [v for v in values if 0 < v < PROGRESS_STEPS]
-    assert len(intermediate) >= 3 and intermediate == sorted(intermediate)
+    assert len(intermediate) >= 2 and intermediate == sorted(intermediate)
+    assert any("tile" in t and "left" in t for t in texts)
     assert panel.progress.value() == PROGRESS_STEPS
     assert panel.status.text().startswith("Done: 1 image(s) in ")
     assert len(win.session.saved.boxes) > 0
