@@ -16,6 +16,7 @@ from app.layers import BOXES, MASKS, POINTS, describe_object
 from app.session import Session
 from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
+from app.widgets.masks import MaskToolsPanel
 from app.widgets.predict import PredictPanel
 from app.widgets.review import ReviewPanel
 from app.widgets.shortcuts import ShortcutsDialog, layer_hint
@@ -62,6 +63,8 @@ class CellCounterWindow:
         viewer.window.add_dock_widget(self.counts, name="Counts", area="right")
         viewer.window.add_dock_widget(self.review, name="Review", area="right")
         self.grade_dock = viewer.window.add_dock_widget(self.grade, name="Grade", area="right")
+        self.masks = MaskToolsPanel(self.controller)
+        self.masks_dock = viewer.window.add_dock_widget(self.masks, name="Masks", area="right")
         viewer.window.add_dock_widget(self.train, name="Fine-tune", area="left")
         self.click_count = False
         self._bind_keys()
@@ -101,6 +104,7 @@ class CellCounterWindow:
         if task not in TASKS:
             return
         self.grade_dock.setVisible(TASKS[task].kind == "grade")
+        self.masks_dock.setVisible(TASKS[task].kind == "masks")
         if self.predict.task.currentText() != task:
             self.predict.task.setCurrentText(task)  # its models follow
         self.train.set_task(task)

@@ -184,15 +184,16 @@ __all__ = ["FORMATS", "LabelFormat", "Boxes", "detect_format", "get_format", "re
 def labels_for_image(image_path: str | Path, class_names: Sequence[str] | None = None) -> ImageAnnotation | None:
     """Find and read the labels stored beside an image, or ``None`` when there are none.
 
-    Looked for: ``<stem>.xml`` beside the image or in ``../Annotations`` (VOC),
-    ``<stem>_labels.tif``/``_masks.tif`` beside it, the DSB ``../masks`` folder,
-    ``<stem>_label.png`` (CVPPP) and ``<stem>_mask.png`` (colour mask).
+    Looked for: ``<stem>.xml`` beside the image or in ``../Annotations`` or ``../annotations`` (VOC, or
+    Aperio as MoNuSeg ships it, told apart by content), ``<stem>_labels.tif``/``_masks.tif`` beside it, the
+    DSB ``../masks`` folder, ``<stem>_label.png`` (CVPPP) and ``<stem>_mask.png`` (colour mask).
     """
     img = Path(image_path)
     stem, folder = img.stem, img.parent
     candidates: list[tuple[str, Path]] = [
-        ("voc", folder / f"{stem}.xml"),
-        ("voc", folder.parent / "Annotations" / f"{stem}.xml"),
+        ("xml", folder / f"{stem}.xml"),
+        ("xml", folder.parent / "Annotations" / f"{stem}.xml"),
+        ("xml", folder.parent / "annotations" / f"{stem}.xml"),
     ]
     candidates += [("label-tiff", folder / f"{stem}{s}.tif") for s in LABEL_SUFFIXES]
     candidates += [("cvppp", folder / f"{stem}_label.png"), ("colour-mask", folder / f"{stem}_mask.png")]
@@ -200,6 +201,8 @@ def labels_for_image(image_path: str | Path, class_names: Sequence[str] | None =
         candidates.append(("dsb", folder.parent))
     for fmt, cand in candidates:
         if cand.exists():
+            if fmt == "xml":
+                fmt = detect_format(cand)
             anns = read_labels(cand, fmt, class_names)
             match = [a for a in anns if Path(a.image_path).name == img.name] or anns
             if match:
