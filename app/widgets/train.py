@@ -9,20 +9,23 @@ scores before and after, ready to be made active or rolled back.
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLayout, QProgressBar,
+                            QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
-from cellcounter.project.workflows import (activate_model, default_model, register_model, rollback_model,
-                                           worse_than_parent)
+from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_model, register_model,
+                                           rollback_model, worse_than_parent)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import project_run
@@ -58,9 +61,16 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self.figure = Figure(figsize=(3, 2))
+        self.figure = Figure(figsize=(4, 3))
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(240)  # room for the curves and readable axes
         self.ax = self.figure.add_subplot(111)
+        self.ax_val = self.ax.twinx()  # the validation metric per evaluation, on its own scale
+        self.scores = QTableWidget(0, 3)  # key scores before and after, side by side, when a run ends
+        self.scores.setHorizontalHeaderLabels(["score", "before", "after"])
+        self.scores.verticalHeader().setVisible(False)
+        self.scores.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.scores.setVisible(False)
         self.activate_b = QPushButton("Make active")
         self.rollback_b = QPushButton("Roll back")
         for b in (self.activate_b, self.rollback_b):
@@ -70,6 +80,7 @@ class TrainPanel(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Start from", self.base)
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SetMinimumSize)  # a short dock scrolls instead of overlapping rows
         layout.addLayout(form)
         row = QHBoxLayout()
         row.addWidget(self.start_b)
@@ -78,6 +89,7 @@ class TrainPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.canvas)
         layout.addWidget(self.status)
+        layout.addWidget(self.scores)
         row2 = QHBoxLayout()
         row2.addWidget(self.activate_b)
         row2.addWidget(self.rollback_b)
@@ -87,6 +99,7 @@ class TrainPanel(QWidget):
         self.activate_b.clicked.connect(self.activate)
         self.rollback_b.clicked.connect(self.rollback)
         self._losses: list[tuple[int, float]] = []
+        self._evals: list[tuple[int, str, float]] = []  # (step, metric, value)
         self.refresh_bases()
 
     def set_task(self, task: str) -> None:
@@ -125,7 +138,8 @@ class TrainPanel(QWidget):
             show_error(str(exc))
             return None
         cfg = config
-        self._losses = []
+        self._losses, self._evals = [], []
+        self.scores.setVisible(False)
         self._stop = False
         self.result = {"config": cfg, "parent": None if cfg.init == "none" else cfg.init, "images": ids,
                        "project": self.controller.session.project.path.resolve(), "task": cfg.task}
@@ -165,6 +179,10 @@ class TrainPanel(QWidget):
                                 f"about {int(ev.eta_s)} s left")
         elif ev.kind == "eval":
             shown = {k: round(v, 3) for k, v in ev.metrics.items() if isinstance(v, float)}
+            key = next((k for k in KEY_METRICS if isinstance(ev.metrics.get(k), float)), None)
+            if key is not None:
+                self._evals.append((ev.step, key, ev.metrics[key]))
+                self._plot()
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
         elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
             self._register(ev.model_dir)
@@ -172,14 +190,30 @@ class TrainPanel(QWidget):
             self.status.setText("stopped; the run can be resumed from its checkpoint")
 
     def _plot(self) -> None:
+        """Training loss per step (and its running mean), validation score per evaluation."""
         self.ax.clear()
+        self.ax_val.clear()
         if self._losses:
-            x, y = zip(*self._losses)
-            self.ax.plot(x, y, lw=1)
-        self.ax.set_xlabel("step", fontsize=7)
-        self.ax.set_ylabel("loss", fontsize=7)
-        self.ax.tick_params(labelsize=6)
-        self.figure.tight_layout()
+            x, y = (np.asarray(v, float) for v in zip(*self._losses))
+            self.ax.plot(x, y, lw=0.6, color="#9ecae1", label="training loss")
+            k = max(1, min(20, len(y) // 5))
+            if k > 1:
+                smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+                self.ax.plot(x[k - 1:], smooth, lw=1.5, color="#08519c", label=f"mean of {k} steps")
+        if self._evals:
+            steps, keys, values = zip(*self._evals)
+            self.ax_val.plot(steps, values, "o-", color="#d94801", lw=1.2, ms=4, label=f"validation {keys[-1]}")
+            self.ax_val.set_ylabel(keys[-1], fontsize=8, color="#d94801")
+            self.ax_val.tick_params(labelsize=7, colors="#d94801")
+        self.ax.set_xlabel("step", fontsize=8)
+        self.ax.set_ylabel("loss", fontsize=8)
+        self.ax.tick_params(labelsize=7)
+        lines = self.ax.get_lines() + self.ax_val.get_lines()
+        if lines:
+            self.ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a narrow dock may not fit every label; the plot stays readable
+            self.figure.tight_layout()
         self.canvas.draw_idle()
 
     def _register(self, model_dir: str) -> None:
@@ -202,6 +236,7 @@ class TrainPanel(QWidget):
     def _registered(self, version: dict) -> None:
         metrics = version["metrics"]
         self.result.update(name=version["name"], metrics=metrics)
+        self._show_scores(metrics.get("before") or {}, metrics.get("after") or {})
         before = f"; before: {self._short(metrics['before'])}" if metrics["before"] else ""
         worse = worse_than_parent(metrics)
         warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images"
@@ -211,6 +246,26 @@ class TrainPanel(QWidget):
         self.activate_b.setText("Make active (worse than before!)" if worse else "Make active")
         self.activate_b.setEnabled(True)
         show_info(f"Fine-tuned model {version['name']} is ready{warning}")
+
+    def _show_scores(self, before: dict, after: dict) -> None:
+        """The run's scores beside its parent's on the same validation images."""
+        keys = [k for k in (*KEY_METRICS, "mask_ap", "accuracy") if isinstance(after.get(k), float)]
+        keys += [f"count_mae {c}" for c in (after.get("count_mae") or {})]
+
+        def value(m: dict, key: str):
+            if key.startswith("count_mae "):
+                return (m.get("count_mae") or {}).get(key.split(" ", 1)[1])
+            return m.get(key)
+
+        self.scores.setRowCount(len(keys))
+        for i, key in enumerate(keys):
+            self.scores.setItem(i, 0, QTableWidgetItem(key.replace("count_mae ", "count error ")))
+            for j, m in enumerate((before, after), start=1):
+                v = value(m, key)
+                self.scores.setItem(i, j, QTableWidgetItem("" if not isinstance(v, float) else f"{v:.3f}"))
+        self.scores.setVisible(bool(keys))
+        self.scores.setFixedHeight(self.scores.horizontalHeader().height()
+                                   + sum(self.scores.rowHeight(i) for i in range(len(keys))) + 4)
 
     @staticmethod
     def _short(m: dict) -> str:

@@ -1,0 +1,41 @@
+"""The Fine-tune panel gives its plot room, draws training and validation curves, and shows the scores
+before and after side by side when a run ends (#19, point 7)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from app.session import Session
+from app.window import CellCounterWindow
+from training.loop import TrainEvent
+
+
+def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(make_napari_viewer, tmp_path, monkeypatch,
+                                                                       qtbot):
+    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    viewer = make_napari_viewer(show=True)
+    session, first = Session.open_path(tmp_path / "a.png", "blood", user="tester")
+    win = CellCounterWindow(viewer, session, "blood")
+    win.show_image(first)
+    panel = win.train
+    panel._on_event(TrainEvent("eval", 0, 40, 0, 2, metrics={"map50": 0.41, "count_mae": {"RBC": 3.0}}))
+    for step in range(1, 41):
+        panel._on_event(TrainEvent("step", step, 40, step // 20, 2, losses={"cls": 1.0 / step, "box": 0.2}))
+        if step % 20 == 0:
+            panel._on_event(TrainEvent("eval", step, 40, step // 20, 2, metrics={"map50": 0.4 + step / 100}))
+    qtbot.wait(50)
+    assert panel.canvas.height() >= 240
+    assert len(panel.ax.get_lines()) == 2 and len(panel.ax_val.get_lines()) == 1  # loss, its mean, validation
+    assert np.allclose(panel.ax_val.get_lines()[0].get_ydata(), [0.41, 0.6, 0.8])
+    panel.result = {"task": "blood"}
+    panel._registered({"name": "blood-project-1", "metrics": {
+        "before": {"map50": 0.41, "count_mae": {"RBC": 3.0, "WBC": 0.5}},
+        "after": {"map50": 0.8, "count_mae": {"RBC": 1.5, "WBC": 0.25}}}})
+    table = panel.scores
+    rows = {table.item(i, 0).text(): (table.item(i, 1).text(), table.item(i, 2).text())
+            for i in range(table.rowCount())}
+    assert rows == {"map50": ("0.410", "0.800"), "count error RBC": ("3.000", "1.500"),
+                    "count error WBC": ("0.500", "0.250")}
+    assert table.isVisible() and panel.activate_b.isEnabled()
