@@ -66,6 +66,10 @@ class TrainPanel(QWidget):
         self.canvas.setMinimumHeight(240)  # room for the curves and readable axes
         self.ax = self.figure.add_subplot(111)
         self.ax_val = self.ax.twinx()  # the validation metric per evaluation, on its own scale
+        self.ax_val.set_visible(False)
+        self.ax.set_xlabel("step", fontsize=8)
+        self.ax.set_ylabel("loss", fontsize=8)
+        self.ax.tick_params(labelsize=7)
         self.scores = QTableWidget(0, 3)  # key scores before and after, side by side, when a run ends
         self.scores.setHorizontalHeaderLabels(["score", "before", "after"])
         self.scores.verticalHeader().setVisible(False)
@@ -200,6 +204,7 @@ class TrainPanel(QWidget):
             if k > 1:
                 smooth = np.convolve(y, np.ones(k) / k, mode="valid")
                 self.ax.plot(x[k - 1:], smooth, lw=1.5, color="#08519c", label=f"mean of {k} steps")
+        self.ax_val.set_visible(bool(self._evals))
         if self._evals:
             steps, keys, values = zip(*self._evals)
             self.ax_val.plot(steps, values, "o-", color="#d94801", lw=1.2, ms=4, label=f"validation {keys[-1]}")
