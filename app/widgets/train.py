@@ -9,6 +9,7 @@ scores before and after, ready to be made active or rolled back.
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -177,8 +178,7 @@ class TrainPanel(QWidget):
             self.progress.setRange(0, ev.total_steps)
             self.progress.setValue(ev.step)
             self._losses.append((ev.step, sum(ev.losses.values())))
-            if ev.step % 5 == 0 or ev.step == ev.total_steps:
-                self._plot()
+            self._plot(force=ev.step == ev.total_steps)
             self.status.setText(f"step {ev.step}/{ev.total_steps}, epoch {ev.epoch + 1}; "
                                 f"about {int(ev.eta_s)} s left")
         elif ev.kind == "eval":
@@ -186,39 +186,52 @@ class TrainPanel(QWidget):
             key = next((k for k in KEY_METRICS if isinstance(ev.metrics.get(k), float)), None)
             if key is not None:
                 self._evals.append((ev.step, key, ev.metrics[key]))
-                self._plot()
+                self._plot(force=True)
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
         elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
             self._register(ev.model_dir)
         elif ev.kind == "stopped":
             self.status.setText("stopped; the run can be resumed from its checkpoint")
 
-    def _plot(self) -> None:
-        """Training loss per step (and its running mean), validation score per evaluation."""
-        self.ax.clear()
-        self.ax_val.clear()
+    def _plot(self, force: bool = False) -> None:
+        """Training loss per step (and its running mean), validation score per evaluation. Lines are updated
+        in place, at most once a second: drawing runs on the GUI thread, which must stay responsive."""
+        now = time.monotonic()
+        if not force and now - getattr(self, "_drawn_at", 0.0) < 1.0:
+            return
+        self._drawn_at = now
+        if not hasattr(self, "_lines"):
+            self._lines = {
+                "loss": self.ax.plot([], [], lw=0.6, color="#9ecae1", label="training loss")[0],
+                "mean": self.ax.plot([], [], lw=1.5, color="#08519c", label="running mean")[0],
+                "val": self.ax_val.plot([], [], "o-", color="#d94801", lw=1.2, ms=4, label="validation")[0],
+            }
+        lines = self._lines
         if self._losses:
             x, y = (np.asarray(v, float) for v in zip(*self._losses))
-            self.ax.plot(x, y, lw=0.6, color="#9ecae1", label="training loss")
+            lines["loss"].set_data(x, y)
             k = max(1, min(20, len(y) // 5))
-            if k > 1:
-                smooth = np.convolve(y, np.ones(k) / k, mode="valid")
-                self.ax.plot(x[k - 1:], smooth, lw=1.5, color="#08519c", label=f"mean of {k} steps")
+            smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+            lines["mean"].set_data(x[k - 1:], smooth)
+            lines["mean"].set_label(f"mean of {k} steps")
         self.ax_val.set_visible(bool(self._evals))
         if self._evals:
             steps, keys, values = zip(*self._evals)
-            self.ax_val.plot(steps, values, "o-", color="#d94801", lw=1.2, ms=4, label=f"validation {keys[-1]}")
+            lines["val"].set_data(steps, values)
+            lines["val"].set_label(f"validation {keys[-1]}")
             self.ax_val.set_ylabel(keys[-1], fontsize=8, color="#d94801")
             self.ax_val.tick_params(labelsize=7, colors="#d94801")
-        self.ax.set_xlabel("step", fontsize=8)
-        self.ax.set_ylabel("loss", fontsize=8)
-        self.ax.tick_params(labelsize=7)
-        lines = self.ax.get_lines() + self.ax_val.get_lines()
-        if lines:
-            self.ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper right")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a narrow dock may not fit every label; the plot stays readable
-            self.figure.tight_layout()
+        for ax in (self.ax, self.ax_val):
+            ax.relim()
+            ax.autoscale_view()
+        shown = [ln for ln in lines.values() if len(ln.get_xdata())]
+        if shown:
+            self.ax.legend(shown, [ln.get_label() for ln in shown], fontsize=7, loc="upper right")
+        if not getattr(self, "_laid_out", False):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a narrow dock may not fit every label; the plot stays readable
+                self.figure.tight_layout()
+            self._laid_out = True
         self.canvas.draw_idle()
 
     def _register(self, model_dir: str) -> None:
