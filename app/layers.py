@@ -20,15 +20,10 @@ from cellcounter.annotations import (
     napari_rectangles_to_xyxy,
     xyxy_to_napari_rectangles,
 )
+from cellcounter.tasks import class_colours  # noqa: F401 - one palette, declared with the tasks
 
 BOXES, MASKS, POINTS = "boxes", "masks", "points"
 OVERVIEW = "boxes (view only)"  # boxes outside the editing window when there are too many to edit at once
-_PALETTE = ["#ff3b30", "#007aff", "#ffcc00", "#34c759", "#af52de", "#ff9500", "#5ac8fa", "#ff2d55"]
-
-
-def class_colours(class_names: tuple[str, ...]) -> dict[str, str]:
-    """A fixed colour per class, the same in every layer and in the legend."""
-    return {n: _PALETTE[i % len(_PALETTE)] for i, n in enumerate(class_names)}
 
 
 def pin_class_colours(layer, class_names: tuple[str, ...]) -> None:

@@ -40,6 +40,16 @@ TASKS: dict[str, Task] = {
 }
 
 
+#: Class colours, by the class's place in its task (RBC red, WBC blue, Platelets yellow): the app's layers, the
+#: counts table, the legend and exports that carry colour (QuPath GeoJSON) all take them from here.
+PALETTE = ("#ff3b30", "#007aff", "#ffcc00", "#34c759", "#af52de", "#ff9500", "#5ac8fa", "#ff2d55")
+
+
+def class_colours(class_names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """A fixed colour per class (hex), by its index."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(class_names)}
+
+
 def get_task(name: str) -> Task:
     """Return the task called ``name`` or raise a error listing the known ones."""
     try:

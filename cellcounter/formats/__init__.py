@@ -21,6 +21,7 @@ from cellcounter.formats.cvppp import read_colour_mask, read_cvppp, write_colour
 from cellcounter.formats.dsb import is_dsb_sample, read_dsb
 from cellcounter.formats.grade_csv import read_grade_csv, write_counts_csv, write_grade_csv
 from cellcounter.formats.label_tiff import LABEL_SUFFIXES, read_label_tiff, write_label_tiff
+from cellcounter.formats.qupath import read_qupath, write_qupath
 from cellcounter.formats.voc import read_voc, write_voc
 
 Reader = Callable[..., list[ImageAnnotation]]
@@ -54,6 +55,8 @@ FORMATS: dict[str, LabelFormat] = {
                     frozenset({"masks"}), read_colour_mask, write_colour_mask),
         LabelFormat("grade-csv", "image-level grade CSV (IDRiD)", frozenset({"grade"}), read_grade_csv,
                     write_grade_csv),
+        LabelFormat("qupath-geojson", "QuPath GeoJSON objects: boxes and outlines as polygons, marks as points",
+                    frozenset({"boxes", "masks", "points"}), read_qupath, write_qupath),
         LabelFormat("counts-csv", "per-image, per-class counts with totals (export only)",
                     frozenset({"boxes", "masks", "points", "grade"}), None, write_counts_csv),
     )
@@ -74,7 +77,13 @@ def detect_format(path: str | Path) -> str:
         raise FormatError(p, missing_reason(p))
     if p.is_file():
         suffix, stem = p.suffix.lower(), p.stem
+        if suffix == ".geojson":
+            return "qupath-geojson"
         if suffix == ".json":
+            with open(p, "rb") as fh:
+                head = fh.read(4096)
+            if b'"FeatureCollection"' in head or b'"Feature"' in head:
+                return "qupath-geojson"
             return "coco"
         if suffix == ".csv":
             return "grade-csv"
@@ -104,6 +113,8 @@ def detect_format(path: str | Path) -> str:
         return "cvppp"
     if any(n.lower().endswith((".tif", ".tiff")) and Path(n).stem.endswith(LABEL_SUFFIXES) for n in names):
         return "label-tiff"
+    if any(n.lower().endswith(".geojson") for n in names):
+        return "qupath-geojson"
     if sum(n.endswith(".json") for n in names) == 1:
         return "coco"
     if any(n.endswith(".xml") for n in names):
