@@ -19,6 +19,7 @@ from cellcounter.formats.aperio import read_aperio
 from cellcounter.formats.coco import read_coco, write_coco
 from cellcounter.formats.cvppp import read_colour_mask, read_cvppp, write_colour_mask, write_cvppp
 from cellcounter.formats.dsb import is_dsb_sample, read_dsb
+from cellcounter.formats.fiji_counter import read_fiji_counter, write_fiji_counter
 from cellcounter.formats.grade_csv import read_grade_csv, write_counts_csv, write_grade_csv
 from cellcounter.formats.label_tiff import LABEL_SUFFIXES, read_label_tiff, write_label_tiff
 from cellcounter.formats.qupath import read_qupath, write_qupath
@@ -57,6 +58,8 @@ FORMATS: dict[str, LabelFormat] = {
                     write_grade_csv),
         LabelFormat("qupath-geojson", "QuPath GeoJSON objects: boxes and outlines as polygons, marks as points",
                     frozenset({"boxes", "masks", "points"}), read_qupath, write_qupath),
+        LabelFormat("fiji-cell-counter", "Fiji Cell Counter markers (CellCounter_<image>.xml): click-counts",
+                    frozenset({"points"}), read_fiji_counter, write_fiji_counter),
         LabelFormat("counts-csv", "per-image, per-class counts with totals (export only)",
                     frozenset({"boxes", "masks", "points", "grade"}), None, write_counts_csv),
     )
@@ -92,6 +95,8 @@ def detect_format(path: str | Path) -> str:
                 head = fh.read(4096)
             if b"<Annotations" in head:
                 return "aperio"
+            if b"<CellCounter_Marker_File" in head:
+                return "fiji-cell-counter"
             return "voc"
         if suffix in (".tif", ".tiff") and any(stem.endswith(s) for s in LABEL_SUFFIXES):
             return "label-tiff"

@@ -21,7 +21,8 @@ VOC = """<annotation><filename>a.jpg</filename><size><width>{w}</width><height>{
 </annotation>"""
 
 READERS = {"voc": "a.xml", "coco": "a.json", "grade-csv": "a.csv", "label-tiff": "a_labels.tif",
-           "cvppp": "a_label.png", "colour-mask": "a_mask.png", "aperio": "a.xml", "qupath-geojson": "a.geojson"}
+           "cvppp": "a_label.png", "colour-mask": "a_mask.png", "aperio": "a.xml", "qupath-geojson": "a.geojson",
+           "fiji-cell-counter": "CellCounter_a.xml"}
 
 fuzz = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
