@@ -21,6 +21,7 @@ from cellcounter.formats.cvppp import read_colour_mask, read_cvppp, write_colour
 from cellcounter.formats.dsb import is_dsb_sample, read_dsb
 from cellcounter.formats.fiji_counter import read_fiji_counter, write_fiji_counter
 from cellcounter.formats.grade_csv import read_grade_csv, write_counts_csv, write_grade_csv
+from cellcounter.formats.imagej_roi import read_imagej_rois, write_imagej_rois
 from cellcounter.formats.label_tiff import LABEL_SUFFIXES, read_label_tiff, write_label_tiff
 from cellcounter.formats.qupath import read_qupath, write_qupath
 from cellcounter.formats.voc import read_voc, write_voc
@@ -60,6 +61,8 @@ FORMATS: dict[str, LabelFormat] = {
                     frozenset({"boxes", "masks", "points"}), read_qupath, write_qupath),
         LabelFormat("fiji-cell-counter", "Fiji Cell Counter markers (CellCounter_<image>.xml): click-counts",
                     frozenset({"points"}), read_fiji_counter, write_fiji_counter),
+        LabelFormat("imagej-roi", "ImageJ/Fiji ROI sets (<image>_rois.zip): rectangles, outlines, points",
+                    frozenset({"boxes", "masks", "points"}), read_imagej_rois, write_imagej_rois),
         LabelFormat("counts-csv", "per-image, per-class counts with totals (export only)",
                     frozenset({"boxes", "masks", "points", "grade"}), None, write_counts_csv),
     )
@@ -82,6 +85,8 @@ def detect_format(path: str | Path) -> str:
         suffix, stem = p.suffix.lower(), p.stem
         if suffix == ".geojson":
             return "qupath-geojson"
+        if suffix in (".zip", ".roi"):
+            return "imagej-roi"
         if suffix == ".json":
             with open(p, "rb") as fh:
                 head = fh.read(4096)
@@ -120,6 +125,8 @@ def detect_format(path: str | Path) -> str:
         return "label-tiff"
     if any(n.lower().endswith(".geojson") for n in names):
         return "qupath-geojson"
+    if any(n.lower().endswith(("_rois.zip", ".roi")) or n.lower() == "roiset.zip" for n in names):
+        return "imagej-roi"
     if sum(n.endswith(".json") for n in names) == 1:
         return "coco"
     if any(n.endswith(".xml") for n in names):

@@ -22,7 +22,7 @@ VOC = """<annotation><filename>a.jpg</filename><size><width>{w}</width><height>{
 
 READERS = {"voc": "a.xml", "coco": "a.json", "grade-csv": "a.csv", "label-tiff": "a_labels.tif",
            "cvppp": "a_label.png", "colour-mask": "a_mask.png", "aperio": "a.xml", "qupath-geojson": "a.geojson",
-           "fiji-cell-counter": "CellCounter_a.xml"}
+           "fiji-cell-counter": "CellCounter_a.xml", "imagej-roi": "a_rois.zip"}
 
 fuzz = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
