@@ -61,12 +61,15 @@ class LayerController(QObject):
     def show(self, image_id: int) -> ImageAnnotation:
         self.flush()
         ann = self.session.load(image_id)
-        with open_image(ann.image_path) as src:
-            pixels = src.display_levels()
+        src = open_image(ann.image_path)  # kept open while shown: a slide's levels read from the open file
+        pixels = src.display_levels()
+        previous, self._shown_source = getattr(self, "_shown_source", None), src
         self._muted = True
         try:
             for layer in list(self.viewer.layers):
                 self.viewer.layers.remove(layer)
+            if previous is not None:
+                previous.close()
             rgb = pixels[0].ndim == 3 and pixels[0].shape[-1] == 3
             self.image_layer_name = Path(ann.image_path).name
             self.viewer.add_image(pixels if len(pixels) > 1 else pixels[0], name=self.image_layer_name, rgb=rgb,

@@ -24,7 +24,9 @@ from PIL import Image, UnidentifiedImageError
 
 from cellcounter.errors import CellCounterWarning, ImageReadError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# vendor whole-slide formats, read through OpenSlide (cellcounter.slides); plain and OME-TIFF stay with tifffile
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + SLIDE_SUFFIXES
 TIFF_SUFFIXES = (".tif", ".tiff")
 #: TIFFs with more pixels than this are opened lazily instead of read whole.
 LAZY_PIXELS = 64 * 1024 * 1024
@@ -159,6 +161,10 @@ def open_image(path: str | Path, page: int = 0, lazy: bool | None = None) -> Ima
         raise ImageReadError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a folder, not an image")
+    if p.suffix.lower() in SLIDE_SUFFIXES:  # vendor slide formats: OpenSlide, at their own pyramid levels
+        from cellcounter.slides import open_slide
+
+        return open_slide(p)
     with open(p, "rb") as fh:
         head = fh.read(4)
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
@@ -174,7 +180,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
             is_tiff = fh.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
     except OSError as exc:
         raise ImageReadError(p, f"cannot read file ({exc.strerror or exc})") from None
-    if not is_tiff:
+    if not is_tiff and p.suffix.lower() not in SLIDE_SUFFIXES:
         try:
             with Image.open(p) as im:
                 return im.size
