@@ -194,11 +194,12 @@ class LayerController(QObject):
         style_boxes(shapes, visible.class_names)
         rc, kw = wanted[POINTS]
         pts = layers[POINTS]
-        pts.selected_data = set()
-        pts.data = rc
-        pts.features = kw["features"]
-        pts.feature_defaults = kw["feature_defaults"]
-        pin_class_colours(pts, visible.class_names)
+        if len(rc) or len(pts.data):  # no marks before or after (a prediction of boxes): nothing to redo here
+            pts.selected_data = set()
+            pts.data = rc
+            pts.features = kw["features"]
+            pts.feature_defaults = kw["feature_defaults"]
+            pin_class_colours(pts, visible.class_names)
         return True
 
     def _replace_layers(self, ann: ImageAnnotation, visible: ImageAnnotation) -> None:
