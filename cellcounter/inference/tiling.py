@@ -73,6 +73,9 @@ class TiledPredictor:
     overlap: int = -1  # -1: 128 pixels, or a quarter of a tile when tiles are smaller than 512
     nms_iou: float = 0.5
     duplicate_iou: float = 0.5
+    # skip tiles without tissue (a low-resolution tissue mask): None decides, on for slides read lazily
+    skip_background: bool | None = None
+    skipped_tiles: int = 0  # of the last prediction
 
     def __post_init__(self) -> None:
         if not self.tile_size:
@@ -106,6 +109,15 @@ class TiledPredictor:
         check_predictable(h, w)
         kind = self.predictor.config.kind
         tiles = self.tiles(h, w)
+        self.skipped_tiles = 0
+        if len(tiles) > 1 and (self.skip_background or (self.skip_background is None and src.lazy)):
+            from cellcounter.inference.tissue import tissue_mask
+
+            tissue = tissue_mask(src)
+            if tissue is not None:
+                kept = [t for t in tiles if tissue.covers(t[0], t[2], t[1], t[3])]
+                self.skipped_tiles = len(tiles) - len(kept)
+                tiles = kept
         boxes, scores, classes, border = [], [], [], []
         painter = InstancePainter((h, w), self.duplicate_iou) if kind == "segmenter" else None
         levels = source_levels(src)  # one intensity stretch for the whole image: tiles agree with each other
