@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, Points
+from cellcounter.annotations import ImageAnnotation, Origin, Points
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats._common import find_image, unique_stems, warn
-from cellcounter.imageio import MAX_SIDE, image_size, max_pixels
+from cellcounter.formats.qupath import objects_annotation
+from cellcounter.imageio import MAX_SIDE, image_size
 
 SUFFIX = "_rois"
 
@@ -180,25 +181,8 @@ def read_roi_file(path: Path, class_names: Sequence[str] | None = None) -> Image
             marks += [((y - 0.5, x - 0.5), cls, origin) for x, y in coords]
         else:
             warn(path, f"{where}: a {t.name.lower()} ROI is not an object cellcounter holds; skipped")
-    ann = ImageAnnotation(str(image), width, height, tuple(names) or ("object",))
-    if boxes:
-        xyxy = np.clip(np.array([b[0] for b in boxes], float), 0, [width, height, width, height])
-        ann.boxes = Boxes(xyxy, [b[1] for b in boxes], [b[2] for b in boxes], [b[3] for b in boxes])
-    if outlines:
-        if width * height > max_pixels():
-            raise FormatError(path, f"outlines on a {width} x {height} image are more pixels than are rasterised "
-                                    "at once (CELLCOUNTER_MAX_PIXELS raises the limit)")
-        from skimage.draw import polygon as fill
-
-        lab = np.zeros((height, width), np.int32)
-        for k, (coords, _, _, _) in enumerate(outlines, start=1):
-            rr, cc = fill(coords[:, 1] - 0.5, coords[:, 0] - 0.5, lab.shape)
-            free = lab[rr, cc] == 0
-            lab[rr[free], cc[free]] = k
-        present = np.isin(np.arange(1, len(outlines) + 1), np.unique(lab))
-        keep = [o for o, ok in zip(outlines, present) if ok]
-        ann.masks = InstanceMasks(lab, np.flatnonzero(present) + 1, [o[1] for o in keep], [o[2] for o in keep],
-                                  [o[3] for o in keep])
+    ann = objects_annotation(path, image, width, height, names, boxes,
+                             [([[coords]], cls, score, origin) for coords, cls, score, origin in outlines])
     if marks:
         ann.points = Points(np.array([m[0] for m in marks]), [m[1] for m in marks], [m[2] for m in marks])
     return ann

@@ -207,6 +207,32 @@ def _paint(lab: np.ndarray, polygons: list[list[np.ndarray]], value: int) -> Non
         lab[inside & (lab == 0)] = value
 
 
+def objects_annotation(path: Path, image: Path, width: int, height: int, names: list[str], boxes: list[tuple],
+                       outlines: list[tuple]) -> ImageAnnotation:
+    """An image's boxes ``((x1, y1, x2, y2), class, score, origin)`` and outlines ``(polygons, class, score,
+    origin)`` (each polygon a list of rings, outline first, holes after, in pixel-edge coordinates) as one
+    annotation; outlines are painted in order, an earlier one keeping the pixels two share. Shared by the
+    readers of drawn objects (QuPath GeoJSON, ImageJ ROIs)."""
+    ann = ImageAnnotation(str(image), width, height, tuple(names) or ("object",))
+    if boxes:
+        xyxy = np.clip(np.array([b[0] for b in boxes], float), 0, [width, height, width, height])
+        ann.boxes = Boxes(xyxy, [b[1] for b in boxes], [b[2] for b in boxes], [b[3] for b in boxes])
+    if outlines:
+        if width * height > max_pixels():
+            raise FormatError(path, f"outlines on a {width} x {height} image are more pixels than are rasterised "
+                                    "at once (CELLCOUNTER_MAX_PIXELS raises the limit)")
+        lab = np.zeros((height, width), np.int32)
+        for k, (polygons, _, _, _) in enumerate(outlines, start=1):
+            _paint(lab, polygons, k)
+        present = np.isin(np.arange(1, len(outlines) + 1), np.unique(lab))
+        if not present.all():
+            warn(path, f"{int((~present).sum())} outline(s) cover no pixel inside the image; skipped")
+        keep = [o for o, ok in zip(outlines, present) if ok]
+        ann.masks = InstanceMasks(lab, np.flatnonzero(present) + 1, [o[1] for o in keep], [o[2] for o in keep],
+                                  [o[3] for o in keep])
+    return ann
+
+
 def _classification(path: Path, where: str, props: dict) -> str:
     c = props.get("classification")
     if c is None:
@@ -283,23 +309,7 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
                 polygons.append((rings_list, cls, score, origin))
         else:
             warn(path, f"{where}: {gtype} geometry is not an object cellcounter holds; skipped")
-    ann = ImageAnnotation(str(image), width, height, tuple(names) or ("object",))
-    if boxes:
-        xyxy = np.clip(np.array([b[0] for b in boxes]), 0, [width, height, width, height])
-        ann.boxes = Boxes(xyxy, [b[1] for b in boxes], [b[2] for b in boxes], [b[3] for b in boxes])
-    if polygons:
-        if width * height > max_pixels():
-            raise FormatError(path, f"outlines on a {width} x {height} image are more pixels than are rasterised "
-                                    "at once (CELLCOUNTER_MAX_PIXELS raises the limit)")
-        lab = np.zeros((height, width), np.int32)
-        for k, (rings_list, _, _, _) in enumerate(polygons, start=1):
-            _paint(lab, rings_list, k)
-        present = np.isin(np.arange(1, len(polygons) + 1), np.unique(lab))
-        if not present.all():
-            warn(path, f"{int((~present).sum())} outline(s) cover no pixel inside the image; skipped")
-        keep = [p for p, ok in zip(polygons, present) if ok]
-        ann.masks = InstanceMasks(lab, np.flatnonzero(present) + 1, [p[1] for p in keep], [p[2] for p in keep],
-                                  [p[3] for p in keep])
+    ann = objects_annotation(path, image, width, height, names, boxes, polygons)
     if points:
         ann.points = Points(np.array([[p[0], p[1]] for p in points]), [p[2] for p in points],
                             [p[3] for p in points])
@@ -325,4 +335,4 @@ def read_qupath(path: str | Path, class_names: Sequence[str] | None = None) -> l
     return anns
 
 
-__all__ = ["features", "read_qupath", "read_qupath_file", "write_qupath"]
+__all__ = ["features", "objects_annotation", "read_qupath", "read_qupath_file", "write_qupath"]

@@ -7,25 +7,14 @@ import warnings
 import numpy as np
 
 from app.layers import POINTS
-from app.session import Session
-from app.window import CellCounterWindow
-from tests.app.test_colours import _voc
 
 
 def _numbers(pts) -> list[str]:
     return [str(v) for v in pts.text.values]
 
 
-def test_numbers_read_one_to_n_after_a_removal_an_undo_and_a_redo(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
-    root = tmp_path / "voc"
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    _voc(root, "a", ["RBC"])
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(root, "blood", user="tester")
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+def test_numbers_read_one_to_n_after_a_removal_an_undo_and_a_redo(open_window, voc_folder):
+    viewer, win, _ = open_window(voc_folder({"a": ["RBC"]}))
     pts = viewer.layers[POINTS]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # "Applying the encoding failed" is a RuntimeWarning

@@ -6,23 +6,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from app.session import Session
-from app.window import CellCounterWindow
-from tests.app.test_colours import _voc
 
 
-def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is_elided(
-        make_napari_viewer, tmp_path, monkeypatch, qtbot):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
-    root = tmp_path / "voc"
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    long_name = "BloodImage_00004_" + "x" * 120
-    _voc(root, long_name, ["WBC", "RBC", "RBC"])
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(root, "blood", user="tester")
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is_elided(open_window, voc_folder,
+                                                                                        qtbot):
+    _, win, _ = open_window(voc_folder({"BloodImage_00004_" + "x" * 120: ["WBC", "RBC", "RBC"]}))
     panel = win.counts
     panel.refresh()
     qtbot.wait(50)
@@ -36,13 +24,9 @@ def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is
     assert panel.minimumSizeHint().width() < 400  # the name no longer sets the dock's width
 
 
-def test_a_fundus_photo_shows_its_grade_not_a_table_of_grade_names(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+def test_a_fundus_photo_shows_its_grade_not_a_table_of_grade_names(open_window, tmp_path):
     Image.fromarray(np.full((300, 400, 3), 90, np.uint8)).save(tmp_path / "fundus.jpg")
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(tmp_path / "fundus.jpg", "retinopathy", user="tester")
-    win = CellCounterWindow(viewer, session, "retinopathy")
-    win.show_image(first)
+    _, win, _ = open_window(tmp_path / "fundus.jpg", "retinopathy")
     win.counts.refresh()
     assert win.counts.summary.text() == "Not graded yet" and not win.counts.table.isVisible()
     win.grade.set_grade(3)

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from app.layers import BOXES, POINTS
-from app.session import Session
-from app.window import CellCounterWindow
-from tests.app.test_colours import _voc
 
 
-def test_the_status_bar_hint_names_the_class_keys_not_napari_tools_and_f1_groups_by_task(
-        make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
-    root = tmp_path / "voc"
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    _voc(root, "a", ["RBC", "WBC"])
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(root, "blood", user="tester")
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+def test_the_status_bar_hint_names_the_class_keys_not_napari_tools_and_f1_groups_by_task(open_window, voc_folder):
+    viewer, win, _ = open_window(voc_folder({"a": ["RBC", "WBC"]}))
     for name in (POINTS, BOXES):
         layer = viewer.layers[name]
         viewer.layers.selection.active = layer

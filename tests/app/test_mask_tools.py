@@ -8,8 +8,6 @@ import tifffile
 from PIL import Image
 
 from app.layers import MASKS
-from app.session import Session
-from app.window import CellCounterWindow
 from cellcounter.annotations import Origin
 
 APERIO = """<Annotations><Annotation Id="1"><Regions>
@@ -20,19 +18,15 @@ APERIO = """<Annotations><Annotation Id="1"><Regions>
 
 
 def test_a_monuseg_tile_opened_alone_brings_its_aperio_outlines_and_the_brush_and_outline_view_apply(
-        make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+        open_window, tmp_path):
     (tmp_path / "tissue_image").mkdir()
     (tmp_path / "annotations").mkdir()
     tile = tmp_path / "tissue_image" / "TCGA-XX.tif"
     tifffile.imwrite(tile, np.full((100, 100, 3), 180, np.uint8))
     (tmp_path / "annotations" / "TCGA-XX.xml").write_text(APERIO)
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(tile, None, user="tester")
-    saved = session.project.load(first)
+    viewer, win, first = open_window(tile, None)
+    saved = win.session.project.load(first)
     assert saved.task == "nuclei" and len(saved.masks) == 2 and (saved.masks.origins == Origin.REFERENCE).all()
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
     assert win.masks_dock.isVisible() and not win.grade_dock.isVisible()
     win.masks.brush.setValue(7)
     win.masks.outlines.setChecked(True)
@@ -42,11 +36,7 @@ def test_a_monuseg_tile_opened_alone_brings_its_aperio_outlines_and_the_brush_an
     assert layer.contour == 0
 
 
-def test_the_masks_dock_is_hidden_for_blood_images(make_napari_viewer, tmp_path, monkeypatch):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+def test_the_masks_dock_is_hidden_for_blood_images(open_window, tmp_path):
     Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.png")
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(tmp_path / "a.png", "blood", user="tester")
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+    _, win, _ = open_window(tmp_path / "a.png")
     assert not win.masks_dock.isVisible()

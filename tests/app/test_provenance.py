@@ -6,25 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from app.layers import BOXES, ORIGIN_WIDTH
-from app.session import Session
-from app.window import CellCounterWindow
 from cellcounter.annotations import Boxes, Origin
-from tests.app.test_colours import _voc
 
 
-def test_reference_model_and_human_boxes_look_different_and_the_selection_says_which(
-        make_napari_viewer, tmp_path, monkeypatch, qtbot):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
-    root = tmp_path / "voc"
-    (root / "Annotations").mkdir(parents=True)
-    (root / "JPEGImages").mkdir()
-    _voc(root, "a", ["RBC", "WBC"])
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(root, "blood", user="tester")
+def test_reference_model_and_human_boxes_look_different_and_the_selection_says_which(open_window, voc_folder):
+    viewer, win, first = open_window(voc_folder({"a": ["RBC", "WBC"]}))
+    session = win.session
     assert (session.project.load(first).boxes.origins == Origin.REFERENCE).all()
-    assert session.project.history(first)[-1]["origin"] == "import"
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+    assert [e["origin"] for e in session.project.history(first) if e["kind"] == "boxes"] == ["import"]
     ann = win.session.saved
     ann.boxes = Boxes(np.vstack([ann.boxes.xyxy, [[150, 5, 190, 50]]]), np.r_[ann.boxes.classes, 2],
                       np.r_[ann.boxes.scores, 0.83], np.r_[ann.boxes.origins, Origin.MODEL])

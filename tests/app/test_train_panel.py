@@ -6,19 +6,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from app.session import Session
-from app.window import CellCounterWindow
 from training.loop import TrainEvent
 
 
-def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(make_napari_viewer, tmp_path, monkeypatch,
-                                                                       qtbot):
-    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(open_window, tmp_path, qtbot):
     Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.png")
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(tmp_path / "a.png", "blood", user="tester")
-    win = CellCounterWindow(viewer, session, "blood")
-    win.show_image(first)
+    _, win, _ = open_window(tmp_path / "a.png")
     panel = win.train
     panel._on_event(TrainEvent("eval", 0, 40, 0, 2, metrics={"map50": 0.41, "count_mae": {"RBC": 3.0}}))
     for step in range(1, 41):
