@@ -75,6 +75,10 @@ def main() -> int:
     from training.child import iter_training_in_child
     from training.project import project_run
 
+    folder = DATA / SETUPS[args.task][0]
+    if not folder.is_dir():
+        print(f"bench_hitl: skipped, {folder} is absent (set CELLCOUNTER_DATA)")
+        return 0
     pool = _labelled(args.task)
     correct, measure = pool[:args.images], pool[args.images:]
     if args.measure:
