@@ -351,10 +351,14 @@ def command_line(cfg: TrainConfig) -> str:
     """The ``cellcounter-train`` command that reproduces this run (settings that differ from the recipe)."""
     from training.recipes import RECIPES
 
+    from training.recipes import GEOMETRY
+
     base = TrainConfig(**{**asdict(TrainConfig()), **RECIPES.get(cfg.recipe, {})})
+    # a fine-tune inherits its parent's input size unless told: the size it ran at is always written out
+    keep = {"task", "data", "out"} | (set(GEOMETRY) if (cfg.init or "none") not in ("none", "imagenet") else set())
     parts = ["cellcounter-train"]
     for k, v in asdict(cfg).items():
-        if k in ("resume", "recipe_applied") or (v == getattr(base, k) and k not in ("task", "data", "out")):
+        if k in ("resume", "recipe_applied") or (v == getattr(base, k) and k not in keep):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

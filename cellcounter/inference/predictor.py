@@ -11,7 +11,7 @@ from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks
 from cellcounter.calibration import calibrate_scores, thresholds_by_index
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.backends import OnnxBackend, TorchBackend
-from cellcounter.inference.preprocess import detection_input, grader_input
+from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input
 from cellcounter.models.card import ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
 
 
@@ -142,6 +142,7 @@ class Predictor:
         """Predictions for a whole image as an annotation (origin: model)."""
         h, w = image.shape[:2]
         check_predictable(h, w, self.config.kind == "grader")
+        check_has_pixels(image)
         ann = ImageAnnotation(image_path, w, h, tuple(self.card.class_names), task=self.card.task,
                               model_version=self.model_version)
         if self.config.kind == "grader":

@@ -33,12 +33,20 @@ def intensity_levels(image: np.ndarray) -> tuple[float, float] | None:
         return None
     f = a.astype(np.float32)
     finite = f[np.isfinite(f)]
-    if not finite.size:  # a model would still answer (a confident grade of a black square): refuse instead
-        raise CellCounterError("the image holds no finite pixel values (all NaN or infinite): nothing to predict")
+    if not finite.size:
+        return (0.0, 1.0)
     if np.issubdtype(a.dtype, np.floating) and 0.0 <= finite.min() and finite.max() <= 1.0:
         return None
     lo, hi = (float(v) for v in np.percentile(finite, (0.1, 99.9)))
     return (lo, hi if hi > lo else lo + 1.0)
+
+
+def check_has_pixels(image: np.ndarray) -> None:
+    """Refuse an image without one finite pixel (an all-NaN float TIFF): a model would still answer, with a
+    confident grade of a black square."""
+    a = np.asarray(image)
+    if np.issubdtype(a.dtype, np.floating) and a.size and not np.isfinite(a).any():
+        raise CellCounterError("the image holds no finite pixel values (all NaN or infinite): nothing to predict")
 
 
 def to_float_rgb(image: np.ndarray, levels: tuple[float, float] | None | str = "auto") -> np.ndarray:

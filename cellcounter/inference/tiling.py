@@ -24,7 +24,7 @@ from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
-from cellcounter.inference.preprocess import intensity_levels, to_float_rgb
+from cellcounter.inference.preprocess import check_has_pixels, intensity_levels, to_float_rgb
 
 def _region(tile) -> tuple[int, int, int, int]:
     y0, x0, y1, x1 = tile[:4]
@@ -185,6 +185,7 @@ def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float]
     if src.dtype == np.uint8 or src.dtype == np.bool_:
         return None
     view = np.asarray(src.display_levels(max_side)[-1]) if src.lazy else src.read()
+    check_has_pixels(view)
     return intensity_levels(view)
 
 

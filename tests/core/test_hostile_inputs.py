@@ -16,7 +16,6 @@ from PIL import Image
 from cellcounter.cli import main
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.formats import read_labels
-from cellcounter.inference.preprocess import intensity_levels
 
 VOC = """<annotation><filename>{name}</filename><size><width>{w}</width><height>10</height><depth>3</depth></size>
 <object><name>RBC</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>9</ymax></bndbox></object>
@@ -75,10 +74,15 @@ def test_a_jpeg_named_like_a_label_png_is_refused_not_read_as_thousands_of_insta
         read_labels(tmp_path / "y_mask.png", "colour-mask")
 
 
-def test_an_all_nan_image_is_refused_instead_of_graded(tmp_path):
-    with pytest.raises(CellCounterError, match="no finite pixel values"):
-        intensity_levels(np.full((64, 64, 3), np.nan, np.float32))
-    assert intensity_levels(np.where(np.eye(64, dtype=bool)[..., None], 7.0, np.nan).astype(np.float32))
+def test_an_all_nan_image_is_refused_instead_of_graded_or_counted(tiny_models):
+    from cellcounter.inference import Predictor, predict_image
+
+    nan = np.full((64, 64, 3), np.nan, np.float32)
+    for kind in ("grader", "detector"):  # whole-image and tiled paths
+        with pytest.raises(CellCounterError, match="no finite pixel values"):
+            predict_image(Predictor.load(tiny_models[kind]), nan, "nan.tif")
+    some = np.where(np.eye(64, dtype=bool)[..., None], 7.0, np.nan).astype(np.float32)
+    assert predict_image(Predictor.load(tiny_models["grader"]), some, "some.tif").grade is not None
 
 
 def test_a_voc_size_beyond_any_image_is_refused(tmp_path):
