@@ -12,7 +12,7 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QL
 from app.controller import LayerController
 from app.layers import class_colours
 from cellcounter.project.workflows import export_project
-from cellcounter.tasks import get_task
+from cellcounter.tasks import TASKS, get_task
 
 
 class CountsPanel(QWidget):
@@ -66,9 +66,10 @@ class CountsPanel(QWidget):
             self._title_text = name
             self.title.setToolTip(name)
             self._elide_title()
-        ann = self.controller.current()
-        if ann is not None and not self.project_wide.isChecked() and get_task(ann.task or "blood").kind == "grade":
-            self._show_grade(ann)
+        saved = session.saved
+        if (saved is not None and not self.project_wide.isChecked() and saved.task in TASKS
+                and TASKS[saved.task].kind == "grade"):
+            self._show_grade(self.controller.current())  # the labels as edited (the layers), only for a grade
             return
         self.table.setVisible(True)
         rows = self.rows()
