@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,17 @@ def format_number(v: float) -> str:
     """Integers without a decimal point, other values exactly (so a round trip is lossless)."""
     f = float(v)
     return str(int(f)) if f.is_integer() else repr(f)
+
+
+def output_targets(anns: Sequence[ImageAnnotation], dst: Path, single_suffixes: tuple[str, ...], what: str,
+                   per_image: Callable[[str], Path]) -> list[Path]:
+    """Where a writer puts each image's file: ``dst`` itself when its suffix is one of ``single_suffixes`` (one
+    image only; ``what`` names that file in the error), else ``per_image(stem)`` for each image."""
+    if dst.suffix.lower() in single_suffixes:
+        if len(anns) != 1:
+            raise FormatError(dst, f"{what} holds one image, not {len(anns)}; give a folder")
+        return [dst]
+    return [per_image(stem) for stem in unique_stems(anns, dst)]
 
 
 def unique_stems(anns: Sequence[ImageAnnotation], dst: Path) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 from cellcounter.annotations import ImageAnnotation, Origin, Points
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_bytes
-from cellcounter.formats._common import find_image, format_number, parse_xml, unique_stems
+from cellcounter.formats._common import find_image, format_number, output_targets, parse_xml
 from cellcounter.imageio import MAX_SIDE, image_size
 
 PREFIX = "CellCounter_"
@@ -115,12 +115,7 @@ def counter_xml(ann: ImageAnnotation) -> bytes:
 def write_fiji_counter(anns: Sequence[ImageAnnotation], dst: Path) -> list[Path]:
     """``CellCounter_<stem>.xml`` per image in folder ``dst`` (or ``dst`` itself for one image)."""
     dst = Path(dst)
-    if dst.suffix.lower() == ".xml":
-        if len(anns) != 1:
-            raise FormatError(dst, f"one marker file holds one image, not {len(anns)}; give a folder")
-        targets = [dst]
-    else:
-        targets = [dst / f"{PREFIX}{stem}.xml" for stem in unique_stems(anns, dst)]
+    targets = output_targets(anns, dst, (".xml",), "one marker file", lambda stem: dst / f"{PREFIX}{stem}.xml")
     docs = [counter_xml(a) for a in anns]
     for t, doc in zip(targets, docs):
         atomic_write_bytes(t, doc)

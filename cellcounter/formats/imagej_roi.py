@@ -18,7 +18,7 @@ import numpy as np
 from cellcounter.annotations import ImageAnnotation, Origin, Points
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_with
-from cellcounter.formats._common import find_image, unique_stems, warn
+from cellcounter.formats._common import find_image, output_targets, warn
 from cellcounter.formats.qupath import objects_annotation
 from cellcounter.imageio import MAX_SIDE, image_size
 
@@ -89,12 +89,7 @@ def write_imagej_rois(anns: Sequence[ImageAnnotation], dst: Path) -> list[Path]:
     """``<stem>_rois.zip`` per image in folder ``dst`` (or ``dst`` itself, a ``.zip``, for one image)."""
     rf = _roi_module()
     dst = Path(dst)
-    if dst.suffix.lower() == ".zip":
-        if len(anns) != 1:
-            raise FormatError(dst, f"one ROI set holds one image, not {len(anns)}; give a folder")
-        targets = [dst]
-    else:
-        targets = [dst / f"{stem}{SUFFIX}.zip" for stem in unique_stems(anns, dst)]
+    targets = output_targets(anns, dst, (".zip",), "one ROI set", lambda stem: dst / f"{stem}{SUFFIX}.zip")
     sets = [rois(a) for a in anns]  # all before writing
     for t, roiset in zip(targets, sets):
         if not roiset:

@@ -23,7 +23,7 @@ import numpy as np
 from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, Points
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_text
-from cellcounter.formats._common import find_image, unique_stems, warn
+from cellcounter.formats._common import find_image, output_targets, warn
 from cellcounter.imageio import MAX_SIDE, image_size, max_pixels
 from cellcounter.tasks import class_colours
 
@@ -130,12 +130,7 @@ def features(ann: ImageAnnotation) -> list[dict]:
 def write_qupath(anns: Sequence[ImageAnnotation], dst: Path) -> list[Path]:
     """One ``<stem>.geojson`` per image in folder ``dst``, or ``dst`` itself for one image."""
     dst = Path(dst)
-    if dst.suffix.lower() in SUFFIXES:
-        if len(anns) != 1:
-            raise FormatError(dst, f"a single GeoJSON file holds one image, not {len(anns)}; give a folder")
-        targets = [dst]
-    else:
-        targets = [dst / f"{stem}.geojson" for stem in unique_stems(anns, dst)]
+    targets = output_targets(anns, dst, SUFFIXES, "a single GeoJSON file", lambda stem: dst / f"{stem}.geojson")
     docs = [json.dumps({"type": "FeatureCollection", "features": features(a)}) for a in anns]  # all before writing
     for t, doc in zip(targets, docs):
         atomic_write_text(t, doc)

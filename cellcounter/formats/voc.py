@@ -17,7 +17,7 @@ import numpy as np
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_bytes
-from cellcounter.formats._common import find_image, format_number, parse_xml, share_class_names, unique_stems, warn
+from cellcounter.formats._common import find_image, format_number, output_targets, parse_xml, share_class_names, warn
 from cellcounter.imageio import MAX_SIDE, image_size
 
 
@@ -157,13 +157,7 @@ def voc_xml(ann: ImageAnnotation) -> bytes:
 def write_voc(anns: Sequence[ImageAnnotation], dst: str | Path) -> list[Path]:
     """Write one XML per image: to ``dst`` itself when it ends in ``.xml`` (one image), else ``dst/Annotations/``."""
     dst = Path(dst)
-    if dst.suffix.lower() == ".xml":
-        if len(anns) != 1:
-            raise FormatError(dst, f"a single .xml file holds one image, not {len(anns)}; give a folder")
-        targets = [dst]
-    else:
-        stems = unique_stems(anns, dst)
-        targets = [dst / "Annotations" / f"{s}.xml" for s in stems]
+    targets = output_targets(anns, dst, (".xml",), "a single .xml file", lambda s: dst / "Annotations" / f"{s}.xml")
     payloads = [voc_xml(a) for a in anns]  # build everything before writing anything
     for target, data in zip(targets, payloads):
         atomic_write_bytes(target, data)

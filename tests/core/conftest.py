@@ -48,3 +48,14 @@ def rgb_image():
     for y, x in [(40, 50), (120, 160), (150, 60)]:
         img[y - 15:y + 15, x - 15:x + 15] = (120, 40, 140)
     return img
+
+
+@pytest.fixture
+def detector_copy(tiny_models, tmp_path):
+    """A copy of the tiny detector whose card a test may edit."""
+    import shutil
+
+    dst = tmp_path / "m"
+    shutil.copytree(tiny_models["detector"], dst)
+    return dst
+

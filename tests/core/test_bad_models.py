@@ -19,10 +19,8 @@ from training import iter_training
 
 
 @pytest.fixture
-def model(tiny_models, tmp_path):
-    dst = tmp_path / "m"
-    shutil.copytree(tiny_models["detector"], dst)
-    return dst
+def model(detector_copy):
+    return detector_copy
 
 
 def _edit(model, change):

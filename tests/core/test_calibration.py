@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -50,10 +49,8 @@ def test_fit_picks_the_threshold_that_counts_best_per_class():
 
 
 @pytest.fixture
-def model(tiny_models, tmp_path):
-    dst = tmp_path / "m"
-    shutil.copytree(tiny_models["detector"], dst)
-    return dst
+def model(detector_copy):
+    return detector_copy
 
 
 def test_a_calibrated_card_changes_the_scores_of_every_prediction_and_nothing_else(model, rgb_image):
