@@ -44,6 +44,26 @@ def restore_hint(project_path: str | Path) -> str:
             f"{project_path} to restore it")
 
 
+def copy_database(conn: sqlite3.Connection, dest: Path) -> Path:
+    """A consistent copy of the open database at ``dest`` through SQLite's backup API (safe while another
+    connection writes), built beside it and renamed into place: ``dest`` is whole or absent."""
+    tmp = dest.with_name(f".{dest.name}.partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        target = sqlite3.connect(tmp)
+        try:
+            conn.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            target.close()
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return dest
+
+
 def last_change(project_path: str | Path) -> float:
     """When the project's files were last written (read before opening it: opening touches its WAL)."""
     path = Path(project_path)
@@ -64,19 +84,10 @@ def rolling_backup(conn: sqlite3.Connection, project_path: str | Path, changed_a
     now = time.time_ns()  # names sort in the order the backups were made
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now // 1_000_000_000)) + f"-{now % 1_000_000_000:09d}"
     dest = folder / f"{path.stem}-{stamp}.ccproj"
-    tmp = folder / f".{dest.name}.partial"
     try:
         folder.mkdir(exist_ok=True)
-        target = sqlite3.connect(tmp)
-        try:
-            conn.backup(target)
-            target.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            target.close()
-        os.replace(tmp, dest)
+        copy_database(conn, dest)
     except (OSError, sqlite3.Error):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         return None
     for old in backups(path)[:-keep]:
         with contextlib.suppress(OSError):
@@ -84,4 +95,5 @@ def rolling_backup(conn: sqlite3.Connection, project_path: str | Path, changed_a
     return dest
 
 
-__all__ = ["KEEP", "backup_dir", "backups", "last_change", "latest_backup", "restore_hint", "rolling_backup"]
+__all__ = ["KEEP", "backup_dir", "backups", "copy_database", "last_change", "latest_backup", "restore_hint",
+           "rolling_backup"]

@@ -276,10 +276,7 @@ class Project:
     # --- annotations ---------------------------------------------------------
 
     def load(self, image_id: int) -> ImageAnnotation:
-        r = self._conn.execute(
-            "SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
-            " a.boxes, a.masks, a.points, a.grade, a.model_version FROM images i"
-            " LEFT JOIN annotations a ON a.image_id = i.id WHERE i.id = ?", (image_id,)).fetchone()
+        r = self._conn.execute(_LABELS_SQL + " WHERE i.id = ?", (image_id,)).fetchone()
         if r is None:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
         try:
@@ -520,11 +517,11 @@ class Project:
             problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
             problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
             problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
-            for rec in self.images():  # every label blob must decode, not only the pages be sound
+            for r in self._conn.execute(_LABELS_SQL):  # every label blob must decode, not only the pages be sound
                 try:
-                    self.load(rec.id)
-                except ProjectError as exc:
-                    problems.append(_damaged(rec.path, exc.__context__ or exc))
+                    self._decode(r)
+                except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
+                    problems.append(_damaged(r[0], exc))
         except sqlite3.DatabaseError as exc:
             problems = [f"the database is damaged ({exc})"]
         if problems:
@@ -536,16 +533,7 @@ class Project:
         dest = Path(dest)
         if dest.exists():
             raise ProjectError(f"{dest}: already exists")
-        tmp = dest.with_name(f".{dest.name}.partial")
-        tmp.unlink(missing_ok=True)
-        target = sqlite3.connect(tmp)
-        try:
-            self._conn.backup(target)
-            target.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            target.close()
-        os.replace(tmp, dest)
-        return dest
+        return backups.copy_database(self._conn, dest)
 
     def status(self, annotations: Iterable[ImageAnnotation] | None = None) -> dict:
         """Per-status image counts and per-class object counts over the whole project (over ``annotations``,
@@ -576,6 +564,11 @@ def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
     if stored_json:
         return tuple(json.loads(stored_json))
     return TASKS[task].class_names if task in TASKS else ()
+
+
+_LABELS_SQL = ("SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
+               " a.boxes, a.masks, a.points, a.grade, a.model_version FROM images i"
+               " LEFT JOIN annotations a ON a.image_id = i.id")
 
 
 def _damaged(image: str, exc: BaseException) -> str:
