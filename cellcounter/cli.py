@@ -107,17 +107,15 @@ def _refuse_overwriting_the_source(src: Path, dst: Path) -> None:
 
 def _undo_partial(created: list[Path], label_root: Path | None, existed: set[Path], made_root: bool) -> None:
     """Remove what a failed conversion wrote: nothing of it stays half built."""
-    if label_root is not None and label_root.is_dir():
+    if made_root and label_root is not None:
+        shutil.rmtree(label_root, ignore_errors=True)  # the run made this folder: all of it is the run's
+    elif label_root is not None and label_root.is_dir():
         created = created + [p for p in label_root.rglob("*") if p.is_file() and p not in existed]
     for p in created:
         p.unlink(missing_ok=True)
-    for p in sorted({q.parent for q in created}, key=lambda q: len(q.parts), reverse=True):
+    for folder in {p.parent for p in created} - {label_root}:
         with contextlib.suppress(OSError):
-            if p != label_root or made_root:
-                p.rmdir()  # only when empty
-    if made_root and label_root is not None:
-        with contextlib.suppress(OSError):
-            label_root.rmdir()
+            folder.rmdir()  # only when empty
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
