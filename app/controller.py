@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from app.layers import (BOXES, MASKS, OVERVIEW, POINTS, annotation_from_layers, annotation_layers, overview_layer_data,
-                        pin_class_colours, point_numbers, style_boxes)
+from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_from_layers,
+                        annotation_layers, overview_layer_data, pin_class_colours, point_numbers, style_boxes)
 from app.session import Session
 from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
@@ -91,7 +91,7 @@ class LayerController(QObject):
         self.parked = boxes.subset(~editable)
         visible = ImageAnnotation(ann.image_path, ann.width, ann.height, ann.class_names, task=ann.task,
                                   boxes=boxes.subset(editable), masks=ann.masks, points=ann.points,
-                                  grade=ann.grade)
+                                  grade=ann.grade, regions=ann.regions)
         if not self._update_layers(visible):
             with self.viewer.layers.batched_update():  # one scene-graph rebuild, not one per layer
                 self._replace_layers(ann, visible)
@@ -176,12 +176,21 @@ class LayerController(QObject):
         template = getattr(self, "_template", None)
         wanted = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in annotation_layers(visible)}
         if (template is None or template.class_names != visible.class_names
-                or set(wanted) != {n for n in (BOXES, MASKS, POINTS) if n in layers}):
+                or set(wanted) != {n for n in LABEL_LAYERS if n in layers}):
             return False
         if MASKS in wanted and layers[MASKS].data.shape != wanted[MASKS][0].shape:
             return False
         if MASKS in wanted:
             layers[MASKS].data = wanted[MASKS][0]
+        polys, kw = wanted[REGIONS]
+        regions = layers[REGIONS]
+        if len(polys) or len(regions.data):
+            regions.selected_data = set()
+            regions.data = []
+            if polys:
+                regions.add_polygons(polys)
+            regions.features = kw["features"]
+            regions.refresh_text()
         rects, kw = wanted[BOXES]
         shapes = layers[BOXES]
         shapes.selected_data = set()
@@ -203,7 +212,7 @@ class LayerController(QObject):
         return True
 
     def _replace_layers(self, ann: ImageAnnotation, visible: ImageAnnotation) -> None:
-        for name in (BOXES, MASKS, POINTS):
+        for name in LABEL_LAYERS:
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
         for data, kwargs, kind in annotation_layers(visible):
@@ -214,8 +223,9 @@ class LayerController(QObject):
                 layer.events.paint.connect(self._edited)
                 layer.events.data.connect(self._edited)
             else:
-                pin_class_colours(layer, visible.class_names)
-                if kind == "shapes":
+                if kwargs["name"] != REGIONS:
+                    pin_class_colours(layer, visible.class_names)
+                if kwargs["name"] == BOXES:
                     style_boxes(layer, visible.class_names)
                 layer.events.data.connect(self._edited)
                 layer.events.features.connect(self._edited)
@@ -260,6 +270,7 @@ class LayerController(QObject):
             shapes=layers[BOXES] if BOXES in layers else None,
             labels=layers[MASKS] if MASKS in layers else None,
             points=layers[POINTS] if POINTS in layers else None,
+            regions=layers[REGIONS] if REGIONS in layers else None,
         )
         if len(self.parked):
             ann.boxes = ann.boxes.concat(self.parked)
@@ -289,7 +300,8 @@ class LayerController(QObject):
             self._template = ImageAnnotation(
                 self.session.saved.image_path, self.session.saved.width, self.session.saved.height,
                 self.session.saved.class_names, task=self.session.saved.task, boxes=shown,
-                masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade)
+                masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade,
+                regions=self.session.saved.regions)
             for name in (BOXES, POINTS):
                 if name in self.viewer.layers:
                     layer = self.viewer.layers[name]
@@ -300,6 +312,16 @@ class LayerController(QObject):
                             style_boxes(layer, self._template.class_names)  # a corrected box now looks it
         finally:
             self._muted = False
+
+    def add_regions(self, regions: list) -> None:
+        """Add regions (imported from a file) to the image on screen, saved as one edit."""
+        self.flush()
+        ann = self.current()
+        if ann is None or not regions:
+            return
+        ann.regions = list(ann.regions) + list(regions)
+        if self.session.commit(ann):
+            self.apply(self.session.saved)
 
     def apply(self, ann: ImageAnnotation) -> None:
         """Refill the layers from an annotation (after undo/redo or a prediction)."""

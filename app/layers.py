@@ -17,12 +17,16 @@ from cellcounter.annotations import (
     InstanceMasks,
     Origin,
     Points,
+    flip_xy_rc,
     napari_rectangles_to_xyxy,
     xyxy_to_napari_rectangles,
 )
+from cellcounter.regions import Region
 from cellcounter.tasks import class_colours  # noqa: F401 - one palette, declared with the tasks
 
-BOXES, MASKS, POINTS = "boxes", "masks", "points"
+BOXES, MASKS, POINTS, REGIONS = "boxes", "masks", "points", "regions"
+LABEL_LAYERS = (REGIONS, BOXES, MASKS, POINTS)
+REGION_COLOUR = "#ffc800"
 OVERVIEW = "boxes (view only)"  # boxes outside the editing window when there are too many to edit at once
 
 
@@ -165,6 +169,41 @@ def points_layer_data(ann: ImageAnnotation) -> tuple:
     return ann.points.rc.copy(), kwargs, "points"
 
 
+def regions_layer_data(ann: ImageAnnotation) -> tuple:
+    """``(data, kwargs, 'shapes')``: the image's regions as polygons, outlined and named; draw one to add it."""
+    data = [flip_xy_rc(r.xy) for r in ann.regions]
+    kwargs = {
+        "name": REGIONS,
+        "shape_type": "polygon",
+        "features": pd.DataFrame({"name": [r.name for r in ann.regions]}, dtype=object),
+        "edge_color": REGION_COLOUR,
+        "face_color": "transparent",
+        "edge_width": 3,
+        "text": {"string": "{name}", "color": REGION_COLOUR, "anchor": "upper_left", "size": 10},
+        "feature_defaults": {"name": ""},
+    }
+    return data, kwargs, "shapes"
+
+
+def regions_from_layer(layer) -> list[Region]:
+    """The regions as drawn: every shape's outline (a rectangle's or ellipse's corners too), named from its
+    feature, or "region N" for a new one."""
+    out = []
+    names = layer.features["name"].tolist() if "name" in layer.features else []
+    taken = {str(n) for n in names if n}
+    k = 0
+    for i, shape in enumerate(layer.data):
+        name = str(names[i]) if i < len(names) and names[i] else ""
+        while not name:
+            k += 1
+            name = f"region {k}" if f"region {k}" not in taken else ""
+        taken.add(name)
+        xy = flip_xy_rc(np.asarray(shape, float)[:, -2:])
+        if len(xy) >= 3:
+            out.append(Region(name, xy))
+    return out
+
+
 def masks_layer_data(ann: ImageAnnotation) -> tuple:
     masks = ann.masks if ann.masks is not None else InstanceMasks.empty(ann.height, ann.width)
     return masks.label_image.copy(), {"name": MASKS, "opacity": 0.5}, "labels"
@@ -172,9 +211,9 @@ def masks_layer_data(ann: ImageAnnotation) -> tuple:
 
 def annotation_layers(ann: ImageAnnotation) -> list[tuple]:
     """Layer data tuples for everything the annotation holds (boxes and points always, masks when present)."""
-    layers = [boxes_layer_data(ann), points_layer_data(ann)]
+    layers = [regions_layer_data(ann), boxes_layer_data(ann), points_layer_data(ann)]
     if ann.masks is not None:
-        layers.insert(0, masks_layer_data(ann))
+        layers.insert(1, masks_layer_data(ann))
     return layers
 
 
@@ -205,7 +244,8 @@ def _corrected(features: pd.DataFrame, n: int, xyxy: np.ndarray, classes: np.nda
     return out
 
 
-def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, points=None) -> ImageAnnotation:
+def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, points=None,
+                           regions=None) -> ImageAnnotation:
     """The annotation as the user left it in the layers (image, class names and size from ``template``).
 
     ``template`` is the annotation the layers were filled from: model boxes changed since then are
@@ -252,6 +292,7 @@ def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, 
         task=template.task, boxes=boxes, masks=masks, points=pts, grade=template.grade,
         content_hash=template.content_hash, pixel_size_um=template.pixel_size_um, review=template.review,
         model_version=template.model_version, attributes=dict(template.attributes),
+        regions=regions_from_layer(regions) if regions is not None else list(template.regions),
     )
 
 

@@ -12,7 +12,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from app.controller import LayerController
-from app.layers import BOXES, MASKS, POINTS, describe_object
+from app.layers import BOXES, MASKS, POINTS, REGIONS, describe_object
 from app.session import Session
 from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
@@ -166,7 +166,28 @@ class CellCounterWindow:
                     "counts-csv"):
             export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))
             export.addAction(f"Whole project as {fmt}...", lambda f=fmt: self.export(f, whole_project=True))
+        menu.addAction("Import regions (GeoJSON)...", lambda: self.import_regions())
         menu.addAction("Keyboard shortcuts", self.show_help)
+
+    def import_regions(self, path: str | Path | None = None) -> int:
+        """Add the annotation polygons of a GeoJSON file (QuPath's export) to this image as regions."""
+        from cellcounter.formats.qupath import read_regions
+
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(None, "Import regions", "", "GeoJSON (*.geojson *.json)")
+            if not path:
+                return 0
+        try:
+            regions = read_regions(path)
+        except CellCounterError as exc:
+            show_error(str(exc))
+            return 0
+        if not regions:
+            show_error(f"{path}: no annotation polygon to use as a region")
+            return 0
+        self.controller.add_regions(regions)
+        show_info(f"{len(regions)} region(s) added")
+        return len(regions)
 
     def _ask_open(self, kind: str) -> None:
         if kind == "folder":
@@ -233,6 +254,12 @@ class CellCounterWindow:
                     layer._cellcounter_hint = True
                 if name in (BOXES, POINTS):
                     self._hint(layer)
+        if REGIONS in self.viewer.layers:
+            layer = self.viewer.layers[REGIONS]
+            if not getattr(layer, "_cellcounter_hint", False):
+                layer.events.mode.connect(lambda _e, lyr=layer: self._hint(lyr))
+                layer._cellcounter_hint = True
+            self._hint(layer)
 
     def show_selected(self, layer) -> None:
         """Who made the selected box, and the model's score: provenance visible, not only stored."""

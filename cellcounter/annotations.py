@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
+from cellcounter.regions import Region
+
 CountKind = Literal["boxes", "masks", "points"]
 
 
@@ -338,9 +340,11 @@ class ImageAnnotation:
     review: ReviewStatus = ReviewStatus.UNREVIEWED
     model_version: str | None = None
     attributes: dict = field(default_factory=dict)
+    regions: list[Region] = field(default_factory=list)  # areas to count in (see cellcounter.regions)
 
     def __post_init__(self) -> None:
         self.image_path = str(self.image_path)
+        self.regions = list(self.regions)
         self.class_names = tuple(self.class_names)
         self.review = ReviewStatus(self.review)
         if self.width <= 0 or self.height <= 0:
@@ -416,6 +420,9 @@ class ImageAnnotation:
         if self.masks is not None and len(self.masks) and not self.masks.equals(other.masks, atol):
             return False
         if (self.grade is None) != (other.grade is None):
+            return False
+        if len(self.regions) != len(other.regions) or not all(
+                a.equals(b, atol) for a, b in zip(self.regions, other.regions)):
             return False
         return self.grade is None or self.grade.equals(other.grade, atol)
 

@@ -37,7 +37,9 @@ class TrainConfig:
     init: str = "none"  # none | imagenet | a model folder or name to fine-tune (its weights are the parent)
     init_weights: str = ""  # local ImageNet weights file for init=imagenet (offline machines)
     name: str = ""  # name of the model written (default: from task)
+    architecture: str = ""  # masks: "maskrcnn" (the default) or "unet" (foreground + distance maps, watershed)
     backbone: str = "resnet18"
+    unet_width: int = 32  # unet: channels of the first level
     min_size: int = 480
     max_size: int = 640
     input_size: int = 384  # grader
@@ -93,6 +95,9 @@ class TrainConfig:
     dropblock_prob: float = 0.1  # reached linearly at the end of training
     random_crop: int = 0  # segmenter: crop to this size before resizing (0: off)
     multiscale: tuple[int, ...] = ()  # segmenter: shorter sides to pick from (multiples of 32)
+    rot90: bool = False  # unet: random quarter turns
+    scale_jitter: float = 0.0  # unet: zoom in or out by up to this fraction
+    stain_jitter: float = 0.0  # unet: scale and shift H&E stain densities by up to this fraction
 
     # running
     device: str = "auto"

@@ -162,6 +162,11 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     if task.kind == "boxes":
         ds = DetectionDataset(split.train, cfg, train=True)
         collate = collate_lists
+    elif mcfg.kind == "unet":
+        from training.dense import DenseDataset, collate_dense
+
+        ds = DenseDataset(split.train, cfg, train=True)
+        collate = collate_dense
     elif task.kind == "masks":
         ds = InstanceDataset(split.train, cfg, train=True)
         collate = collate_lists
@@ -246,6 +251,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             if task.kind == "grade":
                 x, y = batch
                 losses = {"cross_entropy": loss_fn(train_model(x.to(device)), y.to(device))}
+            elif mcfg.kind == "unet":
+                x, maps = batch
+                losses = train_model(x.to(device), {k: v.to(device) for k, v in maps.items()})
             else:
                 images, targets = batch
                 images = [im.to(device) for im in images]

@@ -40,6 +40,15 @@ RECIPES: dict[str, dict[str, Any]] = {
         "scheduler": "step", "warmup_iters": 100, "step_milestones": (0.7, 0.9), "step_gamma": 0.1,
         "heads_only_epochs": 1, "batch_size": 2, "epochs": 20,
     },
+    # Nuclei, the U-Net family (DIST, StarDist, HoVer-Net): foreground and distance-to-edge maps, split by a
+    # watershed; native resolution, crops weighted by area, quarter turns, scale and H&E stain jitter.
+    "nuclei-unet": {
+        "task": "nuclei", "architecture": "unet", "unet_width": 16, "min_size": 0, "max_size": 0,
+        "random_crop": 256, "rot90": True, "scale_jitter": 0.2, "stain_jitter": 0.05, "hflip": 0.5, "vflip": 0.5,
+        "brightness": 0.1, "contrast": 0.1, "saturation": 0.1, "hue": 0.02, "optimizer": "adamw", "lr": 2e-3,
+        "weight_decay": 1e-4, "scheduler": "step", "warmup_iters": 100, "step_milestones": (0.7, 0.9),
+        "step_gamma": 0.1, "batch_size": 8, "epochs": 60, "frozen_bn": False,
+    },
     "leaves-maskrcnn": {
         "task": "leaves", "data": "synthetic", "backbone": "resnet18", "min_size": 0, "max_size": 0,
         "anchor_sizes": (8, 16, 32, 64, 128), "detections_per_img": 100, "representation_size": 256,
@@ -59,6 +68,18 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 DEFAULT_RECIPE = {"blood": "blood-detector", "nuclei": "nuclei-maskrcnn", "leaves": "leaves-maskrcnn",
                   "retinopathy": "dr-grader"}
+
+
+def _default_recipe(cfg: TrainConfig) -> str:
+    """The task's recipe, or its U-Net recipe when the architecture (asked for, or the parent's) is a U-Net."""
+    arch = cfg.architecture
+    if not arch and (cfg.init or "none") not in ("none", "imagenet"):
+        from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+
+        arch = ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).architecture.get("kind", "")
+    if arch == "unet" and f"{cfg.task}-unet" in RECIPES:
+        return f"{cfg.task}-unet"
+    return DEFAULT_RECIPE.get(cfg.task, "")
 
 
 # What a model sees (its card's preprocessing): a fine-tune keeps its parent's unless told otherwise.
@@ -90,7 +111,7 @@ def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
     ``explicit`` names the fields the user set; when ``None``, fields still at their
     dataclass default count as not set.
     """
-    name = cfg.recipe or DEFAULT_RECIPE.get(cfg.task, "")
+    name = cfg.recipe or _default_recipe(cfg)
     if name not in RECIPES:
         raise CellCounterError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
     defaults = TrainConfig()

@@ -7,7 +7,7 @@ from torch.optim import lr_scheduler
 
 from cellcounter.errors import CellCounterError
 from cellcounter.models import DetectorConfig, GraderConfig, ModelCard, SegmenterConfig, build_model, load_model
-from cellcounter.models.config import TASK_KIND_TO_MODEL, ModelConfig, config_to_dict
+from cellcounter.models.config import TASK_KIND_TO_MODEL, ModelConfig, UNetConfig, config_to_dict
 from cellcounter.models.pretrained import backbone_body, init_backbone_imagenet
 from cellcounter.tasks import get_task
 from training.config import TrainConfig
@@ -29,6 +29,10 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
                               focal_gamma=cfg.focal_gamma, prior_probability=cfg.prior_probability,
                               min_size=cfg.min_size, max_size=cfg.max_size, fpn_channels=cfg.fpn_channels,
                               frozen_bn=cfg.frozen_bn, **kw)
+    if kind == "segmenter" and cfg.architecture == "unet":
+        return UNetConfig(num_classes=n, width=cfg.unet_width)
+    if kind == "segmenter" and cfg.architecture not in ("", "maskrcnn"):
+        raise CellCounterError(f"unknown architecture {cfg.architecture!r} for {cfg.task}: use maskrcnn or unet")
     if kind == "segmenter":
         kw = {"anchor_sizes": tuple(cfg.anchor_sizes)} if cfg.anchor_sizes else {}
         if cfg.detections_per_img:
@@ -66,6 +70,8 @@ def build_for_training(cfg: TrainConfig) -> tuple[nn.Module, ModelCard, str | No
 
 def _with_geometry(arch: dict, cfg: TrainConfig) -> dict:
     """The parent's architecture with the input size training uses (so predicting matches training)."""
+    if arch.get("kind") == "unet":  # native pixels: nothing to carry over
+        return dict(arch)
     keys = ("input_size",) if arch.get("kind") == "grader" else ("min_size", "max_size")
     return {**arch, **{k: int(getattr(cfg, k)) for k in keys}}
 
@@ -78,8 +84,13 @@ def _next_version(v: str) -> str:
 
 
 def trunk(model: nn.Module) -> nn.Module:
-    """What "heads only" freezes: the ResNet body (and FPN) of detectors and segmenters, the features of graders."""
-    return model.backbone if hasattr(model, "backbone") else backbone_body(model)
+    """What "heads only" freezes: the ResNet body (and FPN) of detectors and segmenters, the U-Net's encoder,
+    the features of graders."""
+    if hasattr(model, "backbone"):
+        return model.backbone
+    if hasattr(model, "down"):  # the U-Net's encoder
+        return model.down
+    return backbone_body(model)
 
 
 def set_trunk_trainable(model: nn.Module, trainable: bool) -> None:

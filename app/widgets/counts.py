@@ -12,6 +12,7 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QL
 from app.controller import LayerController
 from app.layers import class_colours
 from cellcounter.project.workflows import export_project
+from cellcounter.regions import region_counts
 from cellcounter.tasks import TASKS, get_task
 
 
@@ -36,6 +37,14 @@ class CountsPanel(QWidget):
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.table.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        # counts inside each drawn or imported region, with its area and density when the pixel size is known
+        self.regions_table = QTableWidget(0, 4)
+        self.regions_table.setHorizontalHeaderLabels(["region", "objects", "area", "per mm\u00b2"])
+        self.regions_table.verticalHeader().setVisible(False)
+        self.regions_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.regions_table.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+        self.regions_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.regions_table.setVisible(False)
         export = QPushButton("Export counts CSV...")
         export.clicked.connect(self._export)
         layout = QVBoxLayout(self)
@@ -43,6 +52,7 @@ class CountsPanel(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.project_wide)
         layout.addWidget(self.table)
+        layout.addWidget(self.regions_table)
         layout.addWidget(self.selected)
         row = QHBoxLayout()
         row.addWidget(export)
@@ -70,6 +80,7 @@ class CountsPanel(QWidget):
         if (saved is not None and not self.project_wide.isChecked() and saved.task in TASKS
                 and TASKS[saved.task].kind == "grade"):
             self._show_grade(self.controller.current())  # the labels as edited (the layers), only for a grade
+            self.regions_table.setVisible(False)
             return
         self.table.setVisible(True)
         rows = self.rows()
@@ -88,11 +99,33 @@ class CountsPanel(QWidget):
         self.table.setItem(len(rows), 0, QTableWidgetItem("total"))
         for j, v in enumerate((tm, tn, tn - tm), start=1):
             self.table.setItem(len(rows), j, QTableWidgetItem(f"{v:+d}" if j == 3 else str(v)))
-        self._fit_table()
+        self._fit_table(self.table)
+        self._show_regions(None if self.project_wide.isChecked() else self.controller.current())
 
-    def _fit_table(self) -> None:
+    def region_rows(self) -> list[tuple[str, int, str, str]]:
+        """``(region, objects, area, density)`` as the table shows them, for the image on screen."""
+        ann = None if self.project_wide.isChecked() else self.controller.current()
+        if ann is None:
+            return []
+        out = []
+        for rc in region_counts(ann, self.controller.score_threshold or None):
+            area = f"{rc.area_mm2:.4g} mm\u00b2" if rc.area_mm2 else f"{rc.area_px:.0f} px"
+            density = f"{rc.total / rc.area_mm2:.1f}" if rc.area_mm2 else "no pixel size"
+            out.append((rc.region, rc.total, area, density))
+        return out
+
+    def _show_regions(self, ann) -> None:
+        rows = self.region_rows() if ann is not None else []
+        self.regions_table.setVisible(bool(rows))
+        self.regions_table.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, v in enumerate(row):
+                self.regions_table.setItem(i, j, QTableWidgetItem(str(v)))
+        if rows:
+            self._fit_table(self.regions_table)
+
+    def _fit_table(self, t: QTableWidget) -> None:
         """As high as its rows: every class and the total show without scrolling."""
-        t = self.table
         t.resizeRowsToContents()
         height = t.horizontalHeader().height() + sum(t.rowHeight(i) for i in range(t.rowCount()))
         t.setFixedHeight(height + 2 * t.frameWidth())

@@ -54,6 +54,9 @@ def layer_hint(kind: str, task: str) -> str:
     classes = ", ".join(f"{i + 1} {n}" for i, n in enumerate(names[:9]))
     if kind == "boxes":
         return f"R draw a box, S select, Delete remove; keys {classes} set the class; F1 all shortcuts"
+    if kind == "regions":
+        return ("P draw a polygon region, R a rectangle one, S select, Delete remove: objects centred in a region are "
+                "counted in it (Counts panel, counts CSV), and Predict then works inside the regions only")
     return f"Shift-C click-count (a click adds a mark, a click on a mark removes it); keys {classes} set the class; " \
            "F1 all shortcuts"
 

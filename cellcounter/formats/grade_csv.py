@@ -166,8 +166,12 @@ def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_thr
     """One row per image, one column per class plus ``total``; a last ``TOTAL`` row sums them.
 
     When every image has a pixel size, ``<class>_per_mm2`` density columns follow (the
-    ``TOTAL`` row then holds the density over all images' area).
+    ``TOTAL`` row then holds the density over all images' area). When images have regions, a ``region``
+    column follows ``image``: each image's row (region empty) is followed by one row per region, counting the
+    objects centred in it, with the region's area in ``area_mm2`` and densities over that area.
     """
+    from cellcounter.regions import region_counts
+
     dst = Path(dst)
     target = dst if dst.suffix.lower() == ".csv" else dst / "counts.csv"
     classes: list[str] = []
@@ -178,8 +182,11 @@ def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_thr
     with_grades = any(a.grade is not None for a in anns)
     object_classes = [c for c in classes] if any(a.n_objects() for a in anns) or not with_grades else []
     with_density = bool(object_classes) and all(a.pixel_size_um for a in anns)
-    header = ["image"] + object_classes + (["total"] if object_classes else []) + (["grade"] if with_grades else [])
-    header += [f"{c}_per_mm2" for c in object_classes] if with_density else []
+    with_regions = bool(object_classes) and any(a.regions for a in anns)
+    header = ["image"] + (["region"] if with_regions else []) + object_classes + (["total"] if object_classes else [])
+    header += ["grade"] if with_grades else []
+    header += (["area_mm2"] if with_regions and with_density else []) + (
+        [f"{c}_per_mm2" for c in object_classes] if with_density else [])
     total_area = 0.0
     rows = [header]
     totals = np.zeros(len(object_classes), dtype=np.int64)
@@ -187,19 +194,29 @@ def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_thr
         c = a.counts(score_threshold=score_threshold)
         vals = [c.get(k, 0) for k in object_classes]
         totals += np.array(vals, dtype=np.int64) if vals else 0
-        row = [a.name] + [str(v) for v in vals] + ([str(sum(vals))] if object_classes else [])
+        row = [a.name] + ([""] if with_regions else []) + [str(v) for v in vals] + (
+            [str(sum(vals))] if object_classes else [])
         if with_grades:
             row.append("" if a.grade is None else str(a.grade.value))
         if with_density:
+            area = a.width * a.height * (a.pixel_size_um / 1000.0) ** 2
             d = a.densities_per_mm2(score_threshold=score_threshold) or {}
-            row += [f"{d.get(k, 0.0):.6g}" for k in object_classes]
-            total_area += a.width * a.height * (a.pixel_size_um / 1000.0) ** 2
+            row += ([f"{area:.6g}"] if with_regions else []) + [f"{d.get(k, 0.0):.6g}" for k in object_classes]
+            total_area += area
         rows.append(row)
-    total_row = ["TOTAL"] + [str(int(v)) for v in totals] + ([str(int(totals.sum()))] if object_classes else [])
+        for rc in region_counts(a, score_threshold) if with_regions else []:
+            rvals = [rc.counts.get(k, 0) for k in object_classes]
+            rrow = [a.name, rc.region] + [str(v) for v in rvals] + [str(sum(rvals))] + ([""] if with_grades else [])
+            if with_density:
+                dens = rc.densities_per_mm2 or {}
+                rrow += [f"{rc.area_mm2:.6g}"] + [f"{dens.get(k, 0.0):.6g}" for k in object_classes]
+            rows.append(rrow)
+    total_row = ["TOTAL"] + ([""] if with_regions else []) + [str(int(v)) for v in totals] + (
+        [str(int(totals.sum()))] if object_classes else [])
     if with_grades:
         total_row.append("")
     if with_density:
-        total_row += [f"{v / total_area:.6g}" for v in totals]
+        total_row += ([f"{total_area:.6g}"] if with_regions else []) + [f"{v / total_area:.6g}" for v in totals]
     rows.append(total_row)
     atomic_write_text(target, _csv_text(rows))
     return [target]

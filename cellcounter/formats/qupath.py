@@ -6,8 +6,10 @@ features or a single Feature reads too). Each feature carries
 ``properties.classification`` ``{name, color}`` and ``properties.measurements``
 (``score``, ``area``). Boxes are exported as rectangles, instance masks as
 their traced outlines (holes kept, a split instance as a MultiPolygon), click
-marks as Points. On import, polygons that are axis-aligned rectangles become
-boxes and other polygons instance masks; Points and MultiPoints become marks.
+marks as Points, regions as ``annotation`` polygons classified ``Region``. On
+import, polygons that are axis-aligned rectangles become boxes and other
+polygons instance masks; Points and MultiPoints become marks; annotations
+classified ``Region`` become regions.
 Coordinates are QuPath's: pixel ``(x, y)`` covers ``[x, x + 1)``.
 """
 
@@ -25,6 +27,7 @@ from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.formats._common import find_image, output_targets, warn
 from cellcounter.imageio import MAX_SIDE, image_size, max_pixels
+from cellcounter.regions import REGION_CLASS, Region
 from cellcounter.tasks import class_colours
 
 SUFFIXES = (".geojson",)
@@ -124,6 +127,12 @@ def features(ann: ImageAnnotation) -> list[dict]:
         out.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c, r]},
                     "properties": _properties(ann, ann.points.classes[i], np.nan, ann.points.origins[i],
                                               "annotation")})
+    for region in ann.regions:  # QuPath's own regions are annotation objects
+        ring = [[float(x), float(y)] for x, y in region.xy] + [[float(region.xy[0, 0]), float(region.xy[0, 1])]]
+        out.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "properties": {"objectType": "annotation", "name": region.name,
+                                   "classification": {"name": REGION_CLASS, "color": [255, 200, 0]},
+                                   "measurements": {"area": region.area_px}}})
     return out
 
 
@@ -264,6 +273,7 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
     boxes: list[tuple] = []
     polygons: list[tuple] = []
     points: list[tuple] = []
+    regions: list[Region] = []
     for n, f in enumerate(feats):
         where = f"feature {n}"
         geom, props = f.get("geometry"), f.get("properties") or {}
@@ -273,6 +283,9 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
         if otype not in _OBJECT_TYPES:
             raise FormatError(path, f"{where}: unknown objectType {otype!r}")
         if otype in ("tile", "tma_core", "root"):
+            continue
+        if otype == "annotation" and _classification(path, where, props) == REGION_CLASS:
+            regions += _regions(path, where, geom, props, len(regions))
             continue
         name = _classification(path, where, props) or (names[0] if names else "object")
         if name not in names:
@@ -305,10 +318,54 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
         else:
             warn(path, f"{where}: {gtype} geometry is not an object cellcounter holds; skipped")
     ann = objects_annotation(path, image, width, height, names, boxes, polygons)
+    ann.regions = regions
     if points:
         ann.points = Points(np.array([[p[0], p[1]] for p in points]), [p[2] for p in points],
                             [p[3] for p in points])
     return ann
+
+
+def _regions(path: Path, where: str, geom: dict, props: dict, n_before: int) -> list[Region]:
+    """A region per polygon of an annotation feature (a hole is not kept: a region counts its whole outline)."""
+    gtype = geom.get("type")
+    if gtype not in ("Polygon", "MultiPolygon"):
+        warn(path, f"{where}: a region must be a Polygon, got {gtype}; skipped")
+        return []
+    parts = [geom.get("coordinates")] if gtype == "Polygon" else geom.get("coordinates")
+    if not isinstance(parts, list) or not parts:
+        raise FormatError(path, f"{where}: a {gtype} needs coordinates")
+    out = []
+    base = props.get("name") if isinstance(props.get("name"), str) and props.get("name") else None
+    for rings in (_coords(path, where, p, 2) for p in parts):
+        if not rings or len(rings[0]) < 4:
+            warn(path, f"{where}: a region ring with fewer than 3 vertices; skipped")
+            continue
+        name = base or f"region {n_before + len(out) + 1}"
+        if base and len(parts) > 1:
+            name = f"{base} {len(out) + 1}"
+        out.append(Region(name, rings[0][:-1] if np.allclose(rings[0][0], rings[0][-1]) else rings[0]))
+    return out
+
+
+def read_regions(path: str | Path) -> list[Region]:
+    """Every annotation polygon of a GeoJSON file as a region, whatever its classification (QuPath users draw
+    regions as annotations and often classify them: Tumor, Stroma); detections and cells are left out."""
+    path = Path(path)
+    out: list[Region] = []
+    for n, f in enumerate(_load(path)):
+        geom, props = f.get("geometry"), f.get("properties") or {}
+        if not isinstance(geom, dict) or not isinstance(props, dict):
+            raise FormatError(path, f"feature {n}: 'geometry' and 'properties' must be objects")
+        if str(props.get("objectType", "annotation")) != "annotation" or geom.get("type") not in (
+                "Polygon", "MultiPolygon"):
+            continue
+        props = dict(props)
+        if not props.get("name"):
+            cls = _classification(path, f"feature {n}", props)
+            if cls and cls != REGION_CLASS:
+                props["name"] = cls
+        out += _regions(path, f"feature {n}", geom, props, len(out))
+    return out
 
 
 def qupath_files(path: Path) -> list[Path]:
@@ -330,4 +387,4 @@ def read_qupath(path: str | Path, class_names: Sequence[str] | None = None) -> l
     return anns
 
 
-__all__ = ["features", "objects_annotation", "read_qupath", "read_qupath_file", "write_qupath"]
+__all__ = ["features", "objects_annotation", "read_qupath", "read_qupath_file", "read_regions", "write_qupath"]

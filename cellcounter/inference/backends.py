@@ -19,7 +19,7 @@ from cellcounter.models.card import ModelCard
 
 log = logging.getLogger(__name__)
 DETECTION_OUTPUTS = {"detector": ("boxes", "scores", "labels"), "segmenter": ("boxes", "labels", "scores", "masks"),
-                     "grader": ("logits",)}
+                     "unet": ("maps",), "grader": ("logits",)}
 
 
 def cuda_available() -> bool:
@@ -59,6 +59,8 @@ class TorchBackend:
         with ctx:
             if self.kind == "grader":
                 return {"logits": self.model(t).float().cpu().numpy()}
+            if self.kind == "unet":
+                return {"maps": self.model(t).float().cpu().numpy()}
             out = self.model([t])[0]
         return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
 

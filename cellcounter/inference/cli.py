@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tile size for images larger than this (default: the model's, from its card)")
     p.add_argument("--overlap", type=int, default=-1,
                    help="pixels tiles share (default: 128, or a quarter of the tile when tiles are small)")
+    p.add_argument("--region", metavar="X0,Y0,X1,Y1|GEOJSON",
+                   help="predict and count only inside this rectangle (image pixels) or these polygons (the "
+                        "annotations of a QuPath GeoJSON file); counts.csv gets a row per region with its "
+                        "area and density per mm2")
     p.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("export-onnx", help="export a model to ONNX")
@@ -87,7 +91,10 @@ def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.inference.overlay import save_overlay
 
+    from cellcounter.regions import parse_region
+
     _check_numbers(args)  # before the model loads: a wrong number is answered at once
+    regions = parse_region(args.region) if args.region else []
     predictor = Predictor.load(args.model, args.backend, args.device)
     if predictor.card.task != args.task:
         raise CellCounterError(f"model {predictor.model_version} is for task {predictor.card.task!r}, "
@@ -95,7 +102,9 @@ def cmd_predict(args) -> int:
     kind = predictor.config.kind
     fmt = args.format or "coco"
     print(f"model: {predictor.description}", file=sys.stderr)
-    tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap)
+    if regions and kind == "grader":
+        raise CellCounterError("--region: a grader grades the whole photo; regions are for counting objects")
+    tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap, regions=regions)
     files = _images(args.inputs)
     stems = output_stems(files)
     results, failed = [], []

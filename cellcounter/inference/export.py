@@ -17,13 +17,17 @@ OPSET = 17
 
 def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
     """Write ``model`` as ONNX to ``out`` (atomically). Detectors and segmenters keep their resize,
-    normalisation, box decoding and NMS inside the graph; the grader takes a preprocessed batch."""
+    normalisation, box decoding and NMS inside the graph; the grader takes a preprocessed batch, the U-Net a
+    batch of RGB in [0, 1] padded to its multiple."""
     cfg = card.config
     model = model.eval().cpu()
     out = Path(out)
     if cfg.kind == "grader":
         example: tuple = (torch.zeros(1, 3, cfg.input_size, cfg.input_size),)
         dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
+    elif cfg.kind == "unet":  # the network only; the watershed runs outside it, the same for every backend
+        example = (torch.zeros(1, 3, 256, 256),)
+        dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "maps": {0: "batch", 2: "height", 3: "width"}}
     else:
         side = cfg.min_size if cfg.min_size > 0 else 256  # native-resolution models: any size traces
         example = ([torch.rand(3, side, side)],)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
 from cellcounter.calibration import calibrate_scores, thresholds_by_index
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.backends import OnnxBackend, TorchBackend
-from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input
+from cellcounter.inference.instances import instances_from_maps
+from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input, to_chw
 from cellcounter.models.card import ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
 
 
@@ -49,12 +52,25 @@ class Cancelled(CellCounterError):
 
 @dataclass
 class RawDetections:
-    """Detections in image pixel coordinates; ``masks`` are probabilities ``(N, H, W)`` when present."""
+    """Detections in image pixel coordinates; ``masks`` are probabilities ``(N, H, W)`` when present (Mask
+    R-CNN), ``label`` a label image whose object ``i + 1`` is detection ``i`` (the U-Net)."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     masks: np.ndarray | None = None
+    label: np.ndarray | None = None
+
+    def instance_masks(self, threshold: float) -> Iterator[tuple[int, np.ndarray, int, int]]:
+        """Each detection's binary mask with the image row and column of its top-left corner, surest first."""
+        objects = ndimage.find_objects(self.label) if self.label is not None else None
+        for i in np.argsort(-self.scores, kind="stable"):
+            if objects is not None:
+                sl = objects[i]
+                if sl is not None:
+                    yield int(i), self.label[sl] == i + 1, sl[0].start, sl[1].start
+            elif self.masks is not None:
+                yield int(i), self.masks[i] >= threshold, 0, 0
 
 
 class Predictor:
@@ -99,6 +115,8 @@ class Predictor:
         kind = self.config.kind
         if kind == "grader":
             raise CellCounterError("a grader gives grades, not detections")
+        if kind == "unet":
+            return self._watershed(image)
         h, w = image.shape[:2]
         x, scale = detection_input(image, self.config.min_size, self.config.max_size)
         out = self.backend.run(x)
@@ -114,6 +132,28 @@ class Predictor:
         if self.score_thresholds is not None:
             scores = calibrate_scores(scores, classes, self.score_thresholds)
         return RawDetections(boxes, scores, classes, masks)
+
+    def maps(self, image: np.ndarray) -> np.ndarray:
+        """A U-Net's ``(2, H, W)`` foreground and distance maps of ``image`` (padded by reflection to the
+        network's multiple, then cropped back)."""
+        chw = to_chw(image)
+        h, w = chw.shape[1:]
+        m = 2 ** self.config.depth
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            chw = np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > m else "edge")
+        return self.backend.run(chw[None])["maps"][0, :, :h, :w]
+
+    def _watershed(self, image: np.ndarray) -> RawDetections:
+        cfg = self.config
+        fg, dist = self.maps(image)
+        label, scores = instances_from_maps(fg, dist, cfg.fg_threshold, cfg.marker_threshold, cfg.min_area)
+        boxes = np.array([[sl[1].start, sl[0].start, sl[1].stop, sl[0].stop] for sl in ndimage.find_objects(label)],
+                         np.float64).reshape(-1, 4)
+        classes = np.zeros(len(scores), np.int64)
+        if self.score_thresholds is not None:
+            scores = calibrate_scores(scores, classes, self.score_thresholds)
+        return RawDetections(boxes, scores, classes, None, label)
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -154,7 +194,7 @@ class Predictor:
         if self.config.kind == "detector":
             ann.boxes = Boxes(det.boxes, det.classes, det.scores, np.full(n, Origin.MODEL, np.uint8))
         else:
-            ann.masks = masks_from_probabilities(det, (h, w), self.config.mask_threshold)
+            ann.masks = masks_from_probabilities(det, (h, w), getattr(self.config, "mask_threshold", 0.5))
         return ann
 
 
@@ -203,9 +243,8 @@ class InstancePainter:
 def masks_from_probabilities(det: RawDetections, shape: tuple[int, int], threshold: float) -> InstanceMasks:
     """Threshold soft masks and paint them surest first (see :class:`InstancePainter`)."""
     painter = InstancePainter(shape)
-    if det.masks is not None:
-        for i in np.argsort(-det.scores, kind="stable"):
-            painter.paste(det.masks[i] >= threshold, 0, 0, det.classes[i], det.scores[i])
+    for i, mask, y0, x0 in det.instance_masks(threshold):
+        painter.paste(mask, y0, x0, det.classes[i], det.scores[i])
     return painter.result()
 
 

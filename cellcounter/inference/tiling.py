@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,8 @@ from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
 from cellcounter.inference.preprocess import check_has_pixels, intensity_levels, to_float_rgb
+from cellcounter.models.config import INSTANCE_KINDS
+from cellcounter.regions import Region, keep_inside
 
 def _region(tile) -> tuple[int, int, int, int]:
     y0, x0, y1, x1 = tile[:4]
@@ -76,6 +78,8 @@ class TiledPredictor:
     # skip tiles without tissue (a low-resolution tissue mask): None decides, on for slides read lazily
     skip_background: bool | None = None
     skipped_tiles: int = 0  # of the last prediction
+    # predict and keep only inside these (objects whose centre lies in one); tiles outside all are skipped
+    regions: list[Region] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.tile_size:
@@ -118,8 +122,13 @@ class TiledPredictor:
                 kept = [t for t in tiles if tissue.covers(t[0], t[2], t[1], t[3])]
                 self.skipped_tiles = len(tiles) - len(kept)
                 tiles = kept
+        if self.regions:
+            kept = [t for t in tiles if any(r.intersects_box(t[1], t[0], t[3], t[2]) for r in self.regions)]
+            self.skipped_tiles += len(tiles) - len(kept)
+            tiles = kept
         boxes, scores, classes, border = [], [], [], []
-        painter = InstancePainter((h, w), self.duplicate_iou) if kind == "segmenter" else None
+        painter = InstancePainter((h, w), self.duplicate_iou) if kind in INSTANCE_KINDS else None
+        mask_threshold = getattr(self.predictor.config, "mask_threshold", 0.5)
         levels = source_levels(src)  # one intensity stretch for the whole image: tiles agree with each other
         # the next tile is read (decompressed) in a thread while the model works on this one
         reader = ThreadPoolExecutor(max_workers=1)
@@ -137,11 +146,10 @@ class TiledPredictor:
                 b = det.boxes + np.array([x0, y0, x0, y0], dtype=np.float64)
                 ctr_x, ctr_y = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
                 keep = (ctr_x >= cx0) & (ctr_x < cx1) & (ctr_y >= cy0) & (ctr_y < cy1)
-                if kind == "segmenter":
-                    for i in np.argsort(-det.scores, kind="stable"):  # surest first
+                if painter is not None:
+                    for i, mask, my, mx in det.instance_masks(mask_threshold):  # surest first
                         if keep[i]:
-                            painter.paste(det.masks[i] >= self.predictor.config.mask_threshold, y0, x0,
-                                          det.classes[i], det.scores[i])
+                            painter.paste(mask, y0 + my, x0 + mx, det.classes[i], det.scores[i])
                 else:
                     boxes.append(b[keep])
                     scores.append(det.scores[keep])
@@ -156,7 +164,7 @@ class TiledPredictor:
                               pixel_size_um=src.pixel_size_um)
         if painter is not None:
             ann.masks = painter.result()
-            return ann
+            return keep_inside(ann, self.regions)
         b = np.concatenate(boxes) if boxes else np.zeros((0, 4))
         s = np.concatenate(scores) if scores else np.zeros(0)
         c = np.concatenate(classes) if classes else np.zeros(0, np.int64)
@@ -177,7 +185,7 @@ class TiledPredictor:
                 keep[idx[drop]] = False
                 b, s, c = b[keep], s[keep], c[keep]
         ann.boxes = Boxes(b, c, s, np.full(len(s), Origin.MODEL, np.uint8))
-        return ann
+        return keep_inside(ann, self.regions)
 
 
 def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float] | None:
@@ -190,17 +198,20 @@ def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float]
 
 
 def predict_image(predictor: Predictor, image: np.ndarray | ImageSource, image_path: str | None = None,
-                  progress: Progress | None = None, should_stop: ShouldStop | None = None) -> ImageAnnotation:
+                  progress: Progress | None = None, should_stop: ShouldStop | None = None,
+                  regions: list[Region] | None = None) -> ImageAnnotation:
     """The one inference entry point of the app, ``predict``, ``evaluate`` and training's validation.
 
     Graders see the whole image; detectors and segmenters see tiles of their card's size (one tile when the
     image is smaller), with one intensity stretch for the whole image, so every caller gets the same result
-    for the same pixels.
+    for the same pixels. With ``regions``, only they are predicted (tiles outside all of them skipped) and only
+    objects centred in one are kept; graders ignore regions.
     """
+    tiled = TiledPredictor(predictor, regions=list(regions or [])) if predictor.config.kind != "grader" else None
     if isinstance(image, ImageSource):
-        if predictor.config.kind == "grader":
+        if tiled is None:
             return predictor.predict(image.read(), image_path or str(image.path))
-        return TiledPredictor(predictor).predict_source(image, progress, should_stop)
-    if predictor.config.kind == "grader":
+        return tiled.predict_source(image, progress, should_stop)
+    if tiled is None:
         return predictor.predict(image, image_path or "image")
-    return TiledPredictor(predictor).predict_array(image, image_path or "image", progress, should_stop)
+    return tiled.predict_array(image, image_path or "image", progress, should_stop)

@@ -25,6 +25,7 @@ from cellcounter.models.config import (
     GraderConfig,
     ModelConfig,
     SegmenterConfig,
+    UNetConfig,
     detector_anchor_sizes,
 )
 
@@ -141,6 +142,10 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         return build_detector(cfg)
     if isinstance(cfg, SegmenterConfig):
         return build_segmenter(cfg)
+    if isinstance(cfg, UNetConfig):
+        from cellcounter.models.unet import UNet
+
+        return UNet(cfg)
     if isinstance(cfg, GraderConfig):
         return Grader(cfg)
     raise TypeError(f"not a model config: {cfg!r}")

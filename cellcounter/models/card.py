@@ -111,6 +111,9 @@ def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
         if cfg.local_contrast > 0:
             pre["contrast"] = (f"local average colour subtracted (Gaussian sigma {cfg.local_contrast:g} x "
                                f"{cfg.input_size} px): 4 * (x - blur) + 0.5, surround mid-grey")
+    elif cfg.kind == "unet":
+        pre["resize"] = (f"none: the model sees native pixels, padded by reflection to a multiple of {2 ** cfg.depth}; "
+                         "instances by a watershed of its foreground and distance maps")
     elif cfg.min_size <= 0:
         pre["resize"] = "none: the model sees native pixels"
     else:

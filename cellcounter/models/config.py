@@ -70,6 +70,23 @@ class SegmenterConfig:
 
 
 @dataclass
+class UNetConfig:
+    """A U-Net that maps pixels to a foreground probability and a distance-to-edge map; instances are split by
+    a marker-controlled watershed (the DIST / StarDist / HoVer-Net family, trained from scratch)."""
+
+    kind: Literal["unet"] = "unet"
+    num_classes: int = 1
+    width: int = 32  # channels of the first level; each deeper level doubles them, up to 8x
+    depth: int = 4  # down-sampling steps: inputs are padded to a multiple of 2**depth
+    fg_threshold: float = 0.5  # foreground probability that makes a pixel part of an object
+    marker_threshold: float = 0.5  # normalised distance to the edge that seeds an object (splits touching ones)
+    min_area: int = 12  # pixels: smaller objects are dropped
+    tile_size: int = 1024  # larger images are predicted in tiles of this size
+    image_mean: tuple[float, ...] = IMAGENET_MEAN
+    image_std: tuple[float, ...] = IMAGENET_STD
+
+
+@dataclass
 class GraderConfig:
     """A ResNet image classifier (DR grades 0-4), fed a resized and centre-cropped image."""
 
@@ -84,8 +101,10 @@ class GraderConfig:
     image_std: tuple[float, ...] = IMAGENET_STD
 
 
-ModelConfig = DetectorConfig | SegmenterConfig | GraderConfig
-_KINDS: dict[str, type] = {"detector": DetectorConfig, "segmenter": SegmenterConfig, "grader": GraderConfig}
+ModelConfig = DetectorConfig | SegmenterConfig | UNetConfig | GraderConfig
+_KINDS: dict[str, type] = {"detector": DetectorConfig, "segmenter": SegmenterConfig, "unet": UNetConfig,
+                           "grader": GraderConfig}
+INSTANCE_KINDS = ("segmenter", "unet")  # model kinds whose predictions are instance masks
 TASK_KIND_TO_MODEL = {"boxes": "detector", "masks": "segmenter", "grade": "grader"}
 
 
@@ -127,7 +146,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "box_batch_size_per_image": (1, 100_000), "representation_size": (1, 65536), "min_size": (0, _BIG),
     "max_size": (0, _BIG), "fpn_channels": (1, 4096), "tile_size": (16, _BIG), "head_convs": (0, 16),
     "mask_threshold": (0, 1), "input_size": (16, _BIG), "dropout": (0, 0.99), "local_contrast": (0, 10),
-    "image_mean": (-10, 10), "image_std": (1e-6, 10),
+    "image_mean": (-10, 10), "image_std": (1e-6, 10), "width": (1, 512), "depth": (1, 7),
+    "fg_threshold": (0, 1), "marker_threshold": (0, 1), "min_area": (0, _BIG),
 }
 
 
@@ -176,5 +196,6 @@ def prior_bias(prior_probability: float) -> float:
     return -math.log((1 - prior_probability) / prior_probability)
 
 
-__all__ = ["BACKBONES", "DetectorConfig", "SegmenterConfig", "GraderConfig", "ModelConfig", "config_from_dict",
-           "config_to_dict", "detector_anchor_sizes", "prior_bias", "field", "TASK_KIND_TO_MODEL"]
+__all__ = ["BACKBONES", "DetectorConfig", "SegmenterConfig", "UNetConfig", "GraderConfig", "INSTANCE_KINDS",
+           "ModelConfig", "config_from_dict", "config_to_dict", "detector_anchor_sizes", "prior_bias", "field",
+           "TASK_KIND_TO_MODEL"]

@@ -31,8 +31,9 @@ from cellcounter.project import serialize as ser
 from cellcounter.project._sql import _tx
 from cellcounter.project.lock import FileLock
 from cellcounter.tasks import TASKS
+from cellcounter.regions import json_regions, regions_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x43434E54  # "CCNT": marks the SQLite file as a cellcounter project
 
 _SCHEMA = """
@@ -57,14 +58,15 @@ CREATE TABLE annotations (
     class_names TEXT NOT NULL,
     boxes BLOB, masks BLOB, points BLOB, grade TEXT,
     model_version TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    regions TEXT                        -- JSON [{name, xy}]: areas counted on their own
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     time REAL NOT NULL,
     user TEXT NOT NULL,
     image_id INTEGER REFERENCES images(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,                 -- boxes, masks, points, grade, review, add
+    kind TEXT NOT NULL,                 -- boxes, masks, points, grade, regions, review, add
     origin TEXT NOT NULL,               -- 'human' or 'model:<version>'
     before BLOB, after BLOB             -- for masks: a reversible window diff in 'after'
 );
@@ -269,6 +271,13 @@ class Project:
                                  "('boxes', 'masks', 'points', 'grade')", (image_id,)).fetchone()
         return int(row[0] or 0)
 
+    def regions(self, image_id: int) -> list:
+        """The image's regions, read without its labels."""
+        if self._schema < 3:
+            return []
+        row = self._conn.execute("SELECT regions FROM annotations WHERE image_id = ?", (image_id,)).fetchone()
+        return json_regions(row[0]) if row is not None else []
+
     def find_image(self, path: str | Path) -> int | None:
         row = self._conn.execute("SELECT id FROM images WHERE path = ?", (self._rel(Path(path)),)).fetchone()
         return None if row is None else int(row[0])
@@ -276,7 +285,7 @@ class Project:
     # --- annotations ---------------------------------------------------------
 
     def load(self, image_id: int) -> ImageAnnotation:
-        r = self._conn.execute(_LABELS_SQL + " WHERE i.id = ?", (image_id,)).fetchone()
+        r = self._conn.execute(self._labels_sql + " WHERE i.id = ?", (image_id,)).fetchone()
         if r is None:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
         try:
@@ -284,13 +293,17 @@ class Project:
         except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
             raise ProjectError(f"{self.path}: {_damaged(r[0], exc)}; {backups.restore_hint(self.path)}") from None
 
+    @property
+    def _labels_sql(self) -> str:
+        return _LABELS_SQL.format(regions="a.regions" if self._schema >= 3 else "NULL")  # an old file read-only
+
     def _decode(self, r: tuple) -> ImageAnnotation:
         task = r[3]
         return ImageAnnotation(
             image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=_class_names(r[7], task),
             task=task, boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
             grade=ser.json_grade(r[11]), content_hash=r[5], pixel_size_um=r[6], review=ReviewStatus(r[4]),
-            model_version=r[12],
+            model_version=r[12], regions=json_regions(r[13]),
         )
 
     def save(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> list[str]:
@@ -305,11 +318,12 @@ class Project:
             raise ProjectError(f"{old.image_path}: labels are for a {ann.width}x{ann.height} image but the image "
                                f"is {old.width}x{old.height}; nothing saved")
         new_parts = {"boxes": ser.boxes_blob(ann.boxes), "points": ser.points_blob(ann.points),
-                     "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade)}
+                     "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade),
+                     "regions": regions_json(ann.regions)}
         old_parts = self._stored_parts(image_id, old)
         changed = []
         with _tx(conn, self.path):
-            for kind in ("boxes", "masks", "points", "grade"):
+            for kind in ("boxes", "masks", "points", "grade", "regions"):
                 if kind == "masks":
                     same = _masks_same(old.masks, ann.masks)
                 elif kind == "boxes":
@@ -329,25 +343,27 @@ class Project:
             if changed or tuple(old.class_names) != tuple(ann.class_names):
                 conn.execute(
                     "INSERT INTO annotations (image_id, class_names, boxes, masks, points, grade, model_version,"
-                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET"
+                    " updated_at, regions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET"
                     " class_names=excluded.class_names, boxes=excluded.boxes, masks=excluded.masks,"
                     " points=excluded.points, grade=excluded.grade, model_version=excluded.model_version,"
-                    " updated_at=excluded.updated_at",
+                    " updated_at=excluded.updated_at, regions=excluded.regions",
                     (image_id, json.dumps(list(ann.class_names)), new_parts["boxes"], new_parts["masks"],
-                     new_parts["points"], new_parts["grade"], ann.model_version, time.time()))
+                     new_parts["points"], new_parts["grade"], ann.model_version, time.time(), new_parts["regions"]))
                 old = dataclasses.replace(old, class_names=tuple(ann.class_names), boxes=ann.boxes, masks=ann.masks,
-                                          points=ann.points, grade=ann.grade, model_version=ann.model_version)
+                                          points=ann.points, grade=ann.grade, model_version=ann.model_version,
+                                          regions=list(ann.regions))
         return changed, old
 
     def _stored_parts(self, image_id: int, old: ImageAnnotation) -> dict:
         """The image's saved parts as the bytes already in the file (serialising them again costs as much as
         the save itself on a slide with 100,000 boxes)."""
-        r = self._conn.execute("SELECT boxes, points, masks, grade FROM annotations WHERE image_id = ?",
+        r = self._conn.execute("SELECT boxes, points, masks, grade, regions FROM annotations WHERE image_id = ?",
                                (image_id,)).fetchone()
         if r is None or r[0] is None or r[1] is None:
             return {"boxes": ser.boxes_blob(old.boxes), "points": ser.points_blob(old.points),
-                    "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade)}
-        return {"boxes": r[0], "points": r[1], "masks": r[2], "grade": r[3]}
+                    "masks": ser.masks_blob(old.masks), "grade": ser.grade_json(old.grade),
+                    "regions": regions_json(old.regions)}
+        return {"boxes": r[0], "points": r[1], "masks": r[2], "grade": r[3], "regions": r[4]}
 
     def model_grade(self, image_id: int) -> int | None:
         """The grade the latest model prediction gave the image (``None`` if no model graded it)."""
@@ -517,7 +533,7 @@ class Project:
             problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
             problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
             problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
-            for r in self._conn.execute(_LABELS_SQL):  # every label blob must decode, not only the pages be sound
+            for r in self._conn.execute(self._labels_sql):  # every label blob must decode, not only the pages be sound
                 try:
                     self._decode(r)
                 except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
@@ -567,7 +583,7 @@ def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
 
 
 _LABELS_SQL = ("SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
-               " a.boxes, a.masks, a.points, a.grade, a.model_version FROM images i"
+               " a.boxes, a.masks, a.points, a.grade, a.model_version, {regions} FROM images i"
                " LEFT JOIN annotations a ON a.image_id = i.id")
 
 
@@ -595,7 +611,8 @@ def _masks_same(a, b) -> bool:
 
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring an older schema up to :data:`SCHEMA_VERSION`, one step at a time."""
-    steps: dict[int, str] = {1: "ALTER TABLE images ADD COLUMN review_min_score REAL;"}
+    steps: dict[int, str] = {1: "ALTER TABLE images ADD COLUMN review_min_score REAL;",
+                             2: "ALTER TABLE annotations ADD COLUMN regions TEXT;"}
     while version < SCHEMA_VERSION:
         conn.executescript(steps[version])
         version += 1

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from cellcounter.annotations import ImageAnnotation, ReviewStatus
 from cellcounter.project import serialize as ser
+from cellcounter.regions import json_regions, regions_json
 
 
 @dataclass(frozen=True)
@@ -26,24 +27,27 @@ class UndoStep:
     review: ReviewStatus
     class_names: tuple[str, ...]
     model_version: str | None
+    regions: str | None = None
 
     @property
     def nbytes(self) -> int:
-        return len(self.boxes) + len(self.points) + len(self.grade or "") + len(self.masks_diff or b"")
+        return (len(self.boxes) + len(self.points) + len(self.grade or "") + len(self.masks_diff or b"")
+                + len(self.regions or ""))
 
 
 def describe(state: ImageAnnotation, neighbour: ImageAnnotation) -> UndoStep:
     """``state`` as a step that :func:`rebuild` turns back into it, given ``neighbour``."""
     diff = None if state.masks is None and neighbour.masks is None else ser.mask_diff(state.masks, neighbour.masks)
     return UndoStep(ser.boxes_blob(state.boxes), ser.points_blob(state.points), ser.grade_json(state.grade), diff,
-                    state.review, tuple(state.class_names), state.model_version)
+                    state.review, tuple(state.class_names), state.model_version, regions_json(state.regions))
 
 
 def rebuild(step: UndoStep, neighbour: ImageAnnotation) -> ImageAnnotation:
     masks = None if step.masks_diff is None else ser.apply_mask_diff(neighbour.masks, step.masks_diff, reverse=True)
     return dataclasses.replace(neighbour, class_names=step.class_names, boxes=ser.blob_boxes(step.boxes),
                                points=ser.blob_points(step.points), grade=ser.json_grade(step.grade), masks=masks,
-                               review=step.review, model_version=step.model_version)
+                               review=step.review, model_version=step.model_version,
+                               regions=json_regions(step.regions))
 
 
 @dataclass

@@ -44,6 +44,7 @@ class PredictionJob:
     width: int
     height: int
     revision: int  # the image's label revision when the job was made
+    regions: tuple = ()  # the image's regions when the job was made: only they are predicted and counted
 
 
 def prediction_jobs(project: Project, image_ids: Iterable[int]) -> list[PredictionJob]:
@@ -51,7 +52,7 @@ def prediction_jobs(project: Project, image_ids: Iterable[int]) -> list[Predicti
     for image_id in image_ids:
         rec = project.image(image_id)
         jobs.append(PredictionJob(project.path.resolve(), rec.id, rec.path, rec.content_hash, rec.width, rec.height,
-                                  project.label_revision(rec.id)))
+                                  project.label_revision(rec.id), tuple(project.regions(rec.id))))
     return jobs
 
 
@@ -94,7 +95,8 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
                 progress = None if tile_progress is None else (
                     lambda done, total, i=i: tile_progress(i, len(jobs), done, total))
                 try:
-                    ann = predict_image(predictor, src, progress=progress, should_stop=should_stop)
+                    ann = predict_image(predictor, src, progress=progress, should_stop=should_stop,
+                                        regions=list(job.regions))
                 except Cancelled:
                     return  # a tiled prediction cut short is incomplete: never stored
         yield ("result", job, ann)
@@ -107,7 +109,8 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
     """The stored labels with a new prediction: it replaces the model's earlier objects; human and corrected
     ones stay, and a grade a person set is kept."""
     merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
-                             task=pred.task or saved.task, review=saved.review, model_version=model_version)
+                             task=pred.task or saved.task, review=saved.review, model_version=model_version,
+                             pixel_size_um=saved.pixel_size_um, regions=list(saved.regions))
     merged.boxes = saved.boxes.subset(saved.boxes.origins != Origin.MODEL).concat(pred.boxes)
     merged.points = saved.points
     merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks

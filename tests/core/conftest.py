@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cellcounter.models import DetectorConfig, GraderConfig, ModelCard, SegmenterConfig, build_model, save_model
-from cellcounter.models.config import config_to_dict
+from cellcounter.models.config import UNetConfig, config_to_dict
 
 TINY = {
     # a 0.5 prior makes a random head fire, so there are detections to compare
@@ -16,6 +16,7 @@ TINY = {
     "segmenter": (SegmenterConfig(backbone="resnet18", min_size=0, max_size=0, representation_size=64,
                                   score_thresh=0.0, detections_per_img=30, rpn_post_nms_top_n_test=300,
                                   rpn_pre_nms_top_n_test=300), "nuclei", ["nucleus"]),
+    "unet": (UNetConfig(width=4, depth=2), "nuclei", ["nucleus"]),
     "grader": (GraderConfig(input_size=96), "retinopathy", ["No DR", "Mild", "Moderate", "Severe NPDR",
                                                             "Proliferative DR"]),
 }

@@ -18,10 +18,10 @@ from cellcounter.inference import Cancelled, Predictor, TiledPredictor
 from cellcounter.inference.tiling import core_bounds, tile_starts
 from cellcounter.metrics import box_iou
 from cellcounter.models import DetectorConfig, ModelCard, SegmenterConfig
-from cellcounter.models.config import config_to_dict
+from cellcounter.models.config import UNetConfig, config_to_dict
 
 
-@pytest.mark.parametrize("kind", ["detector", "segmenter", "grader"])
+@pytest.mark.parametrize("kind", ["detector", "segmenter", "unet", "grader"])
 def test_onnx_runtime_matches_torch(tiny_models, rgb_image, kind, tmp_path):
     torch_p = Predictor.load(tiny_models[kind], "torch", "cpu")
     onnx_p = Predictor.load(tiny_models[kind], "onnx", "cpu")
@@ -29,6 +29,12 @@ def test_onnx_runtime_matches_torch(tiny_models, rgb_image, kind, tmp_path):
     if kind == "grader":
         a, b = torch_p.grade_probabilities(rgb_image), onnx_p.grade_probabilities(rgb_image)
         assert np.abs(a - b).max() < 1e-4 and a.sum() == pytest.approx(1.0)
+        return
+    if kind == "unet":  # the network's maps agree at any size (padded to its multiple and cropped back)
+        for image in (rgb_image, rgb_image[:150, :221], rgb_image[:37, :61]):
+            a, b = torch_p.maps(image), onnx_p.maps(image)
+            assert a.shape == b.shape == (2, *image.shape[:2])
+            assert np.abs(a - b).max() < 1e-4 and 0 <= a.min() and a.max() <= 1
         return
     # a second size checks that the exported graph really has a dynamic image size
     for image in (rgb_image, rgb_image[:150, :220]):
@@ -52,13 +58,13 @@ def test_onnx_runtime_matches_torch(tiny_models, rgb_image, kind, tmp_path):
 
 
 def test_whole_image_prediction_is_an_annotation(tiny_models, rgb_image):
-    for kind in ("detector", "segmenter", "grader"):
+    for kind in ("detector", "segmenter", "unet", "grader"):
         p = Predictor.load(tiny_models[kind])
         ann = p.predict(rgb_image, "x.png")
         assert (ann.width, ann.height) == (240, 200) and ann.model_version == p.model_version
         if kind == "detector":
             assert len(ann.boxes) and (ann.boxes.origins == 0).all() and not np.isnan(ann.boxes.scores).any()
-        elif kind == "segmenter":
+        elif kind in ("segmenter", "unet"):
             assert ann.masks is not None and ann.masks.shape == (200, 240)
         else:
             assert 0 <= ann.grade.value <= 4 and ann.grade.probabilities.shape == (5,)
@@ -78,6 +84,13 @@ class BlobBackend:
 
     def run(self, chw: np.ndarray) -> dict:
         self.calls += 1
+        if self.kind == "unet":  # the maps a trained U-Net gives: foreground, each blob's distance to its edge
+            fg = chw[0, 0] > 0.5
+            lab, n = ndimage.label(fg)
+            dist = ndimage.distance_transform_edt(np.pad(fg, 1))[1:-1, 1:-1]
+            top = ndimage.maximum(dist, lab, np.arange(n + 1)) if n else np.zeros(1)
+            norm = dist / np.maximum(np.asarray(top)[lab], 1)
+            return {"maps": np.stack([fg, norm])[None].astype(np.float32)}
         lab, n = ndimage.label(chw[0] > 0.5)
         boxes, masks = [], []
         for k, sl in enumerate(ndimage.find_objects(lab), start=1):
@@ -91,7 +104,8 @@ class BlobBackend:
 
 
 def _blob_predictor(kind: str) -> Predictor:
-    cfg = DetectorConfig(min_size=0) if kind == "detector" else SegmenterConfig(min_size=0)  # native pixels
+    cfg = {"detector": DetectorConfig(min_size=0), "segmenter": SegmenterConfig(min_size=0),  # native pixels
+           "unet": UNetConfig()}[kind]
     card = ModelCard("blobs", "blood" if kind == "detector" else "nuclei",
                      ["RBC", "WBC", "Platelets"] if kind == "detector" else ["nucleus"], config_to_dict(cfg))
     return Predictor(card, BlobBackend(kind))
@@ -123,7 +137,7 @@ def test_tiles_cover_the_image_and_cores_partition_it():
     assert all(a[1] == b[0] for a, b in zip(cores, cores[1:]))
 
 
-@pytest.mark.parametrize("kind", ["detector", "segmenter"])
+@pytest.mark.parametrize("kind", ["detector", "segmenter", "unet"])
 def test_tiled_finds_each_object_exactly_once_like_untiled(kind):
     img, centres = _blob_image()
     pred = _blob_predictor(kind)
@@ -322,7 +336,7 @@ def test_deep_and_float_images_predict_with_every_kind_of_model(tiny_models, tmp
     rng = np.random.default_rng(0)
     pixels = (rng.random((90, 120)) * (4000 if dtype != np.float64 else 7.5)).astype(dtype)
     tifffile.imwrite(tmp_path / "deep.tif", pixels)
-    for kind, task in (("detector", "blood"), ("segmenter", "nuclei"), ("grader", "retinopathy")):
+    for kind, task in (("detector", "blood"), ("segmenter", "nuclei"), ("unet", "nuclei"), ("grader", "retinopathy")):
         p = Predictor.load(tiny_models[kind])
         ann = p.predict(pixels, "deep.tif") if kind == "grader" else TiledPredictor(p, tile_size=64,
                                                                                    overlap=16).predict_array(pixels)

@@ -16,6 +16,7 @@ from cellcounter.cli import main
 from cellcounter.errors import ProjectError
 from cellcounter.project import Project
 from cellcounter.project import workflows as wf
+from cellcounter.regions import Region
 from tests.conftest import make_image
 from tests.core.conftest import make_tiny_model
 
@@ -157,14 +158,19 @@ def test_an_old_project_is_migrated_and_opens_read_only_unmigrated(tmp_path):
         image_id = p.add_image(im, "blood")
     conn = sqlite3.connect(path)  # make it a schema-1 file, as the previous release wrote it
     conn.execute("ALTER TABLE images DROP COLUMN review_min_score")
+    conn.execute("ALTER TABLE annotations DROP COLUMN regions")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
     with Project.open(path, readonly=True) as ro:
         assert ro.image(image_id).review_min_score is None
+        assert ro.load(image_id).regions == [] and ro.regions(image_id) == [] and ro.check() == []
     with Project.open(path) as p:
         wf.review_image(p, image_id, "reviewed", 0.3)
         assert p.image(image_id).review_min_score == 0.3
+        ann = p.load(image_id)
+        ann.regions = [Region.rectangle("r", 0, 0, 5, 5)]
+        assert p.save(image_id, ann) == ["regions"]
 
 
 def test_activating_a_version_makes_it_predicts_default_and_rollback_returns_to_its_parent(proj, tmp_path):
