@@ -36,6 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="predict and count only inside this rectangle (image pixels) or these polygons (the "
                         "annotations of a QuPath GeoJSON file); counts.csv gets a row per region with its "
                         "area and density per mm2")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the images on a Dask distributed cluster: local:N starts N worker processes here, "
+                        "tcp://host:8786 uses a running scheduler (see docs/cluster.md); results are written as "
+                        "a local run writes them")
     p.set_defaults(func=cmd_predict)
 
     e = sub.add_parser("export-onnx", help="export a model to ONNX")
@@ -90,7 +94,6 @@ def _images(inputs: list[Path]) -> list[Path]:
 def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.inference.overlay import save_overlay
-
     from cellcounter.regions import parse_region
 
     _check_numbers(args)  # before the model loads: a wrong number is answered at once
@@ -101,32 +104,35 @@ def cmd_predict(args) -> int:
                                f"not {args.task!r}")
     kind = predictor.config.kind
     fmt = args.format or "coco"
-    print(f"model: {predictor.description}", file=sys.stderr)
     if regions and kind == "grader":
         raise CellCounterError("--region: a grader grades the whole photo; regions are for counting objects")
-    tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap, regions=regions)
     files = _images(args.inputs)
     stems = output_stems(files)
+    if args.scheduler:
+        from cellcounter.cluster import PredictSpec, local_threads, predict_files
+
+        spec = PredictSpec(str(predictor.directory or args.model), args.backend, args.device, args.tile,
+                           args.overlap, tuple(regions), local_threads(args.scheduler))
+        print(f"model: {predictor.description}, on the cluster at {args.scheduler}", file=sys.stderr)
+        outcomes = predict_files(args.scheduler, spec, files)
+    else:
+        print(f"model: {predictor.description}", file=sys.stderr)
+        tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap, regions=regions)
+        outcomes = ((f, _predict_here(predictor, tiled, f)) for f in files)
     results, failed = [], []
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(files, start=1):
+    for i, (f, ann) in enumerate(outcomes, start=1):
         print(f"[{i}/{len(files)}] {f.name}", file=sys.stderr, flush=True)
-        try:
-            with open_image(f) as src:
-                if kind == "grader":
-                    image = src.read()
-                    ann = predictor.predict(image, str(f))
-                else:
-                    ann = tiled.predict_source(src)
-                    image = src.read() if not src.lazy else None
-        except (CellCounterError, ValueError, OSError, MemoryError) as exc:  # one bad file never stops the batch
-            print(f"error: {f}: {exc}; skipped", file=sys.stderr)
+        if isinstance(ann, str):  # one bad file never stops the batch
+            print(f"error: {f}: {ann}; skipped", file=sys.stderr)
             failed.append(f)
             continue
         stem = stems[i - 1]
         if fmt != "grade-csv":  # grades go into one CSV for the run, written below
             suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
             write_labels([ann], args.out / f"{stem}{suffix}", fmt)
+        with open_image(f) as src:  # a slide read lazily gets no overlay
+            image = src.read() if not src.lazy else None
         if image is not None:
             save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
         results.append(ann)
@@ -138,6 +144,17 @@ def cmd_predict(args) -> int:
             write_labels(results, args.out / "grades.csv", "grade-csv")
     print(f"predicted {len(results)} image(s), {len(failed)} failed; results in {args.out}", file=sys.stderr)
     return 0 if results and not failed else (1 if results else 2)
+
+
+def _predict_here(predictor, tiled, f: Path):
+    """One image's prediction in this process, or why it failed."""
+    try:
+        with open_image(f) as src:
+            if tiled is None:
+                return predictor.predict(src.read(), str(f))
+            return tiled.predict_source(src)
+    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
+        return str(exc) or type(exc).__name__
 
 
 MIN_TILE = 64

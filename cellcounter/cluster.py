@@ -1,0 +1,111 @@
+"""Predicting on a Dask distributed cluster: ``cellcounter predict --scheduler ADDRESS``.
+
+Each image (a whole slide included, tiled on its worker as everywhere) is one task; every worker loads the
+model once and keeps it; the results come back to the process that asked, which writes them exactly as a
+local run does. ``local:N`` starts a ``LocalCluster`` of N single-threaded worker processes on this
+machine; any other address is a running scheduler (``tcp://host:8786``, for instance one that
+``dask-scheduler`` or ``dask-jobqueue`` started on a SLURM cluster; see docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError
+
+_PREDICTORS: dict[tuple, object] = {}  # per worker process: the models it has loaded
+
+
+@dataclass(frozen=True)
+class PredictSpec:
+    """What every worker needs to predict an image as the local command would."""
+
+    model: str
+    backend: str = "torch"
+    device: str = "auto"
+    tile: int = 0
+    overlap: int = -1
+    regions: tuple = field(default_factory=tuple)
+    threads: int = 0  # torch threads per worker (0: torch's default)
+
+
+def _predictor(spec: PredictSpec):
+    key = (spec.model, spec.backend, spec.device)
+    if key not in _PREDICTORS:
+        if spec.threads:
+            import torch
+
+            torch.set_num_threads(spec.threads)
+        from cellcounter.inference import Predictor
+
+        _PREDICTORS[key] = Predictor.load(spec.model, spec.backend, spec.device)
+    return _PREDICTORS[key]
+
+
+def predict_file(spec: PredictSpec, path: str) -> ImageAnnotation | str:
+    """One image's prediction on a worker, or the reason it failed (a bad file never stops the batch)."""
+    from cellcounter.imageio import open_image
+    from cellcounter.inference import TiledPredictor
+
+    predictor = _predictor(spec)
+    try:
+        with open_image(path) as src:
+            if predictor.config.kind == "grader":
+                return predictor.predict(src.read(), str(path))
+            return TiledPredictor(predictor, spec.tile, spec.overlap, regions=list(spec.regions)).predict_source(src)
+    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
+        return str(exc) or type(exc).__name__
+
+
+def open_client(address: str):
+    """A ``distributed.Client`` for ``address`` (``local:N`` starts N worker processes here)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise CellCounterError("--scheduler needs dask.distributed: pip install 'cellcounter[cluster]'") from None
+    if address.startswith("local:"):
+        try:
+            n = int(address.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if not 1 <= n <= 1024:
+            raise CellCounterError(f"--scheduler {address}: give local:N with N workers between 1 and 1024")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=40)
+        return Client(cluster)
+    try:
+        return Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
+
+
+def local_threads(address: str) -> int:
+    """Torch threads per local worker: the machine's cores shared out, so N workers do not fight over them."""
+    if not address.startswith("local:"):
+        return 0
+    try:
+        n = max(1, int(address.split(":", 1)[1]))
+    except ValueError:
+        return 0
+    return max(1, (os.cpu_count() or 1) // n)
+
+
+def predict_files(address: str, spec: PredictSpec, files: list[Path]) -> Iterator[tuple[Path, ImageAnnotation | str]]:
+    """Each file's result in the order given, computed on the cluster at ``address``."""
+    client = open_client(address)
+    try:
+        futures = client.map(predict_file, [spec] * len(files), [str(f) for f in files], pure=False)
+        for f, fut in zip(files, futures):
+            yield f, fut.result()
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and address.startswith("local:"):
+            cluster.close()
+
+
+__all__ = ["PredictSpec", "open_client", "predict_file", "predict_files"]

@@ -1,0 +1,50 @@
+"""``predict --scheduler``: images run on a Dask distributed cluster and are written as a local run writes them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cellcounter.cli import main
+
+pytest.importorskip("distributed")
+
+
+def test_predict_on_a_local_cluster_writes_the_same_files_as_a_local_run(tiny_models, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    images = tmp_path / "in"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray((rng.random((120 + 10 * i, 160, 3)) * 255).astype(np.uint8)).save(images / f"im{i}.png")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(20))
+    common = ["predict", str(images), "--task", "blood", "--model", str(tiny_models["detector"]),
+              "--region", "0,0,100,100"]
+    assert main([*common, "--out", str(tmp_path / "here")]) == 1  # one bad file: reported, the rest written
+    here = capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "there"), "--scheduler", "local:2"]) == 1
+    there = capsys.readouterr().err
+    assert "on the cluster at local:2" in there and "broken.png" in there and "broken.png" in here
+    written = sorted(p.name for p in (tmp_path / "here").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "there").iterdir())
+    assert "im2.json" in written and "counts.csv" in written
+    assert (tmp_path / "here" / "counts.csv").read_text() == (tmp_path / "there" / "counts.csv").read_text()
+    for name in written:
+        if name.endswith(".json"):  # the same objects; scores agree to float rounding (one thread per worker)
+            a = json.loads((tmp_path / "here" / name).read_text())
+            b = json.loads((tmp_path / "there" / name).read_text())
+            assert len(a["annotations"]) == len(b["annotations"]) > 0
+            for x, y in zip(a["annotations"], b["annotations"]):
+                assert x["category_id"] == y["category_id"] and x["score"] == pytest.approx(y["score"], abs=1e-4)
+                assert np.allclose(x["bbox"], y["bbox"], atol=1e-2)
+            a["annotations"] = b["annotations"] = []
+            assert a == b
+
+
+def test_a_bad_scheduler_address_is_a_clear_error(tiny_models, tmp_path, capsys):
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
+                 "--out", str(tmp_path / "o"), "--scheduler", "local:0"]) == 2
+    assert "local:N" in capsys.readouterr().err
