@@ -94,11 +94,14 @@ def local_threads(address: str) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def predict_files(address: str, spec: PredictSpec, files: list[Path]) -> Iterator[tuple[Path, ImageAnnotation | str]]:
-    """Each file's result in the order given, computed on the cluster at ``address``."""
+def predict_files(address: str, spec: PredictSpec | list[PredictSpec], files: list[Path]
+                  ) -> Iterator[tuple[Path, ImageAnnotation | str]]:
+    """Each file's result in the order given, computed on the cluster at ``address``; ``spec`` is one for all
+    files or one per file (each image's own regions)."""
+    specs = spec if isinstance(spec, list) else [spec] * len(files)
     client = open_client(address)
     try:
-        futures = client.map(predict_file, [spec] * len(files), [str(f) for f in files], pure=False)
+        futures = client.map(predict_file, specs, [str(f) for f in files], pure=False)
         for f, fut in zip(files, futures):
             yield f, fut.result()
     finally:

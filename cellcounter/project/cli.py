@@ -7,6 +7,7 @@ functions the app's panels call.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "unless 'all'")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     pr.add_argument("--device", default="auto")
+    pr.add_argument("--scheduler", metavar="ADDRESS",
+                    help="predict on a Dask distributed cluster (local:N, or tcp://host:8786); see docs/cluster.md")
     pr.set_defaults(func=cmd_predict)
 
     rv = ps.add_parser("review", help="set images' review status; 'reviewed' keeps only what a reviewer sees",
@@ -202,6 +205,23 @@ def cmd_review(args) -> int:
     return 0
 
 
+def _results(model, jobs: list, args):
+    """``(job, annotation or why it failed)`` for each job, here or on the cluster ``args.scheduler``."""
+    if not args.scheduler:
+        for ev in wf.predict_jobs(model, jobs):
+            if ev[0] == "result":
+                yield ev[1], ev[2]
+        return
+    import dataclasses
+
+    from cellcounter.cluster import PredictSpec, local_threads, predict_files
+
+    base = PredictSpec(str(model.directory), args.backend, args.device, threads=local_threads(args.scheduler))
+    specs = [dataclasses.replace(base, regions=tuple(job.regions)) for job in jobs]
+    for job, (_, ann) in zip(jobs, predict_files(args.scheduler, specs, [job.image_path for job in jobs])):
+        yield job, ann
+
+
 def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor
 
@@ -231,10 +251,13 @@ def cmd_predict(args) -> int:
                     raise CellCounterError(f"no model for task {t!r}: give --model")
                 model = Predictor.load(chosen, args.backend, args.device)
             objects = 0
-            for ev in wf.predict_jobs(model, wf.prediction_jobs(proj, ids)):
-                if ev[0] == "result":
-                    wf.apply_prediction(proj, ev[1], ev[2], model.model_version)
-                    objects += ev[2].n_objects()
+            jobs = wf.prediction_jobs(proj, ids)
+            for job, ann in _results(model, jobs, args):
+                if isinstance(ann, str):
+                    print(f"error: {job.image_path}: {ann}; skipped", file=sys.stderr)
+                    continue
+                wf.apply_prediction(proj, job, ann, model.model_version)
+                objects += ann.n_objects()
             print(f"{t}: {len(ids)} image(s) predicted with {model.model_version} ({objects} object(s))")
             total += len(ids)
     return 0

@@ -48,3 +48,30 @@ def test_a_bad_scheduler_address_is_a_clear_error(tiny_models, tmp_path, capsys)
     assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
                  "--out", str(tmp_path / "o"), "--scheduler", "local:0"]) == 2
     assert "local:N" in capsys.readouterr().err
+
+
+def test_project_predict_on_a_local_cluster_stores_what_a_local_run_stores(tiny_models, tmp_path, capsys):
+    import shutil
+
+    from cellcounter.project import Project
+    from cellcounter.regions import Region
+
+    rng = np.random.default_rng(1)
+    with Project.create(tmp_path / "a.ccproj") as proj:
+        for i in range(2):
+            Image.fromarray((rng.random((100, 140, 3)) * 255).astype(np.uint8)).save(tmp_path / f"im{i}.png")
+            proj.add_image(tmp_path / f"im{i}.png", "blood")
+        ann = proj.load(1)
+        ann.regions = [Region.rectangle("left", 0, 0, 70, 100)]
+        proj.save(1, ann)
+    shutil.copy(tmp_path / "a.ccproj", tmp_path / "b.ccproj")
+    model = str(tiny_models["detector"])
+    assert main(["project", "predict", str(tmp_path / "a.ccproj"), "--model", model]) == 0
+    assert main(["project", "predict", str(tmp_path / "b.ccproj"), "--model", model, "--scheduler", "local:2"]) == 0
+    with Project.open(tmp_path / "a.ccproj") as a, Project.open(tmp_path / "b.ccproj") as b:
+        for image_id in (1, 2):
+            here, there = a.load(image_id), b.load(image_id)
+            assert len(here.boxes) == len(there.boxes) > 0
+            assert np.allclose(here.boxes.xyxy, there.boxes.xyxy, atol=1e-2)
+        left = b.load(1)
+        assert (left.boxes.xyxy[:, 0] + left.boxes.xyxy[:, 2]).max() / 2 < 70  # its region was kept to
