@@ -91,7 +91,7 @@ class LayerController(QObject):
         self.parked = boxes.subset(~editable)
         visible = ImageAnnotation(ann.image_path, ann.width, ann.height, ann.class_names, task=ann.task,
                                   boxes=boxes.subset(editable), masks=ann.masks, points=ann.points,
-                                  grade=ann.grade, regions=ann.regions)
+                                  grade=ann.grade, regions=ann.regions, pixel_size_um=ann.pixel_size_um)
         if not self._update_layers(visible):
             with self.viewer.layers.batched_update():  # one scene-graph rebuild, not one per layer
                 self._replace_layers(ann, visible)
@@ -301,7 +301,7 @@ class LayerController(QObject):
                 self.session.saved.image_path, self.session.saved.width, self.session.saved.height,
                 self.session.saved.class_names, task=self.session.saved.task, boxes=shown,
                 masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade,
-                regions=self.session.saved.regions)
+                regions=self.session.saved.regions, pixel_size_um=self.session.saved.pixel_size_um)
             for name in (BOXES, POINTS):
                 if name in self.viewer.layers:
                     layer = self.viewer.layers[name]

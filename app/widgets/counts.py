@@ -109,18 +109,24 @@ class CountsPanel(QWidget):
             return []
         out = []
         for rc in region_counts(ann, self.controller.score_threshold or None):
-            area = f"{rc.area_mm2:.4g} mm\u00b2" if rc.area_mm2 else f"{rc.area_px:.0f} px"
+            area = f"{rc.area_mm2:.3g} mm\u00b2" if rc.area_mm2 else f"{rc.area_px:.0f} px"
             density = f"{rc.total / rc.area_mm2:.1f}" if rc.area_mm2 else "no pixel size"
             out.append((rc.region, rc.total, area, density))
         return out
 
     def _show_regions(self, ann) -> None:
         rows = self.region_rows() if ann is not None else []
+        per_class = region_counts(ann, self.controller.score_threshold or None) if rows else []
         self.regions_table.setVisible(bool(rows))
         self.regions_table.setRowCount(len(rows))
         for i, row in enumerate(rows):
             for j, v in enumerate(row):
-                self.regions_table.setItem(i, j, QTableWidgetItem(str(v)))
+                item = QTableWidgetItem(str(v))
+                # each class's count and density, for the region under the pointer
+                dens = per_class[i].densities_per_mm2 or {}
+                item.setToolTip("\n".join(f"{k}: {n}" + (f" ({dens[k]:.1f} per mm\u00b2)" if k in dens else "")
+                                          for k, n in per_class[i].counts.items()))
+                self.regions_table.setItem(i, j, item)
         if rows:
             self._fit_table(self.regions_table)
 

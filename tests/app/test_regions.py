@@ -39,3 +39,16 @@ def test_regions_import_from_a_qupath_geojson(open_window, voc_folder, tmp_path,
     assert win.counts.region_rows() == [("right half", 2, "6000 px", "no pixel size")]
     assert win.session.project.load(first).regions[0].name == "right half"
     assert win.import_regions(tmp_path / "missing.geojson") == 0  # an error shown, nothing added
+
+
+def test_a_region_on_a_slide_shows_its_area_and_density_from_the_slides_pixel_size(open_window, tmp_path, qtbot):
+    from tests.core.test_regions import _squares, _write_svs
+
+    img, centres = _squares(1500, 2000)
+    _write_svs(tmp_path / "s.svs", img)
+    _, win, first = open_window(tmp_path / "s.svs")
+    assert win.session.project.load(first).pixel_size_um == 0.25
+    win.viewer.layers[REGIONS].add_rectangles([np.array([[0, 0], [0, 400], [400, 400], [400, 0]], float)])
+    win.controller.flush()
+    # a 400 x 400 px square at 0.25 um/px is 0.01 mm2; no object was predicted yet
+    assert win.counts.region_rows() == [("region 1", 0, "0.01 mm\u00b2", "0.0")]
