@@ -142,7 +142,15 @@ class Predictor:
         ph, pw = (-h) % m, (-w) % m
         if ph or pw:
             chw = np.pad(chw, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > m else "edge")
-        return self.backend.run(chw[None])["maps"][0, :, :h, :w]
+        if not self.config.flip_average:
+            return self.backend.run(chw[None])["maps"][0, :, :h, :w]
+        total = None
+        for axes in ((), (2,), (1,), (1, 2)):  # the image and its three flips, each flipped back and averaged
+            view = np.ascontiguousarray(np.flip(chw, axes) if axes else chw)
+            out = self.backend.run(view[None])["maps"][0]
+            out = np.flip(out, axes) if axes else out
+            total = out if total is None else total + out
+        return (total / 4)[:, :h, :w]
 
     def _watershed(self, image: np.ndarray) -> RawDetections:
         cfg = self.config

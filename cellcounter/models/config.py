@@ -81,6 +81,7 @@ class UNetConfig:
     fg_threshold: float = 0.5  # foreground probability that makes a pixel part of an object
     marker_threshold: float = 0.5  # normalised distance to the edge that seeds an object (splits touching ones)
     min_area: int = 12  # pixels: smaller objects are dropped
+    flip_average: bool = False  # average the maps of the image and its three flips (4 passes, smoother outlines)
     tile_size: int = 1024  # larger images are predicted in tiles of this size
     image_mean: tuple[float, ...] = IMAGENET_MEAN
     image_std: tuple[float, ...] = IMAGENET_STD

@@ -69,3 +69,35 @@ def test_objects_are_numbered_one_to_n_and_scored_by_their_mean_foreground():
     label, scores = instances_from_maps(fg, dist)
     assert sorted(np.unique(label)) == [0, 1, 2] and label.dtype == np.int32
     assert sorted(np.round(scores, 3)) == [0.6, 1.0]
+
+
+class _RampBackend:
+    """Maps that are the column and row position in whatever view the network is shown."""
+
+    description = "ramps"
+
+    def __init__(self):
+        self.shapes = []
+
+    def run(self, x):
+        _, _, h, w = x.shape
+        self.shapes.append((h, w))
+        cols = np.broadcast_to(np.arange(w, dtype=np.float32) / w, (h, w))
+        rows = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None] / h, (h, w))
+        return {"maps": np.stack([cols, rows])[None]}
+
+
+def test_flip_averaging_sees_each_flip_and_maps_it_back_onto_the_image():
+    from cellcounter.inference.predictor import Predictor
+    from cellcounter.models import ModelCard
+    from cellcounter.models.config import UNetConfig, config_to_dict
+
+    image = np.zeros((30, 45, 3), np.uint8)  # padded to 32 x 48 for a depth-4 network
+    plain = Predictor(ModelCard("r", "nuclei", ["nucleus"], config_to_dict(UNetConfig())), _RampBackend())
+    assert np.allclose(plain.maps(image)[0, 0], np.arange(45) / 48)
+    averaged = Predictor(ModelCard("r", "nuclei", ["nucleus"], config_to_dict(UNetConfig(flip_average=True))),
+                         _RampBackend())
+    maps = averaged.maps(image)
+    assert maps.shape == (2, 30, 45) and averaged.backend.shapes == [(32, 48)] * 4
+    # a ramp and its mirror image average to the same value everywhere: every flip was undone exactly
+    assert np.allclose(maps[0], 47 / 96) and np.allclose(maps[1], 31 / 64)
