@@ -55,12 +55,13 @@ def model_or_tiny(name: str, kind: str, tmp: Path) -> Path:
     import torch
 
     from cellcounter.models import DetectorConfig, GraderConfig, ModelCard, SegmenterConfig, build_model
-    from cellcounter.models.config import config_to_dict
+    from cellcounter.models.config import UNetConfig, config_to_dict
 
     cfg, task, names = {
         "detector": (DetectorConfig(min_size=480, max_size=640), "blood", ["RBC", "WBC", "Platelets"]),
         "segmenter": (SegmenterConfig(backbone="resnet18", min_size=0, max_size=0, representation_size=256,
                                       detections_per_img=300), "nuclei", ["nucleus"]),
+        "unet": (UNetConfig(width=16), "nuclei", ["nucleus"]),
         "grader": (GraderConfig(input_size=256), "retinopathy", [str(i) for i in range(5)]),
     }[kind]
     torch.manual_seed(0)

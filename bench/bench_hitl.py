@@ -25,7 +25,8 @@ DATA = Path(os.environ.get("CELLCOUNTER_DATA", ROOT.parent / "shared" / "data"))
 #: (data source, split of it to draw from): images the bundled model did not train on
 SETUPS = {
     "blood": ("bccd", "val"),  # blood-default trained on train.txt; val was only used to pick its checkpoint
-    "nuclei": ("monuseg-more", None),  # tiles nuclei-default never saw
+    # the kept-aside tiles of nuclei-default's split (the others of monuseg-more are its training tiles)
+    "nuclei": ("monuseg-more", str(ROOT / "resources" / "splits" / "nuclei-24" / "val.txt")),
     "retinopathy": ("idrid-train-1280", str(ROOT / "resources" / "splits" / "idrid-481" / "test.txt")),
 }
 

@@ -29,8 +29,8 @@ def main() -> int:
     rows = [("model", "torch ms", "onnx ms", "torch/onnx")]
     res: dict = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for name, kind, image in (("blood-default", "detector", blood), ("nuclei-default", "segmenter", nuclei),
-                              ("retinopathy-default", "grader", fundus)):
+    for name, kind, image in (("blood-default", "detector", blood), ("nuclei-maskrcnn", "segmenter", nuclei),
+                              ("nuclei-default", "unet", nuclei), ("retinopathy-default", "grader", fundus)):
         model = model_or_tiny(name, kind, tmp)
         for device in devices:
             t = Predictor.load(model, "torch", device)

@@ -109,6 +109,7 @@ class TrainConfig:
     export_onnx: bool = False
     half: bool = False  # store weights in float16
     count_threshold: float = 0.5
+    calibrate: bool = True  # boxes and masks: fit per-class score thresholds on the validation images (5 or more)
     recipe_applied: bool = False  # set once the recipe's settings are filled in (not a user setting)
 
     def to_json(self) -> str:

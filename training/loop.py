@@ -340,6 +340,7 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
         "train_images": [Path(p).name for p in split.train_names],
         "val_images": [Path(p).name for p in split.val_names], "command": command_line(cfg),
     }
+    _calibrate(cfg, card, pairs)
     model_dir = save_model(model.cpu(), card, out / "model", half=cfg.half)
     if cfg.export_onnx:
         from cellcounter.inference.export import export_onnx
@@ -348,6 +349,26 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
     atomic_write_text(out / "history.json", json.dumps({"steps": history, "evals": evals}, indent=1))
     save_plots(out, history, card, pairs)
     return model_dir
+
+
+MIN_CALIBRATION_IMAGES = 5
+
+
+def _calibrate(cfg: TrainConfig, card, pairs) -> None:
+    """The new model's own per-class score calibration, fitted on the selected weights' validation predictions
+    (a fine-tune's scores are not its parent's: the parent's calibration would not fit them)."""
+    card.score_calibration = {}
+    if not cfg.calibrate or pairs is None or get_task(cfg.task).kind == "grade":
+        return
+    gts, preds = pairs
+    if len(gts) < MIN_CALIBRATION_IMAGES:
+        return
+    from cellcounter.calibration import fit_thresholds
+
+    thresholds, report = fit_thresholds(gts, preds)
+    card.score_calibration = thresholds
+    card.metrics["score_calibration"] = {"data": "this run's validation images", "images": len(gts),
+                                         "per_class": report}
 
 
 def _score(e: dict, task: str) -> float:

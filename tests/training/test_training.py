@@ -54,6 +54,11 @@ def test_each_recipe_trains_and_writes_a_model_the_core_loads(task, tmp_path):
     assert card.pretrained.startswith("none")
     assert json.loads((tmp_path / task / "config.json").read_text())["recipe"] == cfg.recipe
     assert (tmp_path / task / "loss_lr.png").is_file()
+    if task == "blood":  # its own score calibration, fitted on its validation predictions
+        assert set(card.score_calibration) == {"RBC", "WBC", "Platelets"}
+        assert card.metrics["score_calibration"]["images"] == card.metrics["validation_images"] >= 5
+    else:  # a grader has no scores to calibrate; the others validated on fewer than 5 images
+        assert card.score_calibration == {}
     rng = np.random.default_rng(0)
     ann = Predictor.load(model_dir).predict((rng.random((96, 128, 3)) * 255).astype(np.uint8))
     assert ann.task == task
