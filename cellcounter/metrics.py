@@ -135,9 +135,16 @@ def coco_mask_ap(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation
         ev.params.maxDets = [1, 100, max(100, max(len(p.masks) if p.masks is not None else 0 for p in preds))]
         ev.evaluate()
         ev.accumulate()
-        ev.summarize()
-    # stats[0] uses maxDets[2]; stats[1] is AP@0.5 at maxDets[2]
-    return {"mask_ap50": float(ev.stats[1]), "mask_ap": float(ev.stats[0])}
+    # precision[iou, recall, class, area range, max detections]: area range "all", the largest detection limit.
+    # (pycocotools' summary line for AP@0.5:0.95 uses at most 100 detections per image whatever maxDets says,
+    # which caps recall on a tile of 400 nuclei.)
+    precision = ev.eval["precision"][:, :, :, 0, -1]
+
+    def mean_ap(p: np.ndarray) -> float:
+        valid = p[p > -1]
+        return float(valid.mean()) if valid.size else float("nan")
+
+    return {"mask_ap50": mean_ap(precision[0]), "mask_ap": mean_ap(precision)}
 
 
 def aggregated_jaccard(gt_label: np.ndarray, pred_label: np.ndarray) -> float:

@@ -90,3 +90,15 @@ def test_coco_mask_ap_perfect_and_empty_predictions():
     assert coco_mask_ap([gt], [perfect]) == {"mask_ap50": pytest.approx(1.0), "mask_ap": pytest.approx(1.0)}
     none = _ann(masks=InstanceMasks(np.zeros((100, 100), np.int32)))
     assert coco_mask_ap([gt], [none]) == {"mask_ap50": 0.0, "mask_ap": 0.0}
+
+
+def test_coco_mask_ap_counts_every_nucleus_of_a_dense_tile():
+    """A tile with 400 nuclei found perfectly scores 1 at every IoU (pycocotools' own summary of AP@0.5:0.95
+    looks at 100 detections per image and said 0.25)."""
+    lab = np.zeros((200, 200), np.int32)
+    for k in range(400):
+        r, c = divmod(k, 20)
+        lab[r * 10:r * 10 + 8, c * 10:c * 10 + 8] = k + 1
+    gt = ImageAnnotation("x.png", 200, 200, ("A",), masks=InstanceMasks(lab))
+    perfect = ImageAnnotation("x.png", 200, 200, ("A",), masks=InstanceMasks(lab, scores=np.linspace(0.99, 0.5, 400)))
+    assert coco_mask_ap([gt], [perfect]) == {"mask_ap50": pytest.approx(1.0), "mask_ap": pytest.approx(1.0)}
