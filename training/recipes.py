@@ -70,16 +70,16 @@ DEFAULT_RECIPE = {"blood": "blood-detector", "nuclei": "nuclei-maskrcnn", "leave
                   "retinopathy": "dr-grader"}
 
 
-def _default_recipe(cfg: TrainConfig) -> str:
-    """The task's recipe, or its U-Net recipe when the architecture (asked for, or the parent's) is a U-Net."""
-    arch = cfg.architecture
-    if not arch and (cfg.init or "none") not in ("none", "imagenet"):
+def default_recipe(task: str, init: str | None = "none", architecture: str = "") -> str:
+    """The task's recipe, or its U-Net recipe when the architecture (asked for, or the start model's) is a U-Net."""
+    arch = architecture
+    if not arch and (init or "none") not in ("none", "imagenet"):
         from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
-        arch = ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).architecture.get("kind", "")
-    if arch == "unet" and f"{cfg.task}-unet" in RECIPES:
-        return f"{cfg.task}-unet"
-    return DEFAULT_RECIPE.get(cfg.task, "")
+        arch = ModelCard.from_file(resolve_model(init) / CARD_NAME).architecture.get("kind", "")
+    if arch == "unet" and f"{task}-unet" in RECIPES:
+        return f"{task}-unet"
+    return DEFAULT_RECIPE.get(task, "")
 
 
 # What a model sees (its card's preprocessing): a fine-tune keeps its parent's unless told otherwise.
@@ -111,7 +111,7 @@ def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
     ``explicit`` names the fields the user set; when ``None``, fields still at their
     dataclass default count as not set.
     """
-    name = cfg.recipe or _default_recipe(cfg)
+    name = cfg.recipe or default_recipe(cfg.task, cfg.init, cfg.architecture)
     if name not in RECIPES:
         raise CellCounterError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")
     defaults = TrainConfig()

@@ -30,7 +30,7 @@ from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import project_run
-from training.recipes import DEFAULT_RECIPE
+from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
 def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int,
@@ -100,6 +100,7 @@ class TrainPanel(QWidget):
         row2.addWidget(self.rollback_b)
         layout.addLayout(row2)
         self.start_b.clicked.connect(self.start)
+        self.base.currentIndexChanged.connect(self._base_changed)
         self.cancel_b.clicked.connect(self.stop)
         self.activate_b.clicked.connect(self.activate)
         self.rollback_b.clicked.connect(self.rollback)
@@ -115,6 +116,13 @@ class TrainPanel(QWidget):
         self.recipe.setCurrentText(DEFAULT_RECIPE.get(task, self.recipe.currentText()))
         self.start_b.setText(f"Fine-tune {task} on reviewed images")
         self.refresh_bases()
+
+    def _base_changed(self, *_args) -> None:
+        """The recipe follows the start model: a U-Net is fine-tuned with the U-Net recipe, not Mask R-CNN's."""
+        try:
+            self.recipe.setCurrentText(default_recipe(self.task, self.base.currentData() or "none"))
+        except CellCounterError:  # an unreadable model file: its own error shows when training starts
+            pass
 
     def refresh_bases(self) -> None:
         from app.widgets.predict import available_models

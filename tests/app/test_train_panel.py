@@ -32,3 +32,19 @@ def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(open_wind
     assert rows == {"map50": ("0.410", "0.800"), "count error RBC": ("3.000", "1.500"),
                     "count error WBC": ("0.500", "0.250")}
     assert table.isVisible() and panel.activate_b.isEnabled()
+
+
+def test_the_recipe_follows_the_start_model(open_window, tmp_path):
+    """The bundled nuclei model is a U-Net: fine-tuning it uses the U-Net recipe; from scratch, the study's."""
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(tmp_path / "n.png")
+    _, win, _ = open_window(tmp_path / "n.png", "nuclei")
+    panel = win.train
+    assert "nuclei-default" in panel.base.currentText() and panel.recipe.currentText() == "nuclei-unet"
+    panel.base.setCurrentIndex(panel.base.findData(None))
+    assert panel.recipe.currentText() == "nuclei-maskrcnn"
+    maskrcnn = next(i for i in range(panel.base.count()) if "nuclei-maskrcnn" in panel.base.itemText(i))
+    panel.base.setCurrentIndex(maskrcnn)
+    assert panel.recipe.currentText() == "nuclei-maskrcnn"
