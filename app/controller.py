@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_from_layers,
@@ -302,6 +303,14 @@ class LayerController(QObject):
                 self.session.saved.class_names, task=self.session.saved.task, boxes=shown,
                 masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade,
                 regions=self.session.saved.regions, pixel_size_um=self.session.saved.pixel_size_um)
+            regions = self.viewer.layers[REGIONS] if REGIONS in self.viewer.layers else None
+            saved_regions = self.session.saved.regions
+            if regions is not None and len(regions.data) and len(saved_regions) == len(regions.data):
+                names = [r.name for r in saved_regions]
+                if regions.features.get("name") is None or list(regions.features["name"]) != names:
+                    regions.features = pd.DataFrame({"name": names}, dtype=object)  # a new region's given name
+                    regions.feature_defaults = {"name": ""}  # napari took the first row's as the default
+                    regions.refresh_text()
             for name in (BOXES, POINTS):
                 if name in self.viewer.layers:
                     layer = self.viewer.layers[name]

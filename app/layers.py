@@ -185,20 +185,38 @@ def regions_layer_data(ann: ImageAnnotation) -> tuple:
     return data, kwargs, "shapes"
 
 
+def _outline(vertices: np.ndarray, shape_type: str) -> np.ndarray:
+    """A shape's outline as polygon vertices (row, col): an ellipse, stored as its bounding box, becomes a
+    64-gon; polygons and rectangles are their own vertices."""
+    v = np.asarray(vertices, float)[:, -2:]
+    if shape_type != "ellipse":
+        return v
+    centre, radii = v.mean(axis=0), (v.max(axis=0) - v.min(axis=0)) / 2
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    return centre + np.column_stack([np.sin(t), np.cos(t)]) * radii
+
+
 def regions_from_layer(layer) -> list[Region]:
-    """The regions as drawn: every shape's outline (a rectangle's or ellipse's corners too), named from its
-    feature, or "region N" for a new one."""
+    """The regions as drawn (polygons, rectangles, ellipses; lines and paths enclose nothing and are left out),
+    named from their feature, or "region N" for a new one."""
     out = []
     names = layer.features["name"].tolist() if "name" in layer.features else []
+    types = list(getattr(layer, "shape_type", [])) or ["polygon"] * len(layer.data)
     taken = {str(n) for n in names if n}
+    seen: set[str] = set()
     k = 0
     for i, shape in enumerate(layer.data):
+        if types[i] in ("line", "path"):
+            continue
         name = str(names[i]) if i < len(names) and names[i] else ""
+        if name in seen:  # a copy of a region keeps its outline, not its name
+            name = ""
         while not name:
             k += 1
             name = f"region {k}" if f"region {k}" not in taken else ""
         taken.add(name)
-        xy = flip_xy_rc(np.asarray(shape, float)[:, -2:])
+        seen.add(name)
+        xy = flip_xy_rc(_outline(shape, types[i]))
         if len(xy) >= 3:
             out.append(Region(name, xy))
     return out

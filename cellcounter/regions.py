@@ -100,7 +100,7 @@ def object_centres(ann: ImageAnnotation, score_threshold: float | None = None) -
         m = ann.masks
         keep = m.above(score_threshold)
         if keep.any():
-            c = np.array(ndimage.center_of_mass(np.ones(m.shape), m.label_image, m.ids[keep]), float).reshape(-1, 2)
+            c = np.array(ndimage.center_of_mass(m.label_image > 0, m.label_image, m.ids[keep]), float).reshape(-1, 2)
             xs.append(c[:, 1] + 0.5)  # pixel centres in pixel-edge coordinates
             ys.append(c[:, 0] + 0.5)
             cls.append(m.classes[keep])
@@ -166,7 +166,7 @@ def keep_inside(ann: ImageAnnotation, regions: list[Region]) -> ImageAnnotation:
     if masks is not None and len(masks):
         from scipy import ndimage
 
-        c = np.array(ndimage.center_of_mass(np.ones(masks.shape), masks.label_image, masks.ids), float).reshape(-1, 2)
+        c = np.array(ndimage.center_of_mass(masks.label_image > 0, masks.label_image, masks.ids), float).reshape(-1, 2)
         masks = masks.subset(inside(c[:, 1] + 0.5, c[:, 0] + 0.5))
     points = ann.points
     if len(points):

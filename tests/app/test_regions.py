@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from app.layers import REGIONS
 
@@ -20,11 +21,24 @@ def test_a_drawn_region_is_counted_saved_reopened_and_undone(open_window, voc_fo
     assert not win.counts.regions_table.isHidden()
     stored = win.session.project.load(first).regions
     assert [r.name for r in stored] == ["region 1"] and stored[0].area_px == 90 * 60
+    assert list(layer.features["name"]) == ["region 1"]  # the new region's name is shown on it
+    layer.add_ellipses([np.array([[0, 100], [0, 200], [60, 200], [60, 100]], float)])  # round the right half
+    layer.add_lines([np.array([[5, 5], [50, 50]], float)])  # a line encloses nothing: not a region
+    win.controller.flush()
+    assert [r[:2] for r in win.counts.region_rows()] == [("region 1", 2), ("region 2", 2)]
+    ellipse = win.session.project.load(first).regions[1]
+    assert ellipse.area_px == pytest.approx(np.pi * 50 * 30, rel=0.01)
+    layer.selected_data = {1, 2}
+    layer.remove_selected()
+    win.controller.flush()
     win.review.go(1)
     win.review.go(-1)
     assert len(win.viewer.layers[REGIONS].data) == 1  # shown again when the image is opened again
     assert win.counts.region_rows()[0][:2] == ("region 1", 2)
-    assert win.controller.undo()
+    assert win.controller.undo()  # the removal undone: the ellipse is back, as the polygon it was stored as
+    assert [r.name for r in win.session.project.load(first).regions] == ["region 1", "region 2"]
+    assert len(win.viewer.layers[REGIONS].data) == 2
+    assert win.controller.undo() and win.controller.undo()
     assert len(win.viewer.layers[REGIONS].data) == 0 and win.session.project.load(first).regions == []
     assert win.counts.regions_table.isHidden()
 
