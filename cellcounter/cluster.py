@@ -48,17 +48,13 @@ def _predictor(spec: PredictSpec):
 
 def predict_file(spec: PredictSpec, path: str) -> ImageAnnotation | str:
     """One image's prediction on a worker, or the reason it failed (a bad file never stops the batch)."""
-    from cellcounter.imageio import open_image
     from cellcounter.inference import TiledPredictor
+    from cellcounter.inference.tiling import predict_path
 
     predictor = _predictor(spec)
-    try:
-        with open_image(path) as src:
-            if predictor.config.kind == "grader":
-                return predictor.predict(src.read(), str(path))
-            return TiledPredictor(predictor, spec.tile, spec.overlap, regions=list(spec.regions)).predict_source(src)
-    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
-        return str(exc) or type(exc).__name__
+    tiled = None if predictor.config.kind == "grader" else TiledPredictor(predictor, spec.tile, spec.overlap,
+                                                                          regions=list(spec.regions))
+    return predict_path(predictor, path, tiled)[0]
 
 
 def open_client(address: str):
@@ -67,11 +63,8 @@ def open_client(address: str):
         from distributed import Client, LocalCluster
     except ImportError:
         raise CellCounterError("--scheduler needs dask.distributed: pip install 'cellcounter[cluster]'") from None
-    if address.startswith("local:"):
-        try:
-            n = int(address.split(":", 1)[1])
-        except ValueError:
-            n = 0
+    n = _local_workers(address)
+    if n is not None:
         if not 1 <= n <= 1024:
             raise CellCounterError(f"--scheduler {address}: give local:N with N workers between 1 and 1024")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -83,15 +76,20 @@ def open_client(address: str):
         raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
 
 
-def local_threads(address: str) -> int:
-    """Torch threads per local worker: the machine's cores shared out, so N workers do not fight over them."""
+def _local_workers(address: str) -> int | None:
+    """N of ``local:N`` (0 when N is not a number), ``None`` for a scheduler's address."""
     if not address.startswith("local:"):
-        return 0
+        return None
     try:
-        n = max(1, int(address.split(":", 1)[1]))
+        return int(address.split(":", 1)[1])
     except ValueError:
         return 0
-    return max(1, (os.cpu_count() or 1) // n)
+
+
+def local_threads(address: str) -> int:
+    """Torch threads per local worker: the machine's cores shared out, so N workers do not fight over them."""
+    n = _local_workers(address)
+    return max(1, (os.cpu_count() or 1) // max(1, n)) if n else 0
 
 
 def predict_files(address: str, spec: PredictSpec | list[PredictSpec], files: list[Path]

@@ -85,29 +85,33 @@ def json_regions(text: str | bytes | None) -> list[Region]:
     return [Region(d.get("name", f"region {i + 1}"), d["xy"]) for i, d in enumerate(data)]
 
 
+def _centres(ann: ImageAnnotation) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """x and y of every box's centre, instance's centroid and click mark, per part."""
+    from scipy import ndimage
+
+    b = ann.boxes.xyxy
+    out = {"boxes": ((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2),
+           "points": (ann.points.rc[:, 1], ann.points.rc[:, 0])}
+    m = ann.masks
+    if m is not None and len(m):
+        c = np.array(ndimage.center_of_mass(m.label_image > 0, m.label_image, m.ids), float).reshape(-1, 2)
+        out["masks"] = (c[:, 1] + 0.5, c[:, 0] + 0.5)  # pixel centres in pixel-edge coordinates
+    return out
+
+
 def object_centres(ann: ImageAnnotation, score_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray,
                                                                                            np.ndarray]:
     """x, y and class of every object that counts at ``score_threshold`` (boxes, instances, marks)."""
-    from scipy import ndimage
-
+    centres = _centres(ann)
+    parts = [("boxes", ann.boxes.above(score_threshold), ann.boxes.classes),
+             ("points", np.ones(len(ann.points), bool), ann.points.classes)]
+    if "masks" in centres:
+        parts.append(("masks", ann.masks.above(score_threshold), ann.masks.classes))
     xs, ys, cls = [], [], []
-    keep = ann.boxes.above(score_threshold)
-    b = ann.boxes.xyxy[keep]
-    xs.append((b[:, 0] + b[:, 2]) / 2)
-    ys.append((b[:, 1] + b[:, 3]) / 2)
-    cls.append(ann.boxes.classes[keep])
-    if ann.masks is not None and len(ann.masks):
-        m = ann.masks
-        keep = m.above(score_threshold)
-        if keep.any():
-            c = np.array(ndimage.center_of_mass(m.label_image > 0, m.label_image, m.ids[keep]), float).reshape(-1, 2)
-            xs.append(c[:, 1] + 0.5)  # pixel centres in pixel-edge coordinates
-            ys.append(c[:, 0] + 0.5)
-            cls.append(m.classes[keep])
-    if len(ann.points):
-        xs.append(ann.points.rc[:, 1])
-        ys.append(ann.points.rc[:, 0])
-        cls.append(ann.points.classes)
+    for part, keep, classes in parts:
+        xs.append(centres[part][0][keep])
+        ys.append(centres[part][1][keep])
+        cls.append(classes[keep])
     return np.concatenate(xs), np.concatenate(ys), np.concatenate(cls).astype(np.int64)
 
 
@@ -151,31 +155,24 @@ def keep_inside(ann: ImageAnnotation, regions: list[Region]) -> ImageAnnotation:
     """``ann`` with only the objects whose centre lies in one of ``regions`` (the others dropped)."""
     import dataclasses
 
+    from cellcounter.annotations import Points
+
     if not regions:
         return ann
 
-    def inside(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def inside(part: str) -> np.ndarray:
+        x, y = centres[part]
         out = np.zeros(len(x), bool)
         for r in regions:
             out |= r.contains(x, y)
         return out
 
-    b = ann.boxes.xyxy
-    boxes = ann.boxes.subset(inside((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2))
-    masks = ann.masks
-    if masks is not None and len(masks):
-        from scipy import ndimage
-
-        c = np.array(ndimage.center_of_mass(masks.label_image > 0, masks.label_image, masks.ids), float).reshape(-1, 2)
-        masks = masks.subset(inside(c[:, 1] + 0.5, c[:, 0] + 0.5))
-    points = ann.points
-    if len(points):
-        from cellcounter.annotations import Points
-
-        k = inside(points.rc[:, 1], points.rc[:, 0])
-        points = Points(points.rc[k], points.classes[k], points.origins[k])
-    return dataclasses.replace(ann, boxes=boxes, masks=masks, points=points, regions=list(regions),
-                               attributes=dict(ann.attributes))
+    centres = _centres(ann)
+    masks = ann.masks.subset(inside("masks")) if "masks" in centres else ann.masks
+    k = inside("points")
+    points = Points(ann.points.rc[k], ann.points.classes[k], ann.points.origins[k])
+    return dataclasses.replace(ann, boxes=ann.boxes.subset(inside("boxes")), masks=masks, points=points,
+                               regions=list(regions), attributes=dict(ann.attributes))
 
 
 def parse_region(text: str) -> list[Region]:

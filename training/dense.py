@@ -16,7 +16,7 @@ from torchvision.transforms import v2
 
 from cellcounter.inference.preprocess import to_float_rgb
 from training.config import TrainConfig
-from training.data import _Seeded
+from training.data import _colour, _Seeded
 
 
 def instance_maps(label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +55,7 @@ class DenseDataset(_Seeded):
         super().__init__(loaders, cfg, train)
         self.size = cfg.random_crop or 256
         self._maps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        colour = [v2.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)] if (
-            cfg.brightness or cfg.contrast or cfg.saturation or cfg.hue) else []
-        self.colour = v2.Compose(colour)
+        self.colour = v2.Compose(_colour(cfg))
 
     def _targets(self, ann) -> tuple[np.ndarray, np.ndarray]:
         if ann.image_path not in self._maps:

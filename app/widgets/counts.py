@@ -16,6 +16,17 @@ from cellcounter.regions import region_counts
 from cellcounter.tasks import TASKS, get_task
 
 
+def _fitted_table(headers: list[str]) -> QTableWidget:
+    """A table without row numbers or a scroll bar, as high as its rows (see ``CountsPanel._fit_table``)."""
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.verticalHeader().setVisible(False)
+    t.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    t.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
+    t.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+    return t
+
+
 class CountsPanel(QWidget):
     def __init__(self, controller: LayerController) -> None:
         super().__init__()
@@ -31,19 +42,9 @@ class CountsPanel(QWidget):
         self.selected = QLabel("")  # class, origin and score of the selected box
         self.selected.setWordWrap(True)
         self.project_wide = QCheckBox("Whole project")
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["class", "model", "now", "difference"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.table.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.table = _fitted_table(["class", "model", "now", "difference"])
         # counts inside each drawn or imported region, with its area and density when the pixel size is known
-        self.regions_table = QTableWidget(0, 4)
-        self.regions_table.setHorizontalHeaderLabels(["region", "objects", "area", "per mm\u00b2"])
-        self.regions_table.verticalHeader().setVisible(False)
-        self.regions_table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.regions_table.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)
-        self.regions_table.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.regions_table = _fitted_table(["region", "objects", "area", "per mm\u00b2"])
         self.regions_table.setVisible(False)
         export = QPushButton("Export counts CSV...")
         export.clicked.connect(self._export)

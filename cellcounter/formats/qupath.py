@@ -303,10 +303,7 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
             for x, y in _coords(path, where, geom.get("coordinates"), 1):
                 points.append((y, x, cls, origin))
         elif gtype in ("Polygon", "MultiPolygon"):
-            parts = [geom.get("coordinates")] if gtype == "Polygon" else geom.get("coordinates")
-            if not isinstance(parts, list) or not parts:
-                raise FormatError(path, f"{where}: a {gtype} needs coordinates")
-            rings_list = [_coords(path, where, p, 2) for p in parts]
+            rings_list = _polygons(path, where, geom)
             if any(len(r) < 3 for rings in rings_list for r in rings) or any(not rings for rings in rings_list):
                 warn(path, f"{where}: a ring with fewer than 3 vertices; skipped")
                 continue
@@ -325,18 +322,25 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
     return ann
 
 
+def _polygons(path: Path, where: str, geom: dict) -> list:
+    """A Polygon's or MultiPolygon's polygons, each a list of checked rings (outline first, holes after)."""
+    gtype = geom.get("type")
+    parts = [geom.get("coordinates")] if gtype == "Polygon" else geom.get("coordinates")
+    if not isinstance(parts, list) or not parts:
+        raise FormatError(path, f"{where}: a {gtype} needs coordinates")
+    return [_coords(path, where, p, 2) for p in parts]
+
+
 def _regions(path: Path, where: str, geom: dict, props: dict, n_before: int) -> list[Region]:
     """A region per polygon of an annotation feature (a hole is not kept: a region counts its whole outline)."""
     gtype = geom.get("type")
     if gtype not in ("Polygon", "MultiPolygon"):
         warn(path, f"{where}: a region must be a Polygon, got {gtype}; skipped")
         return []
-    parts = [geom.get("coordinates")] if gtype == "Polygon" else geom.get("coordinates")
-    if not isinstance(parts, list) or not parts:
-        raise FormatError(path, f"{where}: a {gtype} needs coordinates")
+    parts = _polygons(path, where, geom)
     out = []
     base = props.get("name") if isinstance(props.get("name"), str) and props.get("name") else None
-    for rings in (_coords(path, where, p, 2) for p in parts):
+    for rings in parts:
         if not rings or len(rings[0]) < 4:
             warn(path, f"{where}: a region ring with fewer than 3 vertices; skipped")
             continue

@@ -94,6 +94,7 @@ def _images(inputs: list[Path]) -> list[Path]:
 def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.inference.overlay import save_overlay
+    from cellcounter.inference.tiling import predict_path
     from cellcounter.regions import parse_region
 
     _check_numbers(args)  # before the model loads: a wrong number is answered at once
@@ -114,14 +115,14 @@ def cmd_predict(args) -> int:
         spec = PredictSpec(str(predictor.directory or args.model), args.backend, args.device, args.tile,
                            args.overlap, tuple(regions), local_threads(args.scheduler))
         print(f"model: {predictor.description}, on the cluster at {args.scheduler}", file=sys.stderr)
-        outcomes = predict_files(args.scheduler, spec, files)
+        outcomes = ((f, ann, None) for f, ann in predict_files(args.scheduler, spec, files))
     else:
         print(f"model: {predictor.description}", file=sys.stderr)
         tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap, regions=regions)
-        outcomes = ((f, _predict_here(predictor, tiled, f)) for f in files)
+        outcomes = ((f, *predict_path(predictor, f, tiled, keep_pixels=True)) for f in files)
     results, failed = [], []
     args.out.mkdir(parents=True, exist_ok=True)
-    for i, (f, ann) in enumerate(outcomes, start=1):
+    for i, (f, ann, image) in enumerate(outcomes, start=1):
         print(f"[{i}/{len(files)}] {f.name}", file=sys.stderr, flush=True)
         if isinstance(ann, str):  # one bad file never stops the batch
             print(f"error: {f}: {ann}; skipped", file=sys.stderr)
@@ -131,8 +132,9 @@ def cmd_predict(args) -> int:
         if fmt != "grade-csv":  # grades go into one CSV for the run, written below
             suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
             write_labels([ann], args.out / f"{stem}{suffix}", fmt)
-        with open_image(f) as src:  # a slide read lazily gets no overlay
-            image = src.read() if not src.lazy else None
+        if image is None and args.scheduler:  # the pixels stayed on the worker; a slide read lazily gets none
+            with open_image(f) as src:
+                image = src.read() if not src.lazy else None
         if image is not None:
             save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
         results.append(ann)
@@ -144,17 +146,6 @@ def cmd_predict(args) -> int:
             write_labels(results, args.out / "grades.csv", "grade-csv")
     print(f"predicted {len(results)} image(s), {len(failed)} failed; results in {args.out}", file=sys.stderr)
     return 0 if results and not failed else (1 if results else 2)
-
-
-def _predict_here(predictor, tiled, f: Path):
-    """One image's prediction in this process, or why it failed."""
-    try:
-        with open_image(f) as src:
-            if tiled is None:
-                return predictor.predict(src.read(), str(f))
-            return tiled.predict_source(src)
-    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
-        return str(exc) or type(exc).__name__
 
 
 MIN_TILE = 64

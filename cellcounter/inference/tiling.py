@@ -215,3 +215,20 @@ def predict_image(predictor: Predictor, image: np.ndarray | ImageSource, image_p
     if tiled is None:
         return predictor.predict(image, image_path or "image")
     return tiled.predict_array(image, image_path or "image", progress, should_stop)
+
+
+def predict_path(predictor: Predictor, path: str | Path, tiled: TiledPredictor | None = None,
+                 keep_pixels: bool = False) -> tuple[ImageAnnotation | str, np.ndarray | None]:
+    """One image file's prediction, or the reason it failed (a bad file never stops a batch), and, with
+    ``keep_pixels``, its pixels when it was read whole (for an overlay; a lazily read slide gives none).
+
+    ``tiled`` predicts detectors and segmenters (graders see the whole image)."""
+    try:
+        with open_image(path) as src:
+            if predictor.config.kind == "grader":
+                pixels = src.read()
+                return predictor.predict(pixels, str(path)), pixels if keep_pixels else None
+            ann = (tiled or TiledPredictor(predictor)).predict_source(src)
+            return ann, src.read() if keep_pixels and not src.lazy else None
+    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
+        return str(exc) or type(exc).__name__, None

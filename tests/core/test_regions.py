@@ -23,6 +23,7 @@ from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import apply_prediction, prediction_jobs
 from cellcounter.regions import Region, parse_region, region_counts
 from tests.core.test_inference import _blob_predictor
+from tests.core.test_slides import write_svs
 
 MPP = 0.25
 
@@ -39,12 +40,7 @@ def _squares(h=1500, w=2000):
 
 
 def _write_svs(path, img):
-    h, w = img.shape[:2]
-    with tifffile.TiffWriter(path) as tw:
-        tw.write(img, tile=(256, 256), photometric="rgb", metadata=None,
-                 description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) RAW|AppMag = 40|"
-                             f"MPP = {MPP}")
-        tw.write(np.ascontiguousarray(img[::4, ::4]), tile=(256, 256), photometric="rgb", metadata=None)
+    write_svs(path, img=img, mpp=MPP)
 
 
 def _write_ome(path, img):
