@@ -25,8 +25,8 @@ DATA = Path(os.environ.get("CELLCOUNTER_DATA", ROOT.parent / "shared" / "data"))
 #: (data source, split of it to draw from): images the bundled model did not train on
 SETUPS = {
     "blood": ("bccd", "val"),  # blood-default trained on train.txt; val was only used to pick its checkpoint
-    # the kept-aside tiles of nuclei-default's split (the others of monuseg-more are its training tiles)
-    "nuclei": ("monuseg-more", str(ROOT / "resources" / "splits" / "nuclei-24" / "val.txt")),
+    # the five kept-aside H&E tiles of nuclei-default's split (the other MoNuSeg tiles are its training tiles)
+    "nuclei": ("monuseg-more,monuseg", str(ROOT / "resources" / "splits" / "nuclei-24" / "val.txt")),
     "retinopathy": ("idrid-train-1280", str(ROOT / "resources" / "splits" / "idrid-481" / "test.txt")),
 }
 
@@ -37,10 +37,11 @@ def _labelled(task: str) -> list:
     from cellcounter.formats import read_labels
     from cellcounter.tasks import TASKS
 
-    folder, split = SETUPS[task]
-    anns = read_labels(DATA / folder, None, TASKS[task].class_names)
-    if split:
-        anns = select_ids(anns, split_ids(DATA / folder, split))
+    folders, split = SETUPS[task]
+    anns = []
+    for folder in folders.split(","):
+        found = read_labels(DATA / folder, None, TASKS[task].class_names)
+        anns += select_ids(found, split_ids(DATA / folder, split)) if split else found
     anns = [a for a in anns if Path(a.image_path).is_file()]
     order = np.random.default_rng(0).permutation(len(anns))
     return [anns[i] for i in order]
@@ -62,21 +63,36 @@ def score(model: str, task: str, gts: list) -> dict:
     return res
 
 
+#: the fine-tunes compared: what each keeps of the base model's skills
+VARIANTS = {
+    "plain": {},  # the corrected images only, every layer at the recipe's rate
+    "rehearsal": {"rehearsal": 0.5},  # as many of the base model's own training images mixed in
+    "slow-trunk": {"trunk_lr": 0.1},  # the trunk at a tenth of the rate
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="blood", choices=list(SETUPS))
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--measure", type=int, default=0, help="images to measure on (0: all the others)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not set(variants) <= set(VARIANTS):
+        print(f"unknown variant(s): {', '.join(sorted(set(variants) - set(VARIANTS)))}", file=sys.stderr)
+        return 2
+
+    import dataclasses
 
     from cellcounter.project import Project
     from cellcounter.project.workflows import (activate_model, default_model, predict_jobs, prediction_jobs,
-                                               register_model, review_image, store_prediction)
+                                               register_model, review_image, rollback_model, store_prediction)
     from training.child import iter_training_in_child
     from training.project import project_run
 
-    folder = DATA / SETUPS[args.task][0]
+    folder = DATA / SETUPS[args.task][0].split(",")[0]
     if not folder.is_dir():
         print(f"bench_hitl: skipped, {folder} is absent (set CELLCOUNTER_DATA)")
         return 0
@@ -89,8 +105,10 @@ def main() -> int:
         return 2
     base = default_model(None, args.task)
     tmp = Path(tempfile.mkdtemp(prefix="cellcounter-hitl-"))
-    rows, res = [("what", "value")], {"task": args.task, "corrected_images": len(correct),
-                                       "measured_images": len(measure), "base": base}
+    key = {"blood": "map50", "nuclei": "aji", "retinopathy": "qwk"}[args.task]
+    rows = [("", "train to active", f"unseen {key}", "unseen count err", f"base-val {key}", "base-val count")]
+    res = {"task": args.task, "corrected_images": len(correct), "measured_images": len(measure), "base": base,
+           "epochs": args.epochs, "variants": {}}
     with Project.create(tmp / "hitl.ccproj", user="bench") as proj:
         ids = [proj.add_image(a.image_path, args.task) for a in correct]
         from cellcounter.inference import Predictor
@@ -100,32 +118,50 @@ def main() -> int:
         for kind, job, ann, *rest in predict_jobs(predictor, prediction_jobs(proj, ids)):
             if kind == "result":
                 store_prediction(job, ann, predictor.model_version, proj)
-        rows.append((f"predict {len(ids)} images with {predictor.model_version}", f"{time.perf_counter() - t:.0f} s"))
+        res["predict_s"] = time.perf_counter() - t
         for image_id, ref in zip(ids, correct):  # the person corrects every image to the reference labels
             stored = proj.load(image_id)
             stored.boxes, stored.masks, stored.points, stored.grade = ref.boxes, ref.masks, ref.points, ref.grade
             proj.save(image_id, stored, origin="human")
             review_image(proj, image_id, "reviewed", 0.5)
         before = score(base, args.task, measure)
-        t = time.perf_counter()
-        cfg, anns, image_ids = project_run(proj, args.task, None, args.epochs, None, out=tmp / "run")
-        done = None
-        for ev in iter_training_in_child(cfg, annotations=anns):
-            if ev.kind == "done":
-                done = ev
-        version = register_model(proj, done.model_dir, base, image_ids)
-        activate_model(proj, version["name"])
-        t_train = time.perf_counter() - t
-        after = score(done.model_dir, args.task, measure)
-    key = {"blood": "map50", "nuclei": "aji", "retinopathy": "qwk"}[args.task]
-    rows += [(f"train to active ({args.epochs} epochs)", f"{t_train:.0f} s"),
-             (f"{key} on {len(measure)} unseen images: before -> after", f"{before[key]:.3f} -> {after[key]:.3f}")]
-    if "count_mae_total" in before:
-        rows.append(("count error per unseen image: before -> after",
-                     f"{before['count_mae_total']:.2f} -> {after['count_mae_total']:.2f}"))
-    res.update(train_to_active_s=t_train, before=before, after=after)
+        res["before"] = before
+        rows.append(("base model", "", f"{before[key]:.3f}", _count(before), "", ""))
+        for name in variants:
+            t = time.perf_counter()
+            cfg, anns, image_ids = project_run(proj, args.task, None, args.epochs, None, out=tmp / name,
+                                               rehearsal=VARIANTS[name].get("rehearsal", 0.0))
+            cfg = dataclasses.replace(cfg, **{k: v for k, v in VARIANTS[name].items() if k != "rehearsal"})
+            done = None
+            for ev in iter_training_in_child(cfg, annotations=anns):
+                if ev.kind == "done":
+                    done = ev
+            version = register_model(proj, done.model_dir, base, image_ids)
+            activate_model(proj, version["name"])
+            t_train = time.perf_counter() - t
+            rollback_model(proj, args.task)  # each variant starts from the base model
+            after = score(done.model_dir, args.task, measure)
+            kept = version["metrics"].get("base") or {}
+            kb, ka = kept.get("before") or {}, kept.get("after") or {}
+            rows.append((name, f"{t_train:.0f} s", f"{after[key]:.3f}", _count(after),
+                         f"{kb.get(key, float('nan')):.3f} -> {ka.get(key, float('nan')):.3f}",
+                         f"{_count(kb)} -> {_count(ka)}"))
+            res["variants"][name] = {"settings": VARIANTS[name], "train_to_active_s": t_train, "after": after,
+                                     "base_validation": kept}
+    print(f"{args.task}: {len(correct)} corrected images, {args.epochs} epochs; measured on {len(measure)} unseen "
+          f"images; base-val: the base model's own validation images not corrected ({base})")
     write(f"hitl_{args.task}", rows, res)
     return 0
+
+
+def _count(m: dict) -> str:
+    """Count error per image, summed over the classes (each class's mean absolute error)."""
+    if not m:
+        return ""
+    c = m.get("count_mae")
+    if isinstance(c, dict):
+        return f"{sum(c.values()):.2f}"
+    return f"{c:.2f}" if isinstance(c, float) else ""
 
 
 if __name__ == "__main__":

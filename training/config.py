@@ -71,6 +71,9 @@ class TrainConfig:
     step_milestones: tuple[float, ...] = (0.7, 0.9)  # fractions of all steps
     step_gamma: float = 0.1
     heads_only_epochs: int = 0  # stage 1: train heads with the backbone frozen
+    trunk_lr: float = 1.0  # the trunk's learning rate as a fraction of lr (below 1 keeps more of a start model)
+    rehearsal: float = 0.0  # fine-tunes: share of the training images drawn from the start model's own training data
+    base_check: int = 30  # fine-tunes: score start and new model on up to N of the start model's val images (0: off)
     class_weighted_loss: bool = False  # grader
     class_weights: tuple[float, ...] = ()  # grader: given weights (else from label frequencies)
     balanced_sampling: bool = False  # grader

@@ -85,7 +85,6 @@ def load_split(cfg: TrainConfig, annotations: Sequence[ImageAnnotation] | None =
                      [f"synthetic:{VALIDATION_SEED + i}" for i in range(cfg.synthetic_val)])
     if not cfg.data and annotations is None:
         raise CellCounterError("no training data given (--data PATH)")
-    max_side = int(cfg.input_size * 1.25) if task.kind == "grade" else 0
     train: list[ImageAnnotation] = []
     val: list[ImageAnnotation] = []
     if annotations is None and cfg.data.startswith(PROJECT_PREFIX):  # a resumed project run: its reviewed labels
@@ -107,13 +106,27 @@ def load_split(cfg: TrainConfig, annotations: Sequence[ImageAnnotation] | None =
         train = train[: cfg.limit_images]
     if not train:
         raise CellCounterError(f"{cfg.data}: no training images with labels found")
-    train_loaders, train_names = [], []
-    for a in train:
-        loader = _file_loader(a, max_side)
+    train_loaders, train_names = training_loaders(cfg, train)
+    return Split(train_loaders, validation_loaders(cfg, val), train_names, [a.image_path for a in val])
+
+
+def _max_side(cfg: TrainConfig) -> int:
+    return int(cfg.input_size * 1.25) if get_task(cfg.task).kind == "grade" else 0
+
+
+def training_loaders(cfg: TrainConfig, anns: Sequence[ImageAnnotation]) -> tuple[list[Loader], list[str]]:
+    """One loader per training sample (an image visited once per crop it holds) and its image path."""
+    loaders, names = [], []
+    for a in anns:
+        loader = _file_loader(a, _max_side(cfg))
         for _ in range(_crops_per_image(cfg, a)):  # the same loader: the image is read and cached once
-            train_loaders.append(loader)
-            train_names.append(a.image_path)
-    return Split(train_loaders, [_file_loader(a, max_side) for a in val], train_names, [a.image_path for a in val])
+            loaders.append(loader)
+            names.append(a.image_path)
+    return loaders, names
+
+
+def validation_loaders(cfg: TrainConfig, anns: Sequence[ImageAnnotation]) -> list[Loader]:
+    return [_file_loader(a, _max_side(cfg)) for a in anns]
 
 
 def _source_split(cfg: TrainConfig, data: Path, class_names) -> tuple[list[ImageAnnotation], list[ImageAnnotation]]:

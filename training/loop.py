@@ -47,7 +47,7 @@ BEST_METRIC = {"boxes": "map50", "masks": "mask_ap50", "grade": "qwk"}
 
 @dataclass
 class TrainEvent:
-    kind: str  # start, step, eval, checkpoint, stopped, done
+    kind: str  # start, step, eval, base_eval (the start model on its own validation images), checkpoint, stopped, done
     step: int = 0
     total_steps: int = 0
     epoch: int = 0
@@ -158,6 +158,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     task = get_task(cfg.task)
     split = load_split(cfg, annotations)
     model, card, parent, init_desc = build_for_training(cfg)
+    guard = _guard(cfg, split) if parent else ""  # on every rank: rehearsed images join the training set
+    base_val = guard.val if isinstance(guard, BaseCheck) and is_main else []
     mcfg = card.config
     if task.kind == "boxes":
         ds = DetectionDataset(split.train, cfg, train=True)
@@ -189,6 +191,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
 
     step, best, history, evals = 0, -math.inf, [], []
+    base_before: dict = {}  # the start model's score on its own validation images
     last_pairs = None
     last = ckpt_dir / "last.pt"
     if cfg.resume:
@@ -198,6 +201,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         model.load_state_dict(state["model"])
         step, best = int(state["step"]), float(state["best"])
         history, evals = json.loads(state["history"]), json.loads(state["evals"])
+        base_before = json.loads(state.get("base_before", "{}"))
         # Replay the schedule on the fresh optimiser first (chained schedules such as the warmup multiply
         # the current rate, so they must start from the configured one), then restore the optimiser's
         # state, whose rate is the one the replay reached.
@@ -217,17 +221,26 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     def checkpoint() -> None:
         if is_main:
             _save_checkpoint(last, model, opt, {"step": step, "best": best, "history": json.dumps(history),
-                                                "evals": json.dumps(evals), "config": cfg.to_json()})
+                                                "evals": json.dumps(evals), "config": cfg.to_json(),
+                                                "base_before": json.dumps(base_before)})
 
     before: dict = {}
-    if parent and is_main and split.val and not cfg.resume:  # the parent's score on the same validation images
-        before = evaluate_model(model, card, split.val, device, cfg.count_threshold)
-        before.pop("_pairs")
+    if parent and is_main and not cfg.resume:  # the parent's scores on the same images as the new model's
+        if split.val:
+            before = evaluate_model(model, card, split.val, device, cfg.count_threshold)
+            before.pop("_pairs")
+            yield TrainEvent("eval", 0, total, 0, cfg.epochs, metrics=before, message="before training (parent model)")
+        if base_val:
+            base_before = evaluate_model(model, card, base_val, device, cfg.count_threshold)
+            base_before.pop("_pairs")
+            yield TrainEvent("base_eval", 0, total, 0, cfg.epochs, metrics=base_before,
+                             message=f"before training, on {guard.model}'s own validation images")
         model.train()
-        yield TrainEvent("eval", 0, total, 0, cfg.epochs, metrics=before, message="before training (parent model)")
     yield TrainEvent("start", step, total, step // max(1, steps_per_epoch), cfg.epochs,
                      message=f"{len(split.train)} training and {len(split.val)} validation images; {init_desc}; "
-                             f"{device}" + (f" x{world}" if distributed else ""))
+                             f"{device}" + (f" x{world}" if distributed else "")
+                             + (f"; {guard.describe()}" if isinstance(guard, BaseCheck) else
+                                f"; {guard}" if guard else ""))
     t0, t0_step = time.time(), step
     while step < total:
         epoch = step // steps_per_epoch
@@ -304,8 +317,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     if is_main:
         if before:
             card.metrics["parent_validation"] = before
+        base = (guard, base_before, base_val) if base_val else None
         model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0,
-                                   last_pairs)
+                                   last_pairs, base)
         yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
                          model_dir=str(model_dir), message=f"model written to {model_dir}")
     if dropblock is not None:
@@ -319,7 +333,7 @@ def _finish_dist(distributed: bool) -> None:
         dist.destroy_process_group()
 
 
-def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, seconds, pairs) -> Path:
+def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, seconds, pairs, base=None) -> Path:
     from training.plots import save_plots
 
     out = Path(cfg.out)
@@ -334,6 +348,12 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
     card.metrics = {**{k: v for k, v in card.metrics.items() if k == "parent_validation"},
                     "validation": {k: v for k, v in best_eval.items() if k != "_pairs"},
                     "selected_at_step": best_eval.get("step"), "validation_images": len(split.val)}
+    if base is not None:  # what the selected weights kept of the start model's skills
+        guard, before, val = base
+        after = evaluate_model(model, card, val, device, cfg.count_threshold)
+        after.pop("_pairs")
+        card.metrics["base_validation"] = {"model": guard.model, "images": len(val), "before": before or None,
+                                           "after": after, "rehearsal": guard.rehearsed}
     card.training = {
         "recipe": cfg.recipe, "config": json.loads(cfg.to_json()), "seed": cfg.seed, "steps": len(history),
         "seconds": round(seconds, 1), "hardware": _hardware(device), "initialisation": init_desc,
@@ -349,6 +369,45 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
     atomic_write_text(out / "history.json", json.dumps({"steps": history, "evals": evals}, indent=1))
     save_plots(out, history, card, pairs)
     return model_dir
+
+
+@dataclass
+class BaseCheck:
+    """The start model's own data, as a fine-tune uses it: ``val`` to score before and after, ``rehearsed``
+    of its training images mixed in."""
+
+    model: str
+    val: list
+    rehearsed: int
+
+    def describe(self) -> str:
+        return (f"{self.rehearsed} of {self.model}'s training images rehearsed" if self.rehearsed else "") + (
+            "; " if self.rehearsed and self.val else "") + (
+            f"scored on {len(self.val)} of {self.model}'s validation images" if self.val else "")
+
+
+def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
+    """Rehearsal and the base check of a fine-tune (see :mod:`training.base`); the rehearsed images are added
+    to ``split``. A string says why they are not possible here."""
+    if not cfg.rehearsal and not cfg.base_check:
+        return ""
+    from training.base import base_sets, rehearsal_count, sample
+    from training.data import training_loaders, validation_loaders
+
+    sets = base_sets(cfg.init, cfg.task)
+    if isinstance(sets, str):
+        if cfg.rehearsal:
+            raise CellCounterError(f"rehearsal is not possible: {sets}")
+        return f"no check of what the start model knew: {sets}"
+    own = {Path(p).resolve() for p in split.train_names} | {Path(p).resolve() for p in split.val_names}
+    pool = [a for a in sets.train if Path(a.image_path).resolve() not in own]
+    rehearse = sample(pool, rehearsal_count(len(set(split.train_names)), cfg.rehearsal), cfg.seed)
+    loaders, names = training_loaders(cfg, rehearse)
+    split.train += loaders
+    split.train_names += names
+    val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
+    val = validation_loaders(cfg, sample(val, cfg.base_check, 0)) if cfg.base_check else []
+    return BaseCheck(sets.model, val, len(rehearse))
 
 
 MIN_CALIBRATION_IMAGES = 5

@@ -17,9 +17,10 @@ from cellcounter.errors import CellCounterError
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
 from training.config import TrainConfig
+from training.base import base_sets
 from training.data import PROJECT_PREFIX
 from training.loop import TrainEvent, iter_training
-from training.recipes import DEFAULT_RECIPE, RECIPES
+from training.recipes import RECIPES, default_recipe
 
 
 def project_task(project: Project, task: str | None = None) -> str:
@@ -34,12 +35,19 @@ def project_task(project: Project, task: str | None = None) -> str:
     return tasks.pop()
 
 
+#: the share of a fine-tune's training images drawn from its start model's own training data (where found)
+DEFAULT_REHEARSAL = 0.0
+
+
 def project_run(project: Project, task: str, recipe: str | None = None, epochs: int = 10, init: str | None = None,
-                out: str | Path | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+                out: str | Path | None = None,
+                rehearsal: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its frozen training set and the ids of the images in it.
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
-    project's active version of the task, else the bundled default model.
+    project's active version of the task, else the bundled default model. ``rehearsal`` (default
+    :data:`DEFAULT_REHEARSAL`, applied only where the start model's data is on this machine) mixes that
+    share of the start model's own training images into the run (:mod:`training.base`).
     """
     if recipe is not None and recipe not in RECIPES:
         raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -49,9 +57,16 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     run = Path(out) if out else project.path.with_name(project.path.stem + "-training") / time.strftime(
         "run-%Y%m%d-%H%M%S")
     run.mkdir(parents=True, exist_ok=True)
+    if rehearsal is None:
+        usable = DEFAULT_REHEARSAL and start != "none" and not isinstance(base_sets(start, task), str)
+        rehearsal = DEFAULT_REHEARSAL if usable else 0.0
+    elif rehearsal > 0:
+        why = "a run from scratch has no start model" if start == "none" else base_sets(start, task)
+        if isinstance(why, str):
+            raise CellCounterError(f"rehearsal is not possible: {why}")
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
-                      recipe=recipe or DEFAULT_RECIPE.get(task, "blood-detector"), epochs=epochs, init=start,
-                      val_split=0.2, name=f"{task}-project")
+                      recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
+                      val_split=0.2, name=f"{task}-project", rehearsal=rehearsal)
     return cfg, anns, ids
 
 

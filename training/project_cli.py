@@ -27,36 +27,56 @@ def register_cli(ps: argparse._SubParsersAction) -> None:
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--init", help="model to start from, or 'none' (default: the active version, else bundled)")
     t.add_argument("--out", type=Path, help="run folder (default: beside the project)")
-    t.add_argument("--activate", action="store_true", help="make the new version active")
+    t.add_argument("--rehearsal", type=float, default=None,
+                   help="share of the training images drawn from the start model's own training data, to keep "
+                        "what it knew (0 to 0.9; default %(default)s: the recipe's)")
+    t.add_argument("--activate", action="store_true",
+                   help="make the new version active (refused when it forgot what its start model knew; "
+                        "add --force to activate anyway)")
+    t.add_argument("--force", action="store_true", help="with --activate: activate even a version that forgot")
     t.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
     from cellcounter.project.store import Project
-    from cellcounter.project.workflows import activate_model
+    from cellcounter.project.workflows import activate_model, forgot
     from training.loop import command_line
     from training.project import project_run, project_task, train_project
 
     if args.epochs < 1:
         raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.rehearsal is not None and not 0 <= args.rehearsal < 1:
+        raise CellCounterError(f"--rehearsal must be at least 0 and below 1, got {args.rehearsal}")
     with Project.open(args.project) as proj:
         task = project_task(proj, args.task)
-        cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out)
+        cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out, args.rehearsal)
         print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}", flush=True)
         version = None
         for ev in train_project(proj, cfg, anns, ids):
             if isinstance(ev, dict):
                 version = ev
-            elif ev.kind == "eval":
-                print(f"validation at step {ev.step}: " + ", ".join(
+            elif ev.kind in ("eval", "base_eval"):
+                print(f"validation at step {ev.step}{' ' + ev.message if ev.message else ''}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in ev.metrics.items() if isinstance(v, float)), flush=True)
+            elif ev.kind == "start":
+                print(ev.message, flush=True)
             elif ev.kind == "stopped":
                 print(f"stopped; resume with: {command_line(cfg)} --resume")
                 return 1
         if version is None:
             raise CellCounterError("training ended without a model")
-        print(f"registered {version['name']}: after {version['metrics'].get('after')}, "
-              f"before {version['metrics'].get('before')}")
+        metrics = version["metrics"]
+        print(f"registered {version['name']}: after {metrics.get('after')}, before {metrics.get('before')}")
+        if metrics.get("base"):
+            base = metrics["base"]
+            print(f"on {base['images']} of {base['model']}'s own validation images: after {base['after']}, "
+                  f"before {base['before']}")
+        lost = forgot(metrics)
+        if lost:
+            print(f"warning: the new version forgot what its start model knew: {lost}", flush=True)
+        if args.activate and lost and not args.force:
+            raise CellCounterError(f"{version['name']} was registered but not made active: it forgot what its "
+                                   "start model knew (--force to activate it anyway, or train with --rehearsal)")
         if args.activate:
             activate_model(proj, version["name"])
             print(f"{version['name']} is now the active {task} model")

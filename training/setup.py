@@ -99,7 +99,14 @@ def set_trunk_trainable(model: nn.Module, trainable: bool) -> None:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> optim.Optimizer:
-    params = list(model.parameters())
+    """The optimiser over all parameters; the trunk's at ``trunk_lr`` times the rate when that is below 1."""
+    params: list | list[dict] = list(model.parameters())
+    if cfg.trunk_lr != 1.0:
+        if not 0 < cfg.trunk_lr <= 1:
+            raise CellCounterError(f"trunk_lr must be in (0, 1], not {cfg.trunk_lr}")
+        body = {id(p) for p in trunk(model).parameters()}
+        params = [{"params": [p for p in params if id(p) not in body]},  # first: its rate is the one logged
+                  {"params": [p for p in params if id(p) in body], "lr": cfg.lr * cfg.trunk_lr}]
     if cfg.optimizer == "sgd":
         return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":

@@ -18,26 +18,28 @@ from matplotlib.figure import Figure
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLayout, QProgressBar,
-                            QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLayout,
+                            QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
 
 from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
-from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_model, register_model,
+from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_model, forgot, register_model,
                                            rollback_model, worse_than_parent)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
-from training.project import project_run
+from training.project import DEFAULT_REHEARSAL, project_run
 from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
-def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int,
-                base: str | None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int, base: str | None,
+                rehearsal: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its training set (the reviewed images' labels, in memory, frozen now) and their ids."""
     controller.flush()
-    return project_run(controller.session.project, task, recipe, epochs, base or "none")
+    return project_run(controller.session.project, task, recipe, epochs, base or "none",
+                       rehearsal=rehearsal if base else 0.0)
 
 
 class TrainPanel(QWidget):
@@ -56,6 +58,12 @@ class TrainPanel(QWidget):
         self.epochs.setRange(1, 500)
         self.epochs.setValue(10)
         self.base = QComboBox()
+        self.rehearsal = QDoubleSpinBox()
+        self.rehearsal.setRange(0.0, 0.9)
+        self.rehearsal.setSingleStep(0.1)
+        self.rehearsal.setValue(DEFAULT_REHEARSAL)
+        self.rehearsal.setToolTip("Share of the training images drawn from the start model's own training data, "
+                                  "so that it keeps what it knew (needs that data on this computer)")
         self.start_b = QPushButton("Fine-tune on reviewed images")
         self.cancel_b = QPushButton("Cancel")
         self.cancel_b.setEnabled(False)
@@ -84,6 +92,7 @@ class TrainPanel(QWidget):
         form.addRow("Recipe", self.recipe)
         form.addRow("Epochs", self.epochs)
         form.addRow("Start from", self.base)
+        form.addRow("Rehearsal", self.rehearsal)
         layout = QVBoxLayout(self)
         layout.setSizeConstraint(QLayout.SetMinimumSize)  # a short dock scrolls instead of overlapping rows
         layout.addLayout(form)
@@ -146,7 +155,8 @@ class TrainPanel(QWidget):
         try:
             if config is None:
                 config, anns, ids = prepare_run(self.controller, self.task, self.recipe.currentText(),
-                                                self.epochs.value(), self.base.currentData())
+                                                self.epochs.value(), self.base.currentData(),
+                                                self.rehearsal.value())
         except (CellCounterError, ValueError, OSError) as exc:
             show_error(str(exc))
             return None
@@ -196,6 +206,10 @@ class TrainPanel(QWidget):
                 self._evals.append((ev.step, key, ev.metrics[key]))
                 self._plot(force=True)
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
+        elif ev.kind == "base_eval":
+            self.status.setText(f"{ev.message}: {self._short(ev.metrics)}")
+        elif ev.kind == "start":
+            self.status.setText(ev.message)
         elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
             self._register(ev.model_dir)
         elif ev.kind == "stopped":
@@ -262,36 +276,43 @@ class TrainPanel(QWidget):
     def _registered(self, version: dict) -> None:
         metrics = version["metrics"]
         self.result.update(name=version["name"], metrics=metrics)
-        self._show_scores(metrics.get("before") or {}, metrics.get("after") or {})
+        self._show_scores(metrics.get("before") or {}, metrics.get("after") or {}, metrics.get("base") or {})
         before = f"; before: {self._short(metrics['before'])}" if metrics["before"] else ""
-        worse = worse_than_parent(metrics)
-        warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images"
-                   if worse else "")
+        worse, lost = worse_than_parent(metrics), forgot(metrics)
+        warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images."
+                   if worse else "") + (f" WARNING: it forgot what its start model knew: {lost}." if lost else "")
         self.status.setText(f"new model {version['name']}: validation {self._short(metrics['after'])}{before}."
                             f"{warning}")
-        self.activate_b.setText("Make active (worse than before!)" if worse else "Make active")
+        self.result["warning"] = warning.strip()
+        self.activate_b.setText("Make active (worse than before!)" if worse or lost else "Make active")
         self.activate_b.setEnabled(True)
         show_info(f"Fine-tuned model {version['name']} is ready{warning}")
 
-    def _show_scores(self, before: dict, after: dict) -> None:
-        """The run's scores beside its parent's on the same validation images."""
-        keys = [k for k in (*KEY_METRICS, "mask_ap", "accuracy") if isinstance(after.get(k), float)]
-        keys += [f"count_mae {c}" for c in (after.get("count_mae") or {})]
+    def _show_scores(self, before: dict, after: dict, base: dict | None = None) -> None:
+        """The run's scores beside its parent's on the same validation images, then (when measured) on the
+        start model's own validation images: what the fine-tune gained, and what it kept."""
+        def keys_of(m: dict) -> list[str]:
+            keys = [k for k in (*KEY_METRICS, "mask_ap", "accuracy") if isinstance(m.get(k), float)]
+            return keys + [f"count_mae {c}" for c in (m.get("count_mae") or {})]
 
         def value(m: dict, key: str):
             if key.startswith("count_mae "):
                 return (m.get("count_mae") or {}).get(key.split(" ", 1)[1])
             return m.get(key)
 
-        self.scores.setRowCount(len(keys))
-        for i, key in enumerate(keys):
-            self.scores.setItem(i, 0, QTableWidgetItem(key.replace("count_mae ", "count error ")))
-            for j, m in enumerate((before, after), start=1):
+        rows = [("", key, before, after) for key in keys_of(after)]
+        if base and base.get("after"):
+            where = f"{base.get('model')} val: "
+            rows += [(where, key, base.get("before") or {}, base["after"]) for key in keys_of(base["after"])[:2]]
+        self.scores.setRowCount(len(rows))
+        for i, (where, key, b, a) in enumerate(rows):
+            self.scores.setItem(i, 0, QTableWidgetItem(where + key.replace("count_mae ", "count error ")))
+            for j, m in enumerate((b, a), start=1):
                 v = value(m, key)
                 self.scores.setItem(i, j, QTableWidgetItem("" if not isinstance(v, float) else f"{v:.3f}"))
-        self.scores.setVisible(bool(keys))
+        self.scores.setVisible(bool(rows))
         self.scores.setFixedHeight(self.scores.horizontalHeader().height()
-                                   + sum(self.scores.rowHeight(i) for i in range(len(keys))) + 4)
+                                   + sum(self.scores.rowHeight(i) for i in range(len(rows))) + 4)
 
     @staticmethod
     def _short(m: dict) -> str:
@@ -305,6 +326,8 @@ class TrainPanel(QWidget):
     def activate(self) -> None:
         if not self.result or "name" not in self.result:
             return
+        if self.result.get("warning") and not self.confirm_activation(self.result["warning"]):
+            return
         try:
             self.result["previous"] = activate_model(self.controller.session.project, self.result["name"])
         except CellCounterError as exc:  # registered in another project than the one open now
@@ -314,6 +337,12 @@ class TrainPanel(QWidget):
         self.activate_b.setEnabled(False)
         self.models_changed.emit()
         show_info(f"{self.result['name']} is now the active model: Predict uses it for {self.result['task']}")
+
+    def confirm_activation(self, warning: str) -> bool:
+        """Ask before making active a version that is worse than, or forgot what, the model it started from."""
+        answer = QMessageBox.question(self, "Make active?", f"{warning}\n\nMake {self.result['name']} the active "
+                                      "model anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
 
     def rollback(self) -> None:
         task = (self.result or {}).get("task", self.task)

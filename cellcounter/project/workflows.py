@@ -306,6 +306,8 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
         same = [m["name"] for m in project.models(card.task) if Path(m["file"]).resolve() == Path(init).resolve()]
         parent = same[0] if same else str(init)
     metrics = {"after": card.metrics.get("validation", {}), "before": card.metrics.get("parent_validation")}
+    if card.metrics.get("base_validation"):  # the start model's own validation images: what it kept
+        metrics["base"] = card.metrics["base_validation"]
     project.add_model_version(name, card.task, model_dir, {"name": card.name, "version": card.version},
                               parent=parent, training_data=list(training_data), metrics=metrics)
     return next(m for m in project.models(card.task) if m["name"] == name)
@@ -314,11 +316,30 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
 KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model
 
 
-def worse_than_parent(metrics: dict) -> str | None:
-    """The key validation score on which a new version is below its parent on the same images, if any."""
-    after, before = metrics.get("after") or {}, metrics.get("before") or {}
+def _worse(after: dict, before: dict) -> str | None:
     for key in KEY_METRICS:
         a, b = after.get(key), before.get(key)
         if isinstance(a, float) and isinstance(b, float):
             return f"{key} {a:.3f} (was {b:.3f})" if a < b else None
+    return None
+
+
+def worse_than_parent(metrics: dict) -> str | None:
+    """The key validation score on which a new version is below its parent on the same images, if any."""
+    return _worse(metrics.get("after") or {}, metrics.get("before") or {})
+
+
+FORGETTING_TOLERANCE = 0.02  # a drop this small on the start model's own images is noise, not forgetting
+
+
+def forgot(metrics: dict, tolerance: float = FORGETTING_TOLERANCE) -> str | None:
+    """What a new version lost on its start model's own validation images (by more than ``tolerance``), if
+    anything: the skills of the base model a fine-tune on a few images can overwrite."""
+    base = metrics.get("base") or {}
+    after, before = base.get("after") or {}, base.get("before") or {}
+    for key in KEY_METRICS:
+        a, b = after.get(key), before.get(key)
+        if isinstance(a, float) and isinstance(b, float):
+            return (f"{key} {a:.3f} (was {b:.3f}) on {base.get('images')} of {base.get('model')}'s own "
+                    "validation images" if a < b - tolerance else None)
     return None

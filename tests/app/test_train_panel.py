@@ -48,3 +48,29 @@ def test_the_recipe_follows_the_start_model(open_window, tmp_path):
     maskrcnn = next(i for i in range(panel.base.count()) if "nuclei-maskrcnn" in panel.base.itemText(i))
     panel.base.setCurrentIndex(maskrcnn)
     assert panel.recipe.currentText() == "nuclei-maskrcnn"
+
+
+def test_a_run_that_forgot_shows_both_figures_and_make_active_asks_first(open_window, tmp_path, monkeypatch):
+    """When a fine-tune scored worse on its start model's own validation images, the panel shows those figures
+    beside the run's own and "Make active" asks before replacing the model Predict uses."""
+
+    Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.png")
+    _, win, _ = open_window(tmp_path / "a.png")
+    panel = win.train
+    panel.result = {"task": "blood"}
+    panel._registered({"name": "blood-project-2", "metrics": {
+        "before": {"map50": 0.41}, "after": {"map50": 0.8},
+        "base": {"model": "blood-default@3", "images": 30, "before": {"map50": 0.88, "count_mae": {"RBC": 3.5}},
+                 "after": {"map50": 0.70, "count_mae": {"RBC": 6.0}}}}})
+    table = panel.scores
+    rows = {table.item(i, 0).text(): (table.item(i, 1).text(), table.item(i, 2).text())
+            for i in range(table.rowCount())}
+    assert rows["map50"] == ("0.410", "0.800")
+    assert rows["blood-default@3 val: map50"] == ("0.880", "0.700")
+    assert rows["blood-default@3 val: count error RBC"] == ("3.500", "6.000")
+    assert "forgot what its start model knew" in panel.status.text()
+    assert panel.activate_b.text() == "Make active (worse than before!)"
+    asked = []
+    monkeypatch.setattr(panel, "confirm_activation", lambda warning: asked.append(warning) or False)
+    panel.activate()  # declined: nothing changes
+    assert asked and "map50 0.700 (was 0.880)" in asked[0] and panel.activate_b.isEnabled()

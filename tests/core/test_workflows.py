@@ -250,3 +250,12 @@ def test_a_version_worse_than_its_parent_on_the_same_images_is_flagged():
     assert wf.worse_than_parent({"after": {"map50": 0.41}, "before": {"map50": 0.52}}) == "map50 0.410 (was 0.520)"
     assert wf.worse_than_parent({"after": {"map50": 0.6}, "before": {"map50": 0.52}}) is None
     assert wf.worse_than_parent({"after": {"qwk": 0.6}, "before": None}) is None
+
+
+def test_a_version_that_forgot_its_start_models_skills_is_flagged_beyond_noise():
+    base = {"model": "nuclei-default@2", "images": 17, "before": {"aji": 0.644}, "after": {"aji": 0.607}}
+    assert wf.forgot({"base": base}) == ("aji 0.607 (was 0.644) on 17 of nuclei-default@2's own validation "
+                                         "images")
+    assert wf.forgot({"base": {**base, "after": {"aji": 0.630}}}) is None  # within the tolerance
+    assert wf.forgot({"base": {**base, "after": {"aji": 0.700}}}) is None
+    assert wf.forgot({"after": {"aji": 0.5}, "before": {"aji": 0.6}}) is None  # nothing measured on the base

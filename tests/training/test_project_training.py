@@ -52,6 +52,10 @@ def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(
         assert version["active"] and version["parent"] == str(parent) and len(version["training_data"]) == 2
         assert wf.default_model(proj, "blood") == version["file"]
     assert main(["project", "train", str(path), "--epochs", "0"]) == 2
+    # the tiny parent's card records no training data: rehearsal is refused by name, before any training
+    assert main(["project", "train", str(path), "--init", str(parent), "--rehearsal", "0.5"]) == 2
+    assert "rehearsal is not possible" in capsys.readouterr().err
+    assert main(["project", "train", str(path), "--rehearsal", "1.5"]) == 2
 
 
 def test_training_validation_and_the_app_predict_an_image_through_one_entry_point_and_agree(tmp_path):

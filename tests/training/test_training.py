@@ -226,7 +226,7 @@ def test_fine_tune_keeps_the_parents_input_size_unless_given(tmp_path):
     assert scratch.min_size == 480
 
 
-def _disc_folder(folder, n: int, size: int = 96, seed: int = 0):
+def _disc_folder(folder, n: int, size: int = 96, seed: int = 0, prefix: str = "d"):
     """Bright discs on a dark ground, some touching, written as images with label TIFFs."""
     from PIL import Image
 
@@ -247,8 +247,8 @@ def _disc_folder(folder, n: int, size: int = 96, seed: int = 0):
                 lab[disc & (lab == 0)] = k
         img = np.where(lab[..., None] > 0, [190, 70, 160], [235, 225, 235]).astype(np.uint8)
         img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"d{i}.png")
-        ann = ImageAnnotation(image_path=str(folder / f"d{i}.png"), width=size, height=size, task="nuclei",
+        Image.fromarray(img).save(folder / f"{prefix}{i}.png")
+        ann = ImageAnnotation(image_path=str(folder / f"{prefix}{i}.png"), width=size, height=size, task="nuclei",
                               class_names=["nucleus"], masks=InstanceMasks(lab))
         write_labels([ann], folder, "label-tiff")
     return folder
@@ -299,3 +299,61 @@ def test_a_unet_is_fine_tuned_with_the_unet_recipe(tmp_path):
     assert events[-1].kind == "done"
     _, card = load_model(tmp_path / "ft" / "model")
     assert card.config.kind == "unet" and card.parent == "tiny-nuclei@1" and card.version == "2"
+
+
+def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp_path, monkeypatch):
+    """The start model's card says what it learnt from: a fine-tune mixes a share of those training images in
+    and scores the start model and itself on the start model's own validation images (never on its own)."""
+    from training.base import base_sets
+
+    base = _disc_folder(tmp_path / "base", 6)
+    explicit = {"task", "recipe", "data", "out", "unet_width", "random_crop", "batch_size", "max_steps", "val_split",
+                "checkpoint_every", "init", "rehearsal", "base_check"}
+    first = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", data=str(base), out=str(tmp_path / "b"),
+                            unet_width=8, random_crop=48, batch_size=2, max_steps=2, val_split=0.5,
+                            checkpoint_every=0), explicit=explicit)
+    assert run_training(first).kind == "done"
+    sets = base_sets(str(tmp_path / "b" / "model"), "nuclei")
+    assert len(sets.train) == 3 and len(sets.val) == 3  # the split the card records, rebuilt
+    new = _disc_folder(tmp_path / "new", 2, seed=5, prefix="n")
+    cfg = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", init=str(tmp_path / "b" / "model"), data=str(new),
+                          out=str(tmp_path / "ft"), unet_width=8, random_crop=48, batch_size=2, max_steps=2,
+                          val_split=0.5, checkpoint_every=0, rehearsal=0.5, base_check=2), explicit=explicit)
+    events = list(iter_training(cfg))
+    (base_eval,) = [e for e in events if e.kind == "base_eval"]
+    assert "aji" in base_eval.metrics and "own validation images" in base_eval.message
+    start = next(e for e in events if e.kind == "start")
+    assert "training images rehearsed" in start.message
+    _, card = load_model(tmp_path / "ft" / "model")
+    kept = card.metrics["base_validation"]
+    assert kept["images"] == 2 and kept["rehearsal"] == 1 and kept["before"]["aji"] == base_eval.metrics["aji"]
+    assert "aji" in kept["after"]
+    base_train = {os.path.basename(a.image_path) for a in sets.train}
+    base_val = {os.path.basename(a.image_path) for a in sets.val}
+    trained = set(card.training["train_images"])
+    assert len(trained & base_train) == 1 and not trained & base_val  # rehearsed, and never its check images
+
+    # without the start model's data on this machine: rehearsal is refused by name, the check is skipped
+    (tmp_path / "moved").mkdir()
+    (tmp_path / "base").rename(tmp_path / "moved" / "base")
+    monkeypatch.delenv("CELLCOUNTER_DATA", raising=False)
+    assert "is not on this machine" in base_sets(str(tmp_path / "b" / "model"), "nuclei")
+    with pytest.raises(Exception, match="rehearsal is not possible"):
+        list(iter_training(dataclasses.replace(cfg, out=str(tmp_path / "ft2"))))
+    events = list(iter_training(dataclasses.replace(cfg, out=str(tmp_path / "ft3"), rehearsal=0.0)))
+    assert not [e for e in events if e.kind == "base_eval"] and events[-1].kind == "done"
+    assert "no check of what the start model knew" in next(e for e in events if e.kind == "start").message
+    monkeypatch.setenv("CELLCOUNTER_DATA", str(tmp_path / "moved"))  # found again by its folder name
+    assert not isinstance(base_sets(str(tmp_path / "b" / "model"), "nuclei"), str)
+
+
+def test_the_trunk_can_learn_slower_than_the_heads(tmp_path):
+    from tests.core.conftest import make_tiny_model
+    from training.setup import make_optimizer, trunk
+
+    model, _ = load_model(make_tiny_model("unet", tmp_path / "m"))
+    opt = make_optimizer(TC(optimizer="adamw", lr=1e-3, trunk_lr=0.1), model)
+    heads, body = opt.param_groups
+    assert heads["lr"] == 1e-3 and body["lr"] == pytest.approx(1e-4)
+    assert {id(p) for p in body["params"]} == {id(p) for p in trunk(model).parameters()}
+    assert len(heads["params"]) + len(body["params"]) == len(list(model.parameters()))
