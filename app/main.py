@@ -45,7 +45,7 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     else:
         image = read_image(session.saved.image_path)
         summary["backends"] = {}
-        for backend in ("onnx", "torch"):
+        for backend in ("auto", "onnx", "torch"):  # auto: what the Predict panel runs by default
             predictor = Predictor.load(model_name, backend)
             ann = predict_image(predictor, image, session.saved.image_path)
             summary["model"] = predictor.model_version

@@ -6,13 +6,14 @@ Run alone: ``python bench/bench_train.py`` (CPU here; the GPU where there is one
 from __future__ import annotations
 
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from _common import ROOT, write
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("CELLCOUNTER_DATA", ROOT.parent / "shared" / "data"))
 
 
 def main() -> int:

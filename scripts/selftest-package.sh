@@ -13,7 +13,9 @@ import json, sys
 summary = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 backends = summary.get("backends", {})
 assert summary.get("model"), f"the built app did not predict: {summary}"
-assert set(backends) == {"onnx", "torch"}, backends
+assert set(backends) == {"auto", "onnx", "torch"}, backends
+counts = {k: sum(v["counts"].values()) for k, v in backends.items()}
+assert counts["auto"] > 0 and abs(counts["auto"] - counts["torch"]) <= max(2, counts["torch"] // 10), counts
 print("packaged self-test ok:", {k: v["runs_on"] for k, v in backends.items()})
 PY
 # the CLI is in the same binary

@@ -13,6 +13,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
 
 from app.controller import LayerController
 from cellcounter.errors import CellCounterError
+from cellcounter.inference.choice import BACKENDS
 from cellcounter.project.workflows import (PredictionJob, StalePredictionError, default_model, predict_jobs,
                                            prediction_jobs, select_images)
 from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS, ModelCard, user_models_dir
@@ -90,7 +91,10 @@ class PredictPanel(QWidget):
         self.task.setCurrentText(task)
         self.model = QComboBox()
         self.backend = QComboBox()
-        self.backend.addItems(["torch", "onnx"])
+        self.backend.addItems(list(BACKENDS))  # auto: the fastest measured for the model's kind here
+        self.backend.setToolTip("auto runs each kind of model on the backend measured fastest on a CPU at the "
+                                "float model's accuracy (int8 only where the model's card accepts it), or torch "
+                                "on a GPU")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda"])
         self.heat_map = QCheckBox("Heat map of where the grader looked (Grad-CAM)")

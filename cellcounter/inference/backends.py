@@ -1,7 +1,8 @@
-"""Two ways to run a model: torch (CUDA with mixed precision when present) and ONNX Runtime.
+"""Three ways to run a model: torch (CUDA with mixed precision when present), ONNX Runtime and OpenVINO.
 
-Both take the same preprocessed array and return the same named arrays, so the
-predictor above them does not care which one runs.
+All take the same preprocessed array and return the same named arrays, so the
+predictor above them does not care which one runs. The two ONNX runtimes run
+the exported graph, float or int8 (:mod:`cellcounter.inference.quantize`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cellcounter.errors import CellCounterError
 from cellcounter.models.card import ModelCard
 
 log = logging.getLogger(__name__)
-DETECTION_OUTPUTS = {"detector": ("boxes", "scores", "labels"), "segmenter": ("boxes", "labels", "scores", "masks"),
+DETECTION_OUTPUTS = {"detector": ("cls_logits", "bbox_regression"), "segmenter": ("boxes", "labels", "scores", "masks"),
                      "unet": ("maps",), "grader": ("logits",)}
 
 
@@ -47,6 +48,13 @@ class TorchBackend:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.amp = amp and self.device.startswith("cuda")
+        # a detector runs its network only, as every backend does; the predictor post-processes
+        self.network = None
+        if self.kind == "detector":
+            from cellcounter.inference.detector_net import DetectorNetwork
+
+            self.network = DetectorNetwork(self.model).eval()
+        self.takes_network_input = self.network is not None
 
     @property
     def description(self) -> str:
@@ -61,6 +69,9 @@ class TorchBackend:
                 return {"logits": self.model(t).float().cpu().numpy()}
             if self.kind == "unet":
                 return {"maps": self.model(t).float().cpu().numpy()}
+            if self.network is not None:
+                logits, deltas = self.network(t)
+                return {"cls_logits": logits.float().cpu().numpy(), "bbox_regression": deltas.float().cpu().numpy()}
             out = self.model([t])[0]
         return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in out.items()}
 
@@ -86,6 +97,8 @@ class OnnxBackend:
         self.provider = self.session.get_providers()[0]
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # a detector exported as its network takes a padded batch; one exported whole (older files) one image
+        self.takes_network_input = self.kind == "detector" and len(self.session.get_inputs()[0].shape) == 4
 
     @property
     def description(self) -> str:
@@ -94,3 +107,42 @@ class OnnxBackend:
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self.input_name: x})
         return dict(zip(self.output_names, outs))
+
+
+class OpenVinoBackend:
+    """OpenVINO on the CPU, over the same ONNX graph (float or int8 QDQ) as :class:`OnnxBackend`."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_path: str | Path, card: ModelCard, device: str = "auto") -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise CellCounterError("the OpenVINO backend needs the openvino package: pip install "
+                                   "'cellcounter[openvino]', or choose --backend onnx") from None
+        import threading
+
+        self.kind = card.config.kind
+        core = ov.Core()
+        try:
+            model = core.read_model(str(onnx_path))
+            # f32 as written: left to itself it may compute in bf16 where the CPU has it, and drift from torch
+            self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                              "INFERENCE_PRECISION_HINT": "f32"})
+        except Exception as exc:
+            raise CellCounterError(f"{onnx_path}: OpenVINO cannot compile the model ({exc})") from None
+        self.request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()  # one request: one inference at a time
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+        rank = model.inputs[0].get_partial_shape().rank.get_length()
+        self.takes_network_input = self.kind == "detector" and rank == 4
+        self.cpu = core.get_property("CPU", "FULL_DEVICE_NAME")
+
+    @property
+    def description(self) -> str:
+        return f"OpenVINO on {self.cpu}"
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with self._lock:
+            res = self.request.infer({0: np.ascontiguousarray(x)})
+            return {name: np.array(res[out]) for name, out in zip(self.output_names, self.compiled.outputs)}

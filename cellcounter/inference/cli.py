@@ -13,6 +13,7 @@ import numpy as np
 from cellcounter.errors import CellCounterError, FormatError, missing_reason
 from cellcounter.formats import read_labels, write_labels
 from cellcounter.imageio import IMAGE_SUFFIXES, open_image
+from cellcounter.inference.choice import BACKENDS
 from cellcounter.tasks import TASKS
 
 
@@ -22,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
     p.add_argument("--task", required=True, choices=list(TASKS))
     p.add_argument("--model", required=True, help="model folder, or the name of a bundled or installed model")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="auto: the fastest measured for the model's kind on this machine (docs/performance.md)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", choices=["coco", "voc", "label-tiff", "grade-csv"],
@@ -47,6 +49,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("out", type=Path)
     e.set_defaults(func=cmd_export)
 
+    q = sub.add_parser("quantize", help="make and judge an int8 version of a model's network",
+                       description="Calibrate static int8 quantisation (QDQ, per-channel weights) on images fed "
+                                   "exactly as the predictor feeds them, write model.int8.onnx beside the model, "
+                                   "score the float and int8 graphs on labelled validation images and record "
+                                   "both in the model's card. The auto backend runs int8 only when it is within "
+                                   "tolerance of float (mAP@0.5 0.01, AJI 0.01, QWK 0.02).")
+    q.add_argument("--task", required=True, choices=list(TASKS))
+    q.add_argument("--model", required=True, help="model folder (written into: its int8 graph and card)")
+    q.add_argument("--calibration", required=True, help="labelled folder(s) to calibrate on, comma-separated "
+                                                        "(training images, not the validation ones)")
+    q.add_argument("--calibration-split", help="only the ids of this split of the calibration data (e.g. train)")
+    q.add_argument("--images", type=int, default=32, help="calibration images to use (default 32)")
+    q.add_argument("--data", required=True, help="labelled folder(s) to judge on, comma-separated")
+    q.add_argument("--split", help="only the ids of this split (e.g. val)")
+    q.add_argument("--runtime", default="onnx", choices=["onnx", "openvino"], help="runtime that judges the graphs")
+    q.set_defaults(func=cmd_quantize)
+
     v = sub.add_parser("evaluate", help="evaluate a model on labelled images",
                        description="Boxes: VOC AP@0.5 per class, mAP, count MAE. Masks: mask AP@0.5 and "
                                    "@0.5:0.95 (pycocotools), aggregated Jaccard index, count MAE. Grades: "
@@ -57,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "comma-separated (as cellcounter-train's --data)")
     v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val), or in a "
                                    "given .txt file (ids are stems, or split/stem for IDRiD)")
-    v.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    v.add_argument("--backend", default="torch", choices=BACKENDS)
     v.add_argument("--device", default="auto")
     v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
     v.add_argument("--json", action="store_true")
@@ -206,6 +225,53 @@ def _labelled(args) -> list:
     if not gts:
         raise FormatError(args.data, f"no labelled images{' in split ' + args.split if args.split else ''}")
     return gts
+
+
+def cmd_quantize(args) -> int:
+    from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
+    from cellcounter.fileutil import atomic_write_text
+    from cellcounter.inference import Predictor, predict_image
+    from cellcounter.inference.predictor import graph_path
+    from cellcounter.inference.quantize import INT8_NAME, calibration_inputs, judge, quantize_onnx
+    from cellcounter.imageio import read_image
+    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+
+    if args.images < 1:
+        raise CellCounterError(f"--images must be at least 1, got {args.images}")
+    directory = resolve_model(args.model)
+    calib = []
+    for source in [Path(d.strip()) for d in args.calibration.split(",") if d.strip()]:
+        part = read_labels(source, None, TASKS[args.task].class_names)
+        calib += select_ids(part, split_ids(source, args.calibration_split)) if args.calibration_split else part
+    calib = [a for a in calib if Path(a.image_path).is_file()]
+    if not calib:
+        raise FormatError(args.calibration, "no calibration images found")
+    pick = np.linspace(0, len(calib) - 1, min(args.images, len(calib))).round().astype(int)
+    predictor = Predictor.load(directory, "torch", "cpu")
+    inputs = calibration_inputs(predictor, [read_image(calib[i].image_path) for i in pick], limit=4 * args.images)
+    print(f"calibrating on {len(inputs)} network input(s) from {len(pick)} image(s)", file=sys.stderr)
+    fp32 = graph_path(directory, predictor.card, predictor._torch_model)
+    quantize_onnx(fp32, directory / INT8_NAME, inputs)
+    gts = _labelled(args)
+    scores = {}
+    for precision in ("", "-int8"):
+        p = Predictor.load(directory, args.runtime + precision, "cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kept, preds = predict_all(lambda image, path: predict_image(p, image, path), gts)
+        scores[precision or "fp32"] = evaluate_annotations(args.task, kept, preds)
+    verdict = judge(predictor.config.kind, scores["fp32"], scores["-int8"])
+    verdict.update(runtime=args.runtime, calibration=f"{len(pick)} images of {args.calibration}"
+                   + (f" ({args.calibration_split})" if args.calibration_split else ""),
+                   validation=f"{len(gts)} images of {args.data}" + (f" ({args.split})" if args.split else ""))
+    card_path = directory / CARD_NAME
+    card = ModelCard.from_file(card_path)
+    card.metrics["int8"] = verdict
+    atomic_write_text(card_path, card.to_json())
+    print(f"{verdict['score']}: float {verdict['fp32']:.4f}, int8 {verdict['int8']:.4f} (drop {verdict['drop']:.4f}, "
+          f"tolerance {verdict['tolerance']}): {'accepted' if verdict['accepted'] else 'not accepted'}; "
+          f"wrote {directory / INT8_NAME} and the verdict into {card_path}")
+    return 0
 
 
 def cmd_calibrate(args) -> int:

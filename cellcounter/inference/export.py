@@ -15,14 +15,28 @@ from cellcounter.models.card import ModelCard
 OPSET = 17
 
 
+#: bumped when what a graph holds changes (2: a detector's network only), so cached exports are redone
+EXPORT_FORMAT = 2
+
+
 def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
-    """Write ``model`` as ONNX to ``out`` (atomically). Detectors and segmenters keep their resize,
-    normalisation, box decoding and NMS inside the graph; the grader takes a preprocessed batch, the U-Net a
-    batch of RGB in [0, 1] padded to its multiple."""
+    """Write ``model`` as ONNX to ``out`` (atomically). A detector is exported as its network (a normalised
+    batch padded to multiples of 32 in, per-anchor logits and box deltas out: post-processing runs outside,
+    :mod:`cellcounter.inference.detector_net`); a segmenter keeps its normalisation, box decoding, NMS and
+    mask heads inside the graph; the grader takes a preprocessed batch, the U-Net a batch of RGB in [0, 1]
+    padded to its multiple."""
     cfg = card.config
     model = model.eval().cpu()
     out = Path(out)
-    if cfg.kind == "grader":
+    if cfg.kind == "detector":
+        from cellcounter.inference.detector_net import DetectorNetwork
+
+        side = cfg.min_size if cfg.min_size > 0 else 256
+        model = DetectorNetwork(model).eval()
+        example = (torch.zeros(1, 3, side // 32 * 32, side // 32 * 32 + 64),)
+        dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "cls_logits": {0: "batch", 1: "anchors"},
+                   "bbox_regression": {0: "batch", 1: "anchors"}}
+    elif cfg.kind == "grader":
         example: tuple = (torch.zeros(1, 3, cfg.input_size, cfg.input_size),)
         dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "logits": {0: "batch"}}
     elif cfg.kind == "unet":  # the network only; the watershed runs outside it, the same for every backend

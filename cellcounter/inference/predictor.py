@@ -12,7 +12,8 @@ from scipy import ndimage
 from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
 from cellcounter.calibration import calibrate_scores, thresholds_by_index
 from cellcounter.errors import CellCounterError
-from cellcounter.inference.backends import OnnxBackend, TorchBackend
+from cellcounter.inference.backends import OnnxBackend, OpenVinoBackend, TorchBackend
+from cellcounter.inference.choice import BACKENDS, default_backend
 from cellcounter.inference.instances import instances_from_maps
 from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input, to_chw
 from cellcounter.models.card import ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
@@ -30,7 +31,30 @@ def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
         while block := fh.read(1 << 20):
             h.update(block)
     base = Path(os.environ.get("CELLCOUNTER_CACHE") or user_cache_dir("cellcounter", appauthor=False))
-    return base / "onnx" / f"{card.name}-{card.version}-{h.hexdigest()[:16]}.onnx"
+    from cellcounter.inference.export import EXPORT_FORMAT
+
+    return base / "onnx" / f"{card.name}-{card.version}-{h.hexdigest()[:16]}-f{EXPORT_FORMAT}.onnx"
+
+
+def graph_path(directory: Path, card: ModelCard, net, int8: bool = False) -> Path:
+    """The model's ONNX graph: its int8 one, else the float one beside the weights or, for a model without one
+    (or with one of an older export format), exported once into the user's cache."""
+    if int8:
+        from cellcounter.inference.quantize import INT8_NAME
+
+        path = directory / INT8_NAME
+        if not path.is_file():
+            raise CellCounterError(f"{directory}: no int8 graph ({INT8_NAME}); make one with `cellcounter quantize`")
+        return path
+    path = directory / ONNX_NAME
+    if path.is_file():
+        return path
+    path = onnx_cache_path(directory, card)
+    if not path.is_file():  # exported once per model version, then reused
+        from cellcounter.inference.export import export_onnx
+
+        export_onnx(net, card, path)
+    return path
 
 
 MIN_SIDE = 16  # pixels: below it there is nothing a model can find, and resizing it up costs without end
@@ -76,31 +100,33 @@ class RawDetections:
 class Predictor:
     """Runs one model on whole images. Use :meth:`load`; see :class:`TiledPredictor` for large images."""
 
-    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend, directory: Path | None = None) -> None:
+    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend, directory: Path | None = None,
+                 model=None) -> None:
         self.card = card
         self.config = card.config
         self.backend = backend
         self.directory = directory
-        self._torch_model = None
+        self._torch_model = model  # the torch model the backend was made from, when at hand
+        self._post = None
         # the card's per-class calibration, applied to every detection (tiled or whole, any backend)
         self.score_thresholds = thresholds_by_index(card.score_calibration, card.class_names)
 
     @classmethod
     def load(cls, model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+        """The model (folder or name) on ``backend``: one of :data:`BACKENDS`; ``auto`` is the measured
+        default of the model's kind on this device (:func:`default_backend`)."""
         directory = resolve_model(model)
         net, card = load_model(directory)
+        if backend == "auto":
+            backend = default_backend(card, directory, device)
         if backend == "torch":
-            return cls(card, TorchBackend(net, card, device), directory)
-        if backend == "onnx":
-            onnx_path = directory / ONNX_NAME
-            if not onnx_path.is_file():
-                onnx_path = onnx_cache_path(directory, card)
-                if not onnx_path.is_file():  # exported once per model version, then reused
-                    from cellcounter.inference.export import export_onnx
-
-                    export_onnx(net, card, onnx_path)
-            return cls(card, OnnxBackend(onnx_path, card, device), directory)
-        raise CellCounterError(f"unknown backend {backend!r}: use torch or onnx")
+            return cls(card, TorchBackend(net, card, device), directory, net)
+        runtime, _, precision = backend.partition("-")
+        if backend not in BACKENDS:
+            raise CellCounterError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+        path = graph_path(directory, card, net, int8=precision == "int8")
+        engine = OnnxBackend(path, card, device) if runtime == "onnx" else OpenVinoBackend(path, card, device)
+        return cls(card, engine, directory, net)
 
     @property
     def model_version(self) -> str:
@@ -119,7 +145,10 @@ class Predictor:
             return self._watershed(image)
         h, w = image.shape[:2]
         x, scale = detection_input(image, self.config.min_size, self.config.max_size)
-        out = self.backend.run(x)
+        if getattr(self.backend, "takes_network_input", False):
+            out = self._network(x)
+        else:  # a whole graph, post-processing included (Mask R-CNN)
+            out = self.backend.run(x)
         classes = out["labels"].astype(np.int64) - (1 if kind == "segmenter" else 0)
         boxes = out["boxes"].astype(np.float64).reshape(-1, 4) / scale
         boxes = np.clip(boxes, 0, [w, h, w, h])
@@ -132,6 +161,21 @@ class Predictor:
         if self.score_thresholds is not None:
             scores = calibrate_scores(scores, classes, self.score_thresholds)
         return RawDetections(boxes, scores, classes, masks)
+
+    def _network(self, chw: np.ndarray) -> dict[str, np.ndarray]:
+        """A detector's network on any backend, then its post-processing, the same after each."""
+        from cellcounter.inference.detector_net import DetectorPostprocess, network_input
+
+        if self._post is None:
+            model = self._torch_model if self._torch_model is not None else getattr(self.backend, "model", None)
+            if model is None:
+                from cellcounter.models import build_model
+
+                model = build_model(self.config)  # anchors and thresholds come from the config, not the weights
+            self._post = DetectorPostprocess(model)
+        x = network_input(chw, self.config.image_mean, self.config.image_std)
+        out = self.backend.run(x)
+        return self._post(out["cls_logits"], out["bbox_regression"], x.shape[2:], chw.shape[1:])
 
     def maps(self, image: np.ndarray) -> np.ndarray:
         """A U-Net's ``(2, H, W)`` foreground and distance maps of ``image`` (padded by reflection to the

@@ -1,0 +1,46 @@
+"""Which backend runs a model: the names a user can choose, and what ``auto`` picks.
+
+Light on purpose (no torch, no runtimes imported): the command line lists these choices without loading
+anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INT8_NAME = "model.int8.onnx"  # a model's int8 network graph, beside its weights (cellcounter quantize)
+
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
+#: the fastest CPU backend per model kind at the accuracy of float torch, measured by bench/bench_inference.py
+#: (docs/performance.md); int8 is taken only where the model's card accepts its int8 graph
+CPU_DEFAULT = {"detector": "openvino-int8", "unet": "openvino-int8", "grader": "openvino-int8",
+               "segmenter": "torch"}
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_backend(card, directory: Path, device: str = "auto") -> str:
+    """What ``auto`` runs: torch on a GPU (mixed precision), else the kind's measured CPU default, falling
+    back to float where the model has no accepted int8 graph and to ONNX Runtime without OpenVINO."""
+    from cellcounter.inference.backends import resolve_device
+
+    if resolve_device(device).startswith("cuda"):
+        return "torch"
+    choice = CPU_DEFAULT.get(card.config.kind, "torch")
+    if choice.endswith("-int8") and not ((directory / INT8_NAME).is_file() and accepted(card)):
+        choice = choice[: -len("-int8")]
+    if choice.startswith("openvino") and not openvino_available():
+        choice = choice.replace("openvino", "onnx")
+    return choice
+
+
+def accepted(card) -> bool:
+    """Whether the card records an int8 graph that scored within tolerance of the float model."""
+    rec = (card.metrics or {}).get("int8") or {}
+    return bool(rec.get("accepted"))

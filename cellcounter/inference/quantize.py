@@ -1,0 +1,95 @@
+"""int8 versions of a model's network: static QDQ quantisation with ONNX Runtime, calibrated on real images.
+
+The network graph (:mod:`cellcounter.inference.export`: no post-processing inside) is quantised with
+per-channel int8 weights and uint8 activations whose ranges are measured on calibration images fed exactly
+as the predictor feeds them (same resize, tiles, padding: the inputs are recorded from a predictor run). The
+result, ``model.int8.onnx`` beside the weights, runs on ONNX Runtime and on OpenVINO; it is used by default
+only when its card records that it scored within :data:`TOLERANCE` of the float model on validation images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cellcounter.errors import CellCounterError
+from cellcounter.fileutil import atomic_write_with
+
+from cellcounter.inference.choice import INT8_NAME, accepted  # noqa: F401 - the int8 graph's name and verdict
+#: how far an int8 model may fall below float on its key score and still be chosen by default
+TOLERANCE = {"map50": 0.01, "aji": 0.01, "qwk": 0.02}
+KEY_SCORE = {"detector": "map50", "unet": "aji", "segmenter": "aji", "grader": "qwk"}
+
+
+class _Recorder:
+    """A backend that runs another and keeps a copy of each input it is given."""
+
+    def __init__(self, backend, limit: int) -> None:
+        self.backend, self.limit, self.inputs = backend, limit, []
+        self.takes_network_input = getattr(backend, "takes_network_input", False)
+        self.model = getattr(backend, "model", None)
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if len(self.inputs) < self.limit:
+            self.inputs.append(np.array(x, copy=True))
+        return self.backend.run(x)
+
+
+def calibration_inputs(predictor, images: Sequence[np.ndarray], limit: int = 64,
+                       predict: Callable | None = None) -> list[np.ndarray]:
+    """The network inputs ``predictor`` makes of ``images`` (tiles included), at most ``limit`` of them."""
+    from cellcounter.inference.tiling import predict_image
+
+    recorder = _Recorder(predictor.backend, limit)
+    original, predictor.backend = predictor.backend, recorder
+    try:
+        for image in images:
+            (predict or predict_image)(predictor, image, "calibration")
+            if len(recorder.inputs) >= limit:
+                break
+    finally:
+        predictor.backend = original
+    if not recorder.inputs:
+        raise CellCounterError("no calibration inputs: give at least one image")
+    return recorder.inputs
+
+
+def quantize_onnx(fp32: str | Path, out: str | Path, inputs: Sequence[np.ndarray]) -> Path:
+    """Write the static int8 (QDQ, per-channel weights) quantisation of ``fp32`` to ``out``, atomically."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(inputs)
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {name: x}
+
+    def write(tmp: str) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            pre = Path(d) / "pre.onnx"
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), tmp, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+
+    atomic_write_with(Path(out), write)
+    return Path(out)
+
+
+def judge(kind: str, fp32: dict, int8: dict) -> dict:
+    """The card's record of an int8 graph: both key scores, the drop and whether it is within tolerance."""
+    key = KEY_SCORE[kind]
+    a, b = fp32.get(key), int8.get(key)
+    if not isinstance(a, float) or not isinstance(b, float):
+        raise CellCounterError(f"no {key} to compare float and int8 on")
+    return {"score": key, "fp32": round(a, 4), "int8": round(b, 4), "drop": round(a - b, 4),
+            "tolerance": TOLERANCE[key], "accepted": a - b <= TOLERANCE[key]}
