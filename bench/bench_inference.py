@@ -54,8 +54,8 @@ def main() -> int:
                     continue
                 if backend.startswith("openvino") and (device != "cpu" or not openvino_available()):
                     continue
-                if kind == "segmenter" and backend != "torch" and backend != "onnx":
-                    continue  # Mask R-CNN is exported whole: no int8, no OpenVINO
+                if kind == "segmenter" and backend.endswith("int8"):
+                    continue  # Mask R-CNN is exported whole, post-processing included: no int8 graph
                 p = Predictor.load(model, backend, device)
                 runs = args.runs if kind not in ("segmenter", "unet") else max(3, args.runs // 4)
                 times[backend] = median_time(lambda: p.predict(image), runs)

@@ -40,6 +40,12 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def _precision(onnx_path: str | Path) -> str:
+    from cellcounter.inference.choice import INT8_NAME
+
+    return "int8" if Path(onnx_path).name == INT8_NAME else "float32"
+
+
 class TorchBackend:
     name = "torch"
 
@@ -95,6 +101,7 @@ class OnnxBackend:
         except Exception as exc:
             raise CellCounterError(f"{onnx_path}: cannot load the ONNX model ({exc})") from None
         self.provider = self.session.get_providers()[0]
+        self.precision = _precision(onnx_path)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         # a detector exported as its network takes a padded batch; one exported whole (older files) one image
@@ -102,7 +109,7 @@ class OnnxBackend:
 
     @property
     def description(self) -> str:
-        return f"onnxruntime with {self.provider}"
+        return f"onnxruntime with {self.provider}" + (", int8" if self.precision == "int8" else "")
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outs = self.session.run(None, {self.input_name: x})
@@ -137,10 +144,11 @@ class OpenVinoBackend:
         rank = model.inputs[0].get_partial_shape().rank.get_length()
         self.takes_network_input = self.kind == "detector" and rank == 4
         self.cpu = core.get_property("CPU", "FULL_DEVICE_NAME")
+        self.precision = _precision(onnx_path)
 
     @property
     def description(self) -> str:
-        return f"OpenVINO on {self.cpu}"
+        return f"OpenVINO on {self.cpu}" + (", int8" if self.precision == "int8" else "")
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         with self._lock:

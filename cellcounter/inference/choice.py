@@ -6,6 +6,7 @@ anything.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 INT8_NAME = "model.int8.onnx"  # a model's int8 network graph, beside its weights (cellcounter quantize)
@@ -17,12 +18,15 @@ CPU_DEFAULT = {"detector": "openvino-int8", "unet": "openvino-int8", "grader": "
                "segmenter": "torch"}
 
 
+@functools.cache
 def openvino_available() -> bool:
+    """Whether OpenVINO is installed and its CPU plugin loads (a packaged app may carry one without the other)."""
     try:
-        import openvino  # noqa: F401
-    except ImportError:
+        import openvino as ov
+
+        return "CPU" in ov.Core().available_devices
+    except Exception:  # noqa: BLE001 - a missing or broken install only means: use ONNX Runtime
         return False
-    return True
 
 
 def default_backend(card, directory: Path, device: str = "auto") -> str:

@@ -232,7 +232,7 @@ def cmd_quantize(args) -> int:
     from cellcounter.fileutil import atomic_write_text
     from cellcounter.inference import Predictor, predict_image
     from cellcounter.inference.predictor import graph_path
-    from cellcounter.inference.quantize import INT8_NAME, calibration_inputs, judge, quantize_onnx
+    from cellcounter.inference.quantize import INT8_NAME, KEY_SCORE, calibration_inputs, judge, quantize_onnx
     from cellcounter.imageio import read_image
     from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
@@ -248,6 +248,9 @@ def cmd_quantize(args) -> int:
         raise FormatError(args.calibration, "no calibration images found")
     pick = np.linspace(0, len(calib) - 1, min(args.images, len(calib))).round().astype(int)
     predictor = Predictor.load(directory, "torch", "cpu")
+    if predictor.config.kind not in KEY_SCORE or predictor.config.kind == "segmenter":
+        raise CellCounterError(f"{predictor.model_version} is a {predictor.config.kind}: int8 graphs are made for "
+                               "detectors, U-Nets and graders (a Mask R-CNN graph holds its post-processing)")
     inputs = calibration_inputs(predictor, [read_image(calib[i].image_path) for i in pick], limit=4 * args.images)
     print(f"calibrating on {len(inputs)} network input(s) from {len(pick)} image(s)", file=sys.stderr)
     fp32 = graph_path(directory, predictor.card, predictor._torch_model)

@@ -47,7 +47,7 @@ def _agree(a, b, iou_min=0.99, score_tol=1e-3):
 
 
 @needs_openvino
-@pytest.mark.parametrize("kind", ["detector", "unet", "grader"])
+@pytest.mark.parametrize("kind", ["detector", "segmenter", "unet", "grader"])
 def test_openvino_matches_torch(tiny_models, rgb_image, kind):
     torch_p = Predictor.load(tiny_models[kind], "torch", "cpu")
     ov_p = Predictor.load(tiny_models[kind], "openvino", "cpu")
@@ -157,3 +157,23 @@ def test_an_older_whole_graph_export_still_predicts(tiny_models, rgb_image, tmp_
     assert not old.backend.takes_network_input and DETECTION_OUTPUTS["detector"] == ("cls_logits", "bbox_regression")
     _agree(p.raw(rgb_image), old.raw(rgb_image))
     assert json.loads((d / CARD_NAME).read_text())["name"] == p.card.name
+
+
+def test_cli_quantize_writes_the_int8_graph_and_its_verdict_into_the_card(tiny_models, tmp_path, capsys):
+    from cellcounter.cli import main
+    from tests.training.test_training import _disc_folder
+
+    d = tmp_path / "unet"
+    shutil.copytree(tiny_models["unet"], d)
+    data = _disc_folder(tmp_path / "discs", 3)
+    assert main(["quantize", "--task", "nuclei", "--model", str(d), "--calibration", str(data), "--images", "2",
+                 "--data", str(data)]) == 0
+    verdict = ModelCard.from_file(d / CARD_NAME).metrics["int8"]
+    assert verdict["score"] == "aji" and verdict["drop"] == pytest.approx(verdict["fp32"] - verdict["int8"], abs=1e-3)
+    assert verdict["accepted"] == (verdict["drop"] <= 0.01) and "2 images of" in verdict["calibration"]
+    assert (d / INT8_NAME).is_file() and ("accepted" in capsys.readouterr().out)
+    seg = tmp_path / "seg"
+    shutil.copytree(tiny_models["segmenter"], seg)
+    assert main(["quantize", "--task", "nuclei", "--model", str(seg), "--calibration", str(data),
+                 "--data", str(data)]) == 2
+    assert "int8 graphs are made for detectors" in capsys.readouterr().err

@@ -29,7 +29,9 @@ def test_there_are_bundled_models():
 @pytest.mark.parametrize("name", BUNDLED)
 def test_size_card_and_parity(name, tmp_path):
     folder = RESOURCES_MODELS / name
-    assert sum(f.stat().st_size for f in folder.iterdir()) < 40e6
+    # the float16 weights under 40 MB; the int8 graph beside them (cellcounter quantize) is a second, smaller copy
+    assert (folder / "model.pt").stat().st_size < 40e6
+    assert not (folder / "model.int8.onnx").is_file() or (folder / "model.int8.onnx").stat().st_size < 40e6
     model, card = load_model(name)
     assert card.name == name and card.training.get("command", "").startswith("cellcounter-train")
     assert "scratch" in card.pretrained and card.notes
@@ -51,6 +53,28 @@ def test_size_card_and_parity(name, tmp_path):
         iou = box_iou(a.boxes, b.boxes) * (a.classes[:, None] == b.classes[None, :])
         assert iou.max(axis=1).min() > 0.99
         assert np.abs(a.scores - b.scores[iou.argmax(axis=1)]).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", ["blood-default", "nuclei-default", "retinopathy-default"])
+def test_the_default_backend_of_a_bundled_model_is_its_accepted_int8_graph_and_counts_as_torch(name):
+    """What the Predict panel and ``--backend auto`` run on a CPU: the int8 graph, judged on validation images
+    when it was made (its verdict in the card), giving the sample the counts or grade float torch gives."""
+    from cellcounter.inference import predict_image
+    from cellcounter.inference.choice import CPU_DEFAULT
+
+    card = load_model(name)[1]
+    verdict = card.metrics["int8"]
+    assert verdict["accepted"] and verdict["drop"] <= verdict["tolerance"]
+    auto = Predictor.load(name, "auto", "cpu")
+    assert CPU_DEFAULT[card.config.kind].endswith("int8") and "int8" in auto.description
+    t = Predictor.load(name, "torch", "cpu")
+    image = read_image(SAMPLES.get(card.task, SAMPLES["blood"]))
+    a, b = predict_image(t, image, "s"), predict_image(auto, image, "s")
+    if card.config.kind == "grader":
+        assert a.grade.value == b.grade.value
+        return
+    na, nb = sum(a.counts(score_threshold=0.5).values()), sum(b.counts(score_threshold=0.5).values())
+    assert na > 0 and abs(na - nb) <= max(1, na // 10), (na, nb)
 
 
 @pytest.mark.realdata
