@@ -3,7 +3,8 @@ person's corrections, mark them reviewed, fine-tune through the same workflow th
 child process), and score the model before and after on images it never saw, and on the base model's own
 validation images (forgetting).
 
-Run alone: ``python bench/bench_hitl.py [--task blood] [--images 20] [--epochs 10]``; prints a table and writes
+Three fine-tunes are compared (:data:`VARIANTS`: plain, rehearsal, slow trunk). Run alone: ``python
+bench/bench_hitl.py [--task blood] [--images 20] [--epochs 10] [--variants plain,...]``; prints a table and writes
 ``bench/results/hitl_<task>.json``. Needs ``../shared/data`` (or ``CELLCOUNTER_DATA``).
 """
 
@@ -68,6 +69,7 @@ VARIANTS = {
     "plain": {},  # the corrected images only, every layer at the recipe's rate
     "rehearsal": {"rehearsal": 0.5},  # as many of the base model's own training images mixed in
     "slow-trunk": {"trunk_lr": 0.1},  # the trunk at a tenth of the rate
+    "low-lr": {"lr_scale": 0.1},  # every layer at a tenth of the recipe's rate
 }
 
 
@@ -131,7 +133,10 @@ def main() -> int:
             t = time.perf_counter()
             cfg, anns, image_ids = project_run(proj, args.task, None, args.epochs, None, out=tmp / name,
                                                rehearsal=VARIANTS[name].get("rehearsal", 0.0))
-            cfg = dataclasses.replace(cfg, **{k: v for k, v in VARIANTS[name].items() if k != "rehearsal"})
+            settings = {k: v for k, v in VARIANTS[name].items() if k not in ("rehearsal", "lr_scale")}
+            if "lr_scale" in VARIANTS[name]:  # the config comes with its recipe applied
+                settings["lr"] = cfg.lr * VARIANTS[name]["lr_scale"]
+            cfg = dataclasses.replace(cfg, **settings)
             done = None
             for ev in iter_training_in_child(cfg, annotations=anns):
                 if ev.kind == "done":

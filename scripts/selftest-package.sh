@@ -21,3 +21,5 @@ PY
 # the CLI is in the same binary
 HOME="$home" "$APP" cli info resources/samples/blood --json | tail -1
 echo "files written under HOME: $(cd "$home" && find . -type f | sed 's|^\./||' | cut -d/ -f1-2 | sort -u | tr '\n' ' ')"
+# nothing phones home: OpenVINO's telemetry would leave its client id in ~/intel
+if [ -e "$home/intel" ]; then echo "the app wrote $home/intel (OpenVINO telemetry is on)" >&2; exit 1; fi

@@ -42,12 +42,12 @@ class BaseSets:
     val: list[ImageAnnotation]
 
 
-def _find(path: str) -> Path | None:
-    """``path`` from a card, on this machine: under ``CELLCOUNTER_DATA`` by its folder name, else as written
-    (relative to the source tree or the working folder)."""
+def _find(path: str, data: bool = True) -> Path | None:
+    """``path`` from a card, on this machine: a data folder under ``CELLCOUNTER_DATA`` by its name, else as
+    written (relative to the source tree or the working folder)."""
     p = Path(path)
     cands = [p] if p.is_absolute() else [REPO / p, Path.cwd() / p]
-    if os.environ.get("CELLCOUNTER_DATA"):
+    if data and os.environ.get("CELLCOUNTER_DATA"):
         cands.insert(0, Path(os.environ["CELLCOUNTER_DATA"]) / p.name)
     return next((c for c in cands if c.exists()), None)
 
@@ -84,7 +84,7 @@ def base_sets(init: str, task: str) -> BaseSets | str:
     for key in ("train_ids", "val_ids"):
         split = str(recorded.get(key, ""))
         if split.endswith(".txt"):
-            found = _find(split)
+            found = _find(split, data=False)
             if found is None:
                 return f"{who}'s split file {split} is not on this machine"
             split = str(found)

@@ -20,7 +20,7 @@ from training.config import TrainConfig
 from training.base import base_sets
 from training.data import PROJECT_PREFIX
 from training.loop import TrainEvent, iter_training
-from training.recipes import RECIPES, default_recipe
+from training.recipes import RECIPES, apply_recipe, default_recipe
 
 
 def project_task(project: Project, task: str | None = None) -> str:
@@ -67,6 +67,10 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
                       recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
                       val_split=0.2, name=f"{task}-project", rehearsal=rehearsal)
+    # what is given here is set, even where it equals a dataclass default (10 epochs is not "unset": left to
+    # the recipe it would become the recipe's 30)
+    cfg = apply_recipe(cfg, explicit={"task", "data", "out", "recipe", "epochs", "init", "val_split", "name",
+                                      "rehearsal"})
     return cfg, anns, ids
 
 

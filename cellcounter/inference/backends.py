@@ -122,8 +122,10 @@ class OpenVinoBackend:
     name = "openvino"
 
     def __init__(self, onnx_path: str | Path, card: ModelCard, device: str = "auto") -> None:
+        from cellcounter.inference.choice import import_openvino
+
         try:
-            import openvino as ov
+            ov = import_openvino()
         except ImportError:
             raise CellCounterError("the OpenVINO backend needs the openvino package: pip install "
                                    "'cellcounter[openvino]', or choose --backend onnx") from None

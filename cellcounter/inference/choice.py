@@ -18,11 +18,24 @@ CPU_DEFAULT = {"detector": "openvino-int8", "unet": "openvino-int8", "grader": "
                "segmenter": "torch"}
 
 
+def import_openvino():
+    """``openvino``, imported with its telemetry off. Left alone, ``import openvino`` sends a usage event to
+    Google Analytics and writes a client id under ``~/intel``; this software promises a lab's workstation that
+    it sends nothing. With its telemetry package unimportable, OpenVINO uses its own no-op stub."""
+    import sys
+
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # None in sys.modules: that import raises ImportError
+    import openvino
+
+    return openvino
+
+
 @functools.cache
 def openvino_available() -> bool:
     """Whether OpenVINO is installed and its CPU plugin loads (a packaged app may carry one without the other)."""
     try:
-        import openvino as ov
+        ov = import_openvino()
 
         return "CPU" in ov.Core().available_devices
     except Exception:  # noqa: BLE001 - a missing or broken install only means: use ONNX Runtime

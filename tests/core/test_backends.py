@@ -177,3 +177,19 @@ def test_cli_quantize_writes_the_int8_graph_and_its_verdict_into_the_card(tiny_m
     assert main(["quantize", "--task", "nuclei", "--model", str(seg), "--calibration", str(data),
                  "--data", str(data)]) == 2
     assert "int8 graphs are made for detectors" in capsys.readouterr().err
+
+
+@needs_openvino
+def test_running_openvino_sends_nothing_and_writes_nothing_under_home(tiny_models, tmp_path):
+    """``import openvino`` alone would send a usage event and leave a client id in ~/intel: not through us."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from cellcounter.inference import Predictor; "
+            f"p = Predictor.load({str(tiny_models['grader'])!r}, 'openvino', 'cpu'); "
+            "p.grade_probabilities(np.full((64, 64, 3), 128, np.uint8)); "
+            "import sys; assert sys.modules['openvino_telemetry'] is None")
+    env = {**os.environ, "HOME": str(tmp_path), "CELLCOUNTER_CACHE": str(tmp_path / "cache")}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert not (tmp_path / "intel").exists()

@@ -32,6 +32,9 @@ def test_a_project_run_trains_on_exactly_the_reviewed_labels_from_the_default_mo
     with _reviewed_project(tmp_path) as proj:
         cfg, anns, ids = project_run(proj, "blood", epochs=1)
         assert cfg.init.endswith("blood-default")  # the Fine-tune panel's default: start from the bundled model
+        # the epochs asked for are run, even at the dataclass default (10), not the recipe's (30)
+        assert cfg.recipe_applied and cfg.recipe == "blood-detector" and cfg.epochs == 1
+        assert project_run(proj, "blood", epochs=10)[0].epochs == 10
         proj.set_review(ids[0], "in_progress")  # a later change does not reach the frozen set
         assert len(ids) == 2 and [len(a.boxes) for a in anns] == [2, 2]
         assert all(0.2 not in a.boxes.scores for a in anns)  # the hidden box never reaches training
