@@ -158,6 +158,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     task = get_task(cfg.task)
     split = load_split(cfg, annotations)
     model, card, parent, init_desc = build_for_training(cfg)
+    if cfg.rehearsal and not parent:
+        raise CellCounterError("rehearsal is not possible: a run from scratch has no start model to rehearse")
     guard = _guard(cfg, split) if parent else ""  # on every rank: rehearsed images join the training set
     base_val = guard.val if isinstance(guard, BaseCheck) and is_main else []
     mcfg = card.config
@@ -381,9 +383,10 @@ class BaseCheck:
     rehearsed: int
 
     def describe(self) -> str:
-        return (f"{self.rehearsed} of {self.model}'s training images rehearsed" if self.rehearsed else "") + (
-            "; " if self.rehearsed and self.val else "") + (
-            f"scored on {len(self.val)} of {self.model}'s validation images" if self.val else "")
+        parts = [f"{self.rehearsed} of {self.model}'s training images rehearsed"] if self.rehearsed else []
+        if self.val:
+            parts.append(f"scored on {len(self.val)} of {self.model}'s validation images")
+        return "; ".join(parts)
 
 
 def _guard(cfg: TrainConfig, split) -> BaseCheck | str:

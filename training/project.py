@@ -17,7 +17,6 @@ from cellcounter.errors import CellCounterError
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
 from training.config import TrainConfig
-from training.base import base_sets
 from training.data import PROJECT_PREFIX
 from training.loop import TrainEvent, iter_training
 from training.recipes import RECIPES, apply_recipe, default_recipe
@@ -46,8 +45,8 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
     project's active version of the task, else the bundled default model. ``rehearsal`` (default
-    :data:`DEFAULT_REHEARSAL`, applied only where the start model's data is on this machine) mixes that
-    share of the start model's own training images into the run (:mod:`training.base`).
+    :data:`DEFAULT_REHEARSAL`) mixes that share of the start model's own training images into the run
+    (:mod:`training.base`); the run refuses it, naming why, where they are not on this machine.
     """
     if recipe is not None and recipe not in RECIPES:
         raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -57,16 +56,10 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     run = Path(out) if out else project.path.with_name(project.path.stem + "-training") / time.strftime(
         "run-%Y%m%d-%H%M%S")
     run.mkdir(parents=True, exist_ok=True)
-    if rehearsal is None:
-        usable = DEFAULT_REHEARSAL and start != "none" and not isinstance(base_sets(start, task), str)
-        rehearsal = DEFAULT_REHEARSAL if usable else 0.0
-    elif rehearsal > 0:
-        why = "a run from scratch has no start model" if start == "none" else base_sets(start, task)
-        if isinstance(why, str):
-            raise CellCounterError(f"rehearsal is not possible: {why}")
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
                       recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
-                      val_split=0.2, name=f"{task}-project", rehearsal=rehearsal)
+                      val_split=0.2, name=f"{task}-project",
+                      rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal)
     # what is given here is set, even where it equals a dataclass default (10 epochs is not "unset": left to
     # the recipe it would become the recipe's 30)
     cfg = apply_recipe(cfg, explicit={"task", "data", "out", "recipe", "epochs", "init", "val_split", "name",

@@ -127,8 +127,8 @@ class OpenVinoBackend:
         try:
             ov = import_openvino()
         except ImportError:
-            raise CellCounterError("the OpenVINO backend needs the openvino package: pip install "
-                                   "'cellcounter[openvino]', or choose --backend onnx") from None
+            raise CellCounterError("the OpenVINO backend needs the openvino package (pip install openvino), "
+                                   "or choose --backend onnx") from None
         import threading
 
         self.kind = card.config.kind

@@ -215,45 +215,44 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _labelled(args) -> list:
+def _labelled(args, data: str | None = None, split: str | None = None) -> list:
+    """The labelled images of ``--data`` (``--split``), or of the folders and split given."""
     from cellcounter.evaluate import select_ids, split_ids
 
+    data, split = (data, split) if data is not None else (args.data, args.split)
     gts = []
-    for source in [Path(d.strip()) for d in args.data.split(",") if d.strip()]:
+    for source in [Path(d.strip()) for d in data.split(",") if d.strip()]:
         part = read_labels(source, None, TASKS[args.task].class_names)
-        gts += select_ids(part, split_ids(source, args.split)) if args.split else part
+        gts += select_ids(part, split_ids(source, split)) if split else part
     if not gts:
-        raise FormatError(args.data, f"no labelled images{' in split ' + args.split if args.split else ''}")
+        raise FormatError(data, f"no labelled images{' in split ' + split if split else ''}")
     return gts
 
 
 def cmd_quantize(args) -> int:
-    from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
+    from cellcounter.evaluate import evaluate_annotations, predict_all
     from cellcounter.fileutil import atomic_write_text
     from cellcounter.inference import Predictor, predict_image
+    from cellcounter.inference.choice import INT8_NAME
     from cellcounter.inference.predictor import graph_path
-    from cellcounter.inference.quantize import INT8_NAME, KEY_SCORE, calibration_inputs, judge, quantize_onnx
+    from cellcounter.inference.quantize import KEY_SCORE, calibration_inputs, judge, quantize_onnx
     from cellcounter.imageio import read_image
     from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
     if args.images < 1:
         raise CellCounterError(f"--images must be at least 1, got {args.images}")
     directory = resolve_model(args.model)
-    calib = []
-    for source in [Path(d.strip()) for d in args.calibration.split(",") if d.strip()]:
-        part = read_labels(source, None, TASKS[args.task].class_names)
-        calib += select_ids(part, split_ids(source, args.calibration_split)) if args.calibration_split else part
-    calib = [a for a in calib if Path(a.image_path).is_file()]
+    calib = [a for a in _labelled(args, args.calibration, args.calibration_split) if Path(a.image_path).is_file()]
     if not calib:
         raise FormatError(args.calibration, "no calibration images found")
     pick = np.linspace(0, len(calib) - 1, min(args.images, len(calib))).round().astype(int)
     predictor = Predictor.load(directory, "torch", "cpu")
-    if predictor.config.kind not in KEY_SCORE or predictor.config.kind == "segmenter":
+    if predictor.config.kind not in KEY_SCORE:
         raise CellCounterError(f"{predictor.model_version} is a {predictor.config.kind}: int8 graphs are made for "
                                "detectors, U-Nets and graders (a Mask R-CNN graph holds its post-processing)")
     inputs = calibration_inputs(predictor, [read_image(calib[i].image_path) for i in pick], limit=4 * args.images)
     print(f"calibrating on {len(inputs)} network input(s) from {len(pick)} image(s)", file=sys.stderr)
-    fp32 = graph_path(directory, predictor.card, predictor._torch_model)
+    fp32 = graph_path(directory, predictor.card, predictor.backend.model)
     quantize_onnx(fp32, directory / INT8_NAME, inputs)
     gts = _labelled(args)
     scores = {}

@@ -17,7 +17,6 @@ from torch import nn
 from torchvision.models.detection.image_list import ImageList
 
 PAD = 32  # the FPN's coarsest stride that the backbone's levels divide without remainder
-NETWORK_OUTPUTS = ("cls_logits", "bbox_regression")
 
 
 def network_input(chw: np.ndarray, mean, std) -> np.ndarray:

@@ -29,11 +29,11 @@ def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
     model = model.eval().cpu()
     out = Path(out)
     if cfg.kind == "detector":
-        from cellcounter.inference.detector_net import DetectorNetwork
+        from cellcounter.inference.detector_net import PAD, DetectorNetwork
 
-        side = cfg.min_size if cfg.min_size > 0 else 256
+        side = (cfg.min_size if cfg.min_size > 0 else 256) // PAD * PAD
         model = DetectorNetwork(model).eval()
-        example = (torch.zeros(1, 3, side // 32 * 32, side // 32 * 32 + 64),)
+        example = (torch.zeros(1, 3, side, side + 2 * PAD),)
         dynamic = {"image": {0: "batch", 2: "height", 3: "width"}, "cls_logits": {0: "batch", 1: "anchors"},
                    "bbox_regression": {0: "batch", 1: "anchors"}}
     elif cfg.kind == "grader":

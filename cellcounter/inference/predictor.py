@@ -40,7 +40,7 @@ def graph_path(directory: Path, card: ModelCard, net, int8: bool = False) -> Pat
     """The model's ONNX graph: its int8 one, else the float one beside the weights or, for a model without one
     (or with one of an older export format), exported once into the user's cache."""
     if int8:
-        from cellcounter.inference.quantize import INT8_NAME
+        from cellcounter.inference.choice import INT8_NAME
 
         path = directory / INT8_NAME
         if not path.is_file():

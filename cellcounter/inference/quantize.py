@@ -10,7 +10,7 @@ only when its card records that it scored within :data:`TOLERANCE` of the float 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,10 @@ import numpy as np
 from cellcounter.errors import CellCounterError
 from cellcounter.fileutil import atomic_write_with
 
-from cellcounter.inference.choice import INT8_NAME, accepted  # noqa: F401 - the int8 graph's name and verdict
 #: how far an int8 model may fall below float on its key score and still be chosen by default
 TOLERANCE = {"map50": 0.01, "aji": 0.01, "qwk": 0.02}
-KEY_SCORE = {"detector": "map50", "unet": "aji", "segmenter": "aji", "grader": "qwk"}
+#: the kinds whose network is exported alone (a Mask R-CNN graph holds its post-processing), by key score
+KEY_SCORE = {"detector": "map50", "unet": "aji", "grader": "qwk"}
 
 
 class _Recorder:
@@ -38,8 +38,7 @@ class _Recorder:
         return self.backend.run(x)
 
 
-def calibration_inputs(predictor, images: Sequence[np.ndarray], limit: int = 64,
-                       predict: Callable | None = None) -> list[np.ndarray]:
+def calibration_inputs(predictor, images: Sequence[np.ndarray], limit: int = 64) -> list[np.ndarray]:
     """The network inputs ``predictor`` makes of ``images`` (tiles included), at most ``limit`` of them."""
     from cellcounter.inference.tiling import predict_image
 
@@ -47,7 +46,7 @@ def calibration_inputs(predictor, images: Sequence[np.ndarray], limit: int = 64,
     original, predictor.backend = predictor.backend, recorder
     try:
         for image in images:
-            (predict or predict_image)(predictor, image, "calibration")
+            predict_image(predictor, image, "calibration")
             if len(recorder.inputs) >= limit:
                 break
     finally:

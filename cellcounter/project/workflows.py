@@ -316,17 +316,18 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
 KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model
 
 
-def _worse(after: dict, before: dict) -> str | None:
+def _drop(after: dict, before: dict, tolerance: float = 0.0) -> str | None:
+    """The first key score both hold, as ``"key after (was before)"``, when it fell by more than ``tolerance``."""
     for key in KEY_METRICS:
         a, b = after.get(key), before.get(key)
         if isinstance(a, float) and isinstance(b, float):
-            return f"{key} {a:.3f} (was {b:.3f})" if a < b else None
+            return f"{key} {a:.3f} (was {b:.3f})" if a < b - tolerance else None
     return None
 
 
 def worse_than_parent(metrics: dict) -> str | None:
     """The key validation score on which a new version is below its parent on the same images, if any."""
-    return _worse(metrics.get("after") or {}, metrics.get("before") or {})
+    return _drop(metrics.get("after") or {}, metrics.get("before") or {})
 
 
 FORGETTING_TOLERANCE = 0.02  # a drop this small on the start model's own images is noise, not forgetting
@@ -336,10 +337,5 @@ def forgot(metrics: dict, tolerance: float = FORGETTING_TOLERANCE) -> str | None
     """What a new version lost on its start model's own validation images (by more than ``tolerance``), if
     anything: the skills of the base model a fine-tune on a few images can overwrite."""
     base = metrics.get("base") or {}
-    after, before = base.get("after") or {}, base.get("before") or {}
-    for key in KEY_METRICS:
-        a, b = after.get(key), before.get(key)
-        if isinstance(a, float) and isinstance(b, float):
-            return (f"{key} {a:.3f} (was {b:.3f}) on {base.get('images')} of {base.get('model')}'s own "
-                    "validation images" if a < b - tolerance else None)
-    return None
+    lost = _drop(base.get("after") or {}, base.get("before") or {}, tolerance)
+    return f"{lost} on {base.get('images')} of {base.get('model')}'s own validation images" if lost else None

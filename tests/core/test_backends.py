@@ -83,7 +83,7 @@ def int8_models(tiny_models, tmp_path_factory):
         shutil.copytree(tiny_models[kind], d)
         p = Predictor.load(d, "torch", "cpu")
         inputs = calibration_inputs(p, images, limit=8)
-        quantize_onnx(graph_path(d, p.card, p._torch_model), d / INT8_NAME, inputs)
+        quantize_onnx(graph_path(d, p.card, p.backend.model), d / INT8_NAME, inputs)
         out[kind] = d
     return out
 
