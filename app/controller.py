@@ -1,11 +1,14 @@
 """Binds a napari viewer to a :class:`Session`: shows an image's labels as layers, saves every edit.
 
-Edits reach the project a short moment after they happen (debounced, so a drag
-is one edit, not a hundred); undo and redo refill the layers from the store.
+The labels being edited live in a Qt-free :class:`cellcounter.editing.EditModel`; this is its napari
+adapter. A person's edits in the layers reach the model, then the project, a short moment after they
+happen (debounced, so a drag is one edit, not a hundred); what changes the model otherwise (undo, a
+prediction, the threshold, mask operations) comes back to the layers through the model's events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,11 +16,11 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_from_layers,
-                        annotation_layers, overview_layer_data, pin_class_colours, point_numbers, style_boxes)
+from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_layers,
+                        overview_layer_data, pin_class_colours, point_numbers, style_boxes, sync_layers)
 from app.session import Session
-from cellcounter import maskops
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
+from cellcounter.editing import EditEvent, EditModel
 from cellcounter.imageio import open_image
 from cellcounter.project.workflows import DEFAULT_SCORE_THRESHOLD, PredictionJob
 
@@ -38,8 +41,10 @@ class LayerController(QObject):
         self.viewer = viewer
         self.session = session
         self.score_threshold = DEFAULT_SCORE_THRESHOLD  # model objects below it are kept, not shown (Review slider)
-        self.hidden: Boxes = Boxes()  # model boxes below the threshold: kept, not shown
+        self.model: EditModel | None = None  # the labels of the image on screen
         self.parked: Boxes = Boxes()  # shown boxes outside the editing window (only past EDIT_LIMIT)
+        self._window_ids = np.zeros(0, dtype=np.int64)  # ids of the boxes in the editable Shapes layer
+        self._layer_classes: tuple[str, ...] | None = None  # the class names the layers were built for
         self._muted = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -76,7 +81,7 @@ class LayerController(QObject):
             self.viewer.add_image(pixels if len(pixels) > 1 else pixels[0], name=self.image_layer_name, rgb=rgb,
                                   multiscale=len(pixels) > 1)
             self.viewer.reset_view()  # before filling: with many boxes the view decides which are editable
-            self._fill(ann)
+            self._bind(ann)
             self.viewer.title = f"cellcounter - {self.image_layer_name}"
         finally:
             self._muted = False
@@ -84,20 +89,43 @@ class LayerController(QObject):
         self.changed.emit()
         return ann
 
-    def _fill(self, ann: ImageAnnotation) -> None:
-        shown = ann.boxes.above(self.score_threshold) | (ann.boxes.origins != Origin.MODEL)
-        self.hidden = ann.boxes.subset(~shown)
-        boxes = ann.boxes.subset(shown)
+    def _bind(self, ann: ImageAnnotation) -> None:
+        """A new edit model for the image just opened; the layers follow its events."""
+        if self.model is not None:
+            self.model.disconnect(self._on_model)
+        self.model = EditModel(ann, self.score_threshold)
+        self.model.connect(self._on_model)
+        self._fill()
+
+    def _on_model(self, event: EditEvent) -> None:
+        """Redraw what a change of the model made outside the layers (those the layers made are shown)."""
+        if self._syncing:
+            return
+        self._muted = True
+        try:
+            if event.kind == "masks" and MASKS in self.viewer.layers:
+                self.viewer.layers[MASKS].data = self.model.annotation.masks.label_image.copy()
+            elif event.kind in ("boxes", "points", "threshold", "reset"):
+                self._fill()
+        finally:
+            self._muted = False
+
+    _syncing = False
+
+    def _fill(self) -> None:
+        ann = self.model.annotation
+        boxes = self.model.shown_boxes()
         editable = self._editing_window(boxes)
         self.parked = boxes.subset(~editable)
+        self._window_ids = boxes.ids[editable]
         visible = ImageAnnotation(ann.image_path, ann.width, ann.height, ann.class_names, task=ann.task,
                                   boxes=boxes.subset(editable), masks=ann.masks, points=ann.points,
                                   grade=ann.grade, regions=ann.regions, pixel_size_um=ann.pixel_size_um)
         if not self._update_layers(visible):
             with self.viewer.layers.batched_update():  # one scene-graph rebuild, not one per layer
                 self._replace_layers(ann, visible)
+        self._layer_classes = ann.class_names
         self._draw_overview(ann.class_names)
-        self._template = visible
         if POINTS in self.viewer.layers:
             self._number_points()
 
@@ -157,14 +185,16 @@ class LayerController(QObject):
 
     def _rewindow(self) -> None:
         """After panning or zooming: save the window's edits, then move the editing window to the view."""
-        if self.session.saved is None:
+        if self.model is None:
             return
         self.flush()
-        boxes = self.session.saved.boxes  # the window's boxes, then parked, then hidden ones
-        shown = boxes.subset(np.arange(len(boxes)) < len(boxes) - len(self.hidden))
-        now = np.arange(len(shown)) < len(shown) - len(self.parked)
-        if not np.array_equal(self._editing_window(shown), now):
-            self.apply(self.session.saved)
+        shown = self.model.shown_boxes()
+        if not np.array_equal(shown.ids[self._editing_window(shown)], self._window_ids):
+            self._muted = True
+            try:
+                self._fill()
+            finally:
+                self._muted = False
 
     def _update_layers(self, visible: ImageAnnotation) -> bool:
         """Put new labels into the layers already shown, in place; ``False`` where they must be rebuilt.
@@ -174,9 +204,8 @@ class LayerController(QObject):
         removed layer and new shader programs for the new ones).
         """
         layers = self.viewer.layers
-        template = getattr(self, "_template", None)
         wanted = {kwargs["name"]: (data, kwargs) for data, kwargs, _ in annotation_layers(visible)}
-        if (template is None or template.class_names != visible.class_names
+        if (self._layer_classes is None or self._layer_classes != visible.class_names
                 or set(wanted) != {n for n in LABEL_LAYERS if n in layers}):
             return False
         if MASKS in wanted and layers[MASKS].data.shape != wanted[MASKS][0].shape:
@@ -262,63 +291,66 @@ class LayerController(QObject):
             self._timer.stop()
             self.commit()
 
-    def current(self) -> ImageAnnotation | None:
-        if self.session.saved is None:
-            return None
+    def _sync(self, model: EditModel) -> dict[str, np.ndarray]:
         layers = self.viewer.layers
-        ann = annotation_from_layers(
-            self._template,
-            shapes=layers[BOXES] if BOXES in layers else None,
-            labels=layers[MASKS] if MASKS in layers else None,
-            points=layers[POINTS] if POINTS in layers else None,
-            regions=layers[REGIONS] if REGIONS in layers else None,
-        )
-        if len(self.parked):
-            ann.boxes = ann.boxes.concat(self.parked)
-        if len(self.hidden):
-            ann.boxes = ann.boxes.concat(self.hidden)
-        ann.review = self.session.saved.review
-        return ann
+        self._syncing = model is self.model
+        try:
+            return sync_layers(model, shapes=layers[BOXES] if BOXES in layers else None,
+                               labels=layers[MASKS] if MASKS in layers else None,
+                               points=layers[POINTS] if POINTS in layers else None,
+                               regions=layers[REGIONS] if REGIONS in layers else None, box_scope=self._window_ids)
+        finally:
+            self._syncing = False
+
+    def current(self) -> ImageAnnotation | None:
+        """The labels as the layers show them now, saved or not (reading leaves the edit model alone)."""
+        if self.model is None or self.session.saved is None:
+            return None
+        if self._timer.isActive():  # an edit not yet committed: read it through a scratch copy of the model
+            scratch = EditModel(self.model.annotation, self.model.score_threshold)
+            self._sync(scratch)
+            ann = scratch.annotation
+        else:
+            ann = self.model.annotation
+        return dataclasses.replace(ann, review=self.session.saved.review)
 
     def commit(self) -> list[str]:
-        ann = self.current()
-        if ann is None:
+        """Take the layers' edits into the model and save it; the layers' new objects get their ids."""
+        if self.model is None or self.session.saved is None:
             return []
-        changed = self.session.commit(ann)
+        ids = self._sync(self.model)
+        changed = self.session.commit(dataclasses.replace(self.model.annotation, review=self.session.saved.review))
         if changed:
-            self._refresh_template()
+            self._show_ids(ids)
             if POINTS in self.viewer.layers:
                 self._number_points()
             self.changed.emit()
         return changed
 
-    def _refresh_template(self) -> None:
-        """After a save the layers hold exactly the saved objects: renumber uids to match."""
+    def _show_ids(self, ids: dict[str, np.ndarray]) -> None:
+        """After a save: the layers' rows carry their objects' ids and origins (a corrected box now looks it)."""
         self._muted = True
         try:
-            saved = self.session.saved.boxes  # the editable window's boxes, then parked, then hidden ones
-            shown = saved.subset(np.arange(len(saved)) < len(saved) - len(self.parked) - len(self.hidden))
-            self._template = ImageAnnotation(
-                self.session.saved.image_path, self.session.saved.width, self.session.saved.height,
-                self.session.saved.class_names, task=self.session.saved.task, boxes=shown,
-                masks=self.session.saved.masks, points=self.session.saved.points, grade=self.session.saved.grade,
-                regions=self.session.saved.regions, pixel_size_um=self.session.saved.pixel_size_um)
+            ann = self.model.annotation
             regions = self.viewer.layers[REGIONS] if REGIONS in self.viewer.layers else None
-            saved_regions = self.session.saved.regions
-            if regions is not None and len(regions.data) and len(saved_regions) == len(regions.data):
-                names = [r.name for r in saved_regions]
+            if regions is not None and len(regions.data) and len(ann.regions) == len(regions.data):
+                names = [r.name for r in ann.regions]
                 if regions.features.get("name") is None or list(regions.features["name"]) != names:
                     regions.features = pd.DataFrame({"name": names}, dtype=object)  # a new region's given name
                     regions.feature_defaults = {"name": ""}  # napari took the first row's as the default
                     regions.refresh_text()
-            for name in (BOXES, POINTS):
-                if name in self.viewer.layers:
-                    layer = self.viewer.layers[name]
-                    if len(layer.data):
-                        layer.features["uid"] = np.arange(len(layer.data))
-                        if name == BOXES:
-                            layer.features["origin"] = [Origin(int(o)).name.lower() for o in shown.origins]
-                            style_boxes(layer, self._template.class_names)  # a corrected box now looks it
+            for name, objects in ((BOXES, ann.boxes), (POINTS, ann.points)):
+                if name not in self.viewer.layers or name not in ids:
+                    continue
+                layer = self.viewer.layers[name]
+                if not len(layer.data) or len(ids[name]) != len(layer.data):
+                    continue
+                layer.features["id"] = ids[name]
+                order = np.argsort(objects.ids)
+                rows = order[np.searchsorted(objects.ids, ids[name], sorter=order)]
+                layer.features["origin"] = [Origin(int(o)).name.lower() for o in objects.origins[rows]]
+                if name == BOXES:
+                    style_boxes(layer, ann.class_names)
         finally:
             self._muted = False
 
@@ -333,12 +365,10 @@ class LayerController(QObject):
             self.apply(self.session.saved)
 
     def apply(self, ann: ImageAnnotation) -> None:
-        """Refill the layers from an annotation (after undo/redo or a prediction)."""
-        self._muted = True
-        try:
-            self._fill(ann)
-        finally:
-            self._muted = False
+        """Show an annotation of the current image (after undo/redo or a prediction) in its layers."""
+        if self.model is None:
+            return
+        self.model.reset(ann)
         self.changed.emit()
 
     def undo(self) -> bool:
@@ -358,31 +388,31 @@ class LayerController(QObject):
     def set_threshold(self, value: float) -> None:
         self.flush()
         self.score_threshold = float(value)
-        if self.session.saved is not None:
-            self.apply(self.current())
+        if self.model is not None:
+            self.model.set_threshold(self.score_threshold)
+            self.changed.emit()
 
     def drop_hidden(self) -> int:
         """Delete the model boxes below the threshold for good (one undoable edit)."""
-        n = len(self.hidden)
-        self.hidden = Boxes()
+        if self.model is None:
+            return 0
+        self.flush()
+        n = self.model.drop_hidden()
         self.commit()
         return n
 
     def accept_shown(self) -> int:
         """Mark the visible model boxes as checked by a person (origin corrected), and drop the hidden ones."""
-        shapes = self.viewer.layers[BOXES] if BOXES in self.viewer.layers else None
-        n = 0
-        if shapes is not None and len(shapes.data):
-            origins = shapes.features["origin"].astype(str).to_numpy()
-            n = int((origins == "model").sum())
-            shapes.features["origin"] = ["corrected" if o == "model" else o for o in origins]
-        self.hidden = Boxes()
+        if self.model is None:
+            return 0
+        self.flush()
+        n = self.model.accept_shown()
         self.commit()
         return n
 
     def relabel_selected(self, class_index: int) -> None:
         """Set the class of the selected boxes (or the drawing class when none is selected)."""
-        names = self._template.class_names
+        names = self._layer_classes or ()
         if not 0 <= class_index < len(names):
             return
         name = names[class_index]
@@ -422,38 +452,33 @@ class LayerController(QObject):
     # --- masks ---------------------------------------------------------------------
 
     def delete_instance(self, label: int) -> None:
-        self._edit_labels(lambda lab: maskops.delete_instance(lab, label))
+        self._mask_op(lambda m: m.delete_instance(label))
 
     def merge_instances(self, keep: int, other: int) -> None:
-        self._edit_labels(lambda lab: maskops.merge_instances(lab, keep, other))
+        self._mask_op(lambda m: m.merge_instances(keep, other))
 
     def split_instance(self, label: int, line_rc: np.ndarray) -> list[int]:
         """Cut an instance along a drawn line (``(row, col)`` vertices); returns the ids of the pieces
-        (:func:`cellcounter.maskops.split_instance`: the largest keeps the id, the others are new)."""
-        if MASKS not in self.viewer.layers or label <= 0:
+        (:meth:`cellcounter.editing.EditModel.split_instance`: the largest keeps the id)."""
+        if label <= 0:
             return []
-        lab = np.asarray(self.viewer.layers[MASKS].data)
-        out, ids = maskops.split_instance(lab, label, line_rc, self._max_id(lab) + 1)
-        if len(ids) > 1:
-            self.viewer.layers[MASKS].data = out
-            self._edited()
-        return ids
+        return self._mask_op(lambda m: m.split_instance(label, line_rc)) or []
 
     def new_instance_label(self) -> int:
+        """Set the brush to an id no instance of this image has had."""
+        if self.model is None or MASKS not in self.viewer.layers:
+            return 0
+        self._sync(self.model)  # what was painted with a fresh id is an instance by now
         layer = self.viewer.layers[MASKS]
-        layer.selected_label = self._max_id(np.asarray(layer.data)) + 1
+        layer.selected_label = self.model.new_instance_id()
         return layer.selected_label
 
-    def _max_id(self, lab: np.ndarray) -> int:
-        """The highest id in use now or in the saved state: a new instance must not reuse a removed one's id."""
-        saved = self._template.masks
-        return maskops.next_free_id(lab, saved.ids if saved is not None else None) - 1
-
-    def _edit_labels(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
-        if MASKS not in self.viewer.layers:
-            return
-        layer = self.viewer.layers[MASKS]
-        layer.data = fn(np.asarray(layer.data))
+    def _mask_op(self, op: Callable[[EditModel], object]):
+        """Run a mask operation on the model (with the layers' pending strokes taken in first); it is saved
+        with the next debounced commit, so a quick series of operations is one undo step."""
+        if self.model is None or MASKS not in self.viewer.layers or self.model.annotation.masks is None:
+            return None
+        self._sync(self.model)
+        result = op(self.model)
         self._edited()
-
-
+        return result

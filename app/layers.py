@@ -16,11 +16,11 @@ from cellcounter.annotations import (
     ImageAnnotation,
     InstanceMasks,
     Origin,
-    Points,
     flip_xy_rc,
     napari_rectangles_to_xyxy,
     xyxy_to_napari_rectangles,
 )
+from cellcounter.editing import NEW, EditModel
 from cellcounter.regions import Region
 from cellcounter.tasks import class_colours  # noqa: F401 - one palette, declared with the tasks
 
@@ -91,12 +91,13 @@ def describe_object(features, index: int, model_version: str | None) -> str:
     return text + (f", score {float(score):.2f}" if score is not None and np.isfinite(float(score)) else "")
 
 
-def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray) -> pd.DataFrame:
+def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | None, origins: np.ndarray,
+              ids: np.ndarray) -> pd.DataFrame:
     cat = pd.Categorical([ann.class_names[int(c)] for c in classes], categories=list(ann.class_names))
-    # uid: the object's index when the layer was filled; -1 for objects the user adds. It lets an edit
-    # of a model's object be told apart from a new one (provenance: corrected vs human).
+    # id: the object's id in the edit model (NEW for what the user adds); a pasted copy carries its original's
+    # id, and the edit model tells it apart.
     data = {"class": cat, "origin": pd.Series([Origin(int(o)).name.lower() for o in origins], dtype=object),
-            "uid": np.arange(len(classes), dtype=np.int64)}
+            "id": np.asarray(ids, dtype=np.int64)}
     if scores is not None:
         data["score"] = np.asarray(scores, dtype=float)
     return pd.DataFrame(data)
@@ -105,7 +106,7 @@ def _features(ann: ImageAnnotation, classes: np.ndarray, scores: np.ndarray | No
 def boxes_layer_data(ann: ImageAnnotation) -> tuple:
     """``(data, kwargs, 'shapes')`` for a Shapes layer of the boxes, coloured per class."""
     colours = class_colours(ann.class_names)
-    feats = _features(ann, ann.boxes.classes, ann.boxes.scores, ann.boxes.origins)
+    feats = _features(ann, ann.boxes.classes, ann.boxes.scores, ann.boxes.origins, ann.boxes.ids)
     kwargs = {
         "name": BOXES,
         "shape_type": "rectangle",
@@ -115,7 +116,7 @@ def boxes_layer_data(ann: ImageAnnotation) -> tuple:
         "face_color": "transparent",
         "edge_width": 2,  # restyled per origin by style_boxes once the layer exists
         "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human",
-                             "score": np.nan, "uid": -1},
+                             "score": np.nan, "id": NEW},
     }
     return list(xyxy_to_napari_rectangles(ann.boxes.xyxy)), kwargs, "shapes"
 
@@ -153,7 +154,7 @@ POINT_TEXT = {"string": "{num}", "size": 8, "color": "white", "anchor": "upper_l
 
 def points_layer_data(ann: ImageAnnotation) -> tuple:
     colours = class_colours(ann.class_names)
-    feats = _features(ann, ann.points.classes, None, ann.points.origins)
+    feats = _features(ann, ann.points.classes, None, ann.points.origins, ann.points.ids)
     feats["num"] = point_numbers(feats["class"].astype(str).to_numpy())
     kwargs = {
         "name": POINTS,
@@ -163,7 +164,7 @@ def points_layer_data(ann: ImageAnnotation) -> tuple:
         "size": 10,
         "text": POINT_TEXT,
         # a new mark is numbered on its save; 0 until then keeps the text encoding valid
-        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "uid": -1,
+        "feature_defaults": {"class": ann.class_names[0] if ann.class_names else "", "origin": "human", "id": NEW,
                              "num": 0},
     }
     return ann.points.rc.copy(), kwargs, "points"
@@ -241,77 +242,46 @@ def _classes_from(features: pd.DataFrame, n: int, class_names: tuple[str, ...]) 
     return np.array([class_names.index(str(c)) for c in features["class"]], dtype=np.int64)
 
 
-def _origins_from(features: pd.DataFrame, n: int) -> np.ndarray:
-    if n == 0 or "origin" not in features:
-        return np.full(n, Origin.HUMAN, dtype=np.uint8)
-    return np.array([Origin[str(o).upper()] for o in features["origin"]], dtype=np.uint8)
+def _ids_from(features: pd.DataFrame, n: int) -> np.ndarray:
+    if n == 0 or "id" not in features:
+        return np.full(n, NEW, dtype=np.int64)
+    return features["id"].fillna(NEW).to_numpy(np.int64)
 
 
-def _corrected(features: pd.DataFrame, n: int, xyxy: np.ndarray, classes: np.ndarray, origins: np.ndarray,
-               before: Boxes | None) -> np.ndarray:
-    """Model boxes whose position, size or class differs from when the layer was filled become corrected."""
-    if before is None or n == 0 or "uid" not in features:
-        return origins
-    uid = features["uid"].to_numpy(np.int64)
-    out = origins.copy()
-    editable = (origins == Origin.MODEL) | (origins == Origin.REFERENCE)  # a person's change makes it corrected
-    for i in np.nonzero(editable & (uid >= 0) & (uid < len(before)))[0]:
-        j = uid[i]
-        if classes[i] != before.classes[j] or not np.allclose(xyxy[i], before.xyxy[j], atol=0.5):
-            out[i] = Origin.CORRECTED
-    return out
+def sync_layers(model: EditModel, shapes=None, labels=None, points=None, regions=None,
+                box_scope: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Hand what the layers hold after a person's edits to the edit model; the ids of the layers' rows now.
+
+    ``box_scope``: the ids of the boxes the shapes layer was given (default: every box the model shows).
+    """
+    names = model.annotation.class_names
+    ids: dict[str, np.ndarray] = {}
+    if shapes is not None:
+        n = len(shapes.data)
+        xyxy = napari_rectangles_to_xyxy(shapes.data) if n else np.zeros((0, 4))
+        ids[BOXES] = model.update_boxes(xyxy, _classes_from(shapes.features, n, names),
+                                        _ids_from(shapes.features, n), box_scope)
+    if points is not None:
+        n = len(points.data)
+        rc = np.asarray(points.data)[:, -2:] if n else np.zeros((0, 2))
+        ids[POINTS] = model.update_points(rc, _classes_from(points.features, n, names), _ids_from(points.features, n))
+    if labels is not None:
+        model.paint(np.asarray(labels.data))
+    if regions is not None:
+        model.set_regions(regions_from_layer(regions))
+    return ids
 
 
 def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, points=None,
                            regions=None) -> ImageAnnotation:
-    """The annotation as the user left it in the layers (image, class names and size from ``template``).
+    """The annotation as the user left it in the layers filled from ``template`` (all its boxes shown).
 
-    ``template`` is the annotation the layers were filled from: model boxes changed since then are
-    marked corrected; objects the user added are human.
+    Model objects changed since then are marked corrected; objects the user added are human
+    (:class:`cellcounter.editing.EditModel`).
     """
-    names = template.class_names
-    boxes = Boxes()
-    if shapes is not None and len(shapes.data):
-        n = len(shapes.data)
-        scores = shapes.features["score"].to_numpy(float) if "score" in shapes.features else None
-        xyxy = napari_rectangles_to_xyxy(shapes.data)
-        classes = _classes_from(shapes.features, n, names)
-        origins = _corrected(shapes.features, n, xyxy, classes, _origins_from(shapes.features, n), template.boxes)
-        boxes = Boxes(xyxy, classes, scores, origins)
-    pts = Points()
-    if points is not None and len(points.data):
-        n = len(points.data)
-        pts = Points(np.asarray(points.data)[:, -2:], _classes_from(points.features, n, names),
-                     _origins_from(points.features, n))
-    masks = template.masks
-    if labels is not None:
-        lab = np.asarray(labels.data).astype(np.int32)
-        old = template.masks
-        if old is not None:
-            present = np.unique(lab)
-            keep = np.isin(old.ids, present)
-            kept = old.subset(keep) if not keep.all() else old
-            new_ids = np.setdiff1d(present, np.concatenate([[0], kept.ids]))
-            origins = kept.origins.copy()
-            if len(kept):  # a model instance whose pixels the user changed is a corrected one
-                n = int(max(lab.max(), old.label_image.max())) + 1
-                before = np.bincount(old.label_image.ravel(), minlength=n)[kept.ids]
-                after = np.bincount(lab.ravel(), minlength=n)[kept.ids]
-                origins[(origins == Origin.MODEL) & (before != after)] = Origin.CORRECTED
-            masks = InstanceMasks(
-                lab, np.concatenate([kept.ids, new_ids]), np.concatenate([kept.classes, np.zeros(len(new_ids), int)]),
-                np.concatenate([kept.scores, np.full(len(new_ids), np.nan)]),
-                np.concatenate([origins, np.full(len(new_ids), Origin.HUMAN, np.uint8)]),
-            )
-        else:
-            masks = InstanceMasks(lab)
-    return ImageAnnotation(
-        image_path=template.image_path, width=template.width, height=template.height, class_names=names,
-        task=template.task, boxes=boxes, masks=masks, points=pts, grade=template.grade,
-        content_hash=template.content_hash, pixel_size_um=template.pixel_size_um, review=template.review,
-        model_version=template.model_version, attributes=dict(template.attributes),
-        regions=regions_from_layer(regions) if regions is not None else list(template.regions),
-    )
+    model = EditModel(template, score_threshold=None)
+    sync_layers(model, shapes, labels, points, regions)
+    return model.annotation
 
 
 def image_title(path: str | Path) -> str:

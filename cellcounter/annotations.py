@@ -84,14 +84,38 @@ def _as_1d(values: Iterable | np.ndarray | None, n: int, dtype, fill) -> np.ndar
     return a
 
 
+def _object_ids(ids: Iterable | np.ndarray | None, n: int) -> np.ndarray:
+    if ids is None:
+        return np.arange(1, n + 1, dtype=np.int64)
+    a = _as_1d(ids, n, np.int64, 0)
+    if n and (a.min() <= 0 or len(np.unique(a)) != n):
+        raise ValueError("object ids must be positive and unique")
+    return a
+
+
+def _concat_ids(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b``'s ids after ``a``'s; those ``a`` already uses are renumbered past both."""
+    clash = np.isin(b, a)
+    if clash.any():
+        b = b.copy()
+        top = int(max(a.max(initial=0), b.max(initial=0)))
+        b[clash] = np.arange(top + 1, top + 1 + int(clash.sum()))
+    return np.concatenate([a, b])
+
+
 @dataclass
 class Boxes:
-    """Axis-aligned boxes with class ids, optional scores (NaN = none) and origins."""
+    """Axis-aligned boxes with class ids, optional scores (NaN = none), origins and ids.
+
+    ``ids`` name the objects of one image (positive, unique; 1..N when not given): an object keeps its id
+    through edits, saves and undo, so an editor tells a moved box from a new one. File formats ignore them.
+    """
 
     xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     classes: np.ndarray | None = None
     scores: np.ndarray | None = None
     origins: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float64).reshape(-1, 4)
@@ -99,6 +123,7 @@ class Boxes:
         self.classes = _as_1d(self.classes, n, np.int64, 0)
         self.scores = _as_1d(self.scores, n, np.float64, np.nan)
         self.origins = _as_1d(self.origins, n, np.uint8, Origin.HUMAN)
+        self.ids = _object_ids(self.ids, n)
 
     @classmethod
     def empty(cls) -> Boxes:
@@ -108,15 +133,22 @@ class Boxes:
         return len(self.xyxy)
 
     def subset(self, keep: np.ndarray) -> Boxes:
-        return Boxes(self.xyxy[keep], self.classes[keep], self.scores[keep], self.origins[keep])
+        return Boxes(self.xyxy[keep], self.classes[keep], self.scores[keep], self.origins[keep], self.ids[keep])
 
     def concat(self, other: Boxes) -> Boxes:
+        """Both sets of boxes; ``other``'s boxes whose ids are taken here get new ones."""
         return Boxes(
             np.concatenate([self.xyxy, other.xyxy]),
             np.concatenate([self.classes, other.classes]),
             np.concatenate([self.scores, other.scores]),
             np.concatenate([self.origins, other.origins]),
+            _concat_ids(self.ids, other.ids),
         )
+
+    def renumbered(self, first_id: int) -> Boxes:
+        """The same boxes with ids ``first_id``, ``first_id + 1``, ... (new objects joining an image)."""
+        return Boxes(self.xyxy, self.classes, self.scores, self.origins,
+                     np.arange(first_id, first_id + len(self), dtype=np.int64))
 
     def above(self, score_threshold: float | None) -> np.ndarray:
         """Boolean mask of boxes kept at ``score_threshold``; boxes without a score are always kept."""
@@ -124,13 +156,15 @@ class Boxes:
             return np.ones(len(self), dtype=bool)
         return np.isnan(self.scores) | (self.scores >= score_threshold)
 
-    def equals(self, other: Boxes, atol: float = 1e-6) -> bool:
+    def equals(self, other: Boxes, atol: float = 1e-6, same_ids: bool = False) -> bool:
+        """Same boxes in the same order; their ids too with ``same_ids`` (a store's change check)."""
         return (
             len(self) == len(other)
             and np.allclose(self.xyxy, other.xyxy, atol=atol)
             and np.array_equal(self.classes, other.classes)
             and np.allclose(self.scores, other.scores, atol=atol, equal_nan=True)
             and np.array_equal(self.origins, other.origins)
+            and (not same_ids or np.array_equal(self.ids, other.ids))
         )
 
 
@@ -217,7 +251,7 @@ class InstanceMasks:
                 s = slices[k - 1]
                 if s is not None:
                     xyxy[i] = [s[1].start, s[0].start, s[1].stop, s[0].stop]
-        return Boxes(xyxy, self.classes.copy(), self.scores.copy(), self.origins.copy())
+        return Boxes(xyxy, self.classes.copy(), self.scores.copy(), self.origins.copy(), self.ids.copy())
 
     def areas(self) -> np.ndarray:
         counts = np.bincount(self.label_image.ravel(), minlength=int(self.ids.max(initial=0)) + 1)
@@ -268,20 +302,25 @@ class InstanceMasks:
 
 @dataclass
 class Points:
-    """Click-count marks as ``(row, col)`` with class ids and origins."""
+    """Click-count marks as ``(row, col)`` with class ids, origins and ids (as :class:`Boxes`' ids)."""
 
     rc: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     classes: np.ndarray | None = None
     origins: np.ndarray | None = None
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.rc = np.asarray(self.rc, dtype=np.float64).reshape(-1, 2)
         n = len(self.rc)
         self.classes = _as_1d(self.classes, n, np.int64, 0)
         self.origins = _as_1d(self.origins, n, np.uint8, Origin.HUMAN)
+        self.ids = _object_ids(self.ids, n)
 
     def __len__(self) -> int:
         return len(self.rc)
+
+    def subset(self, keep: np.ndarray) -> Points:
+        return Points(self.rc[keep], self.classes[keep], self.origins[keep], self.ids[keep])
 
     @property
     def xy(self) -> np.ndarray:
@@ -291,12 +330,13 @@ class Points:
     def from_xy(cls, xy: np.ndarray, classes=None, origins=None) -> Points:
         return cls(flip_xy_rc(np.asarray(xy, dtype=np.float64).reshape(-1, 2)), classes, origins)
 
-    def equals(self, other: Points, atol: float = 1e-6) -> bool:
+    def equals(self, other: Points, atol: float = 1e-6, same_ids: bool = False) -> bool:
         return (
             len(self) == len(other)
             and np.allclose(self.rc, other.rc, atol=atol)
             and np.array_equal(self.classes, other.classes)
             and np.array_equal(self.origins, other.origins)
+            and (not same_ids or np.array_equal(self.ids, other.ids))
         )
 
 
@@ -459,7 +499,8 @@ def as_reference(ann: ImageAnnotation) -> ImageAnnotation:
     if masks is not None:
         masks = InstanceMasks(masks.label_image, masks.ids, masks.classes, masks.scores, ref(masks.origins))
     return dataclasses.replace(ann, boxes=Boxes(ann.boxes.xyxy, ann.boxes.classes, ann.boxes.scores,
-                                                ref(ann.boxes.origins)),
-                               points=Points(ann.points.rc, ann.points.classes, ref(ann.points.origins)),
+                                                ref(ann.boxes.origins), ann.boxes.ids),
+                               points=Points(ann.points.rc, ann.points.classes, ref(ann.points.origins),
+                                             ann.points.ids),
                                masks=masks, attributes=dict(ann.attributes))
 

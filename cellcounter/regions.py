@@ -155,8 +155,6 @@ def keep_inside(ann: ImageAnnotation, regions: list[Region]) -> ImageAnnotation:
     """``ann`` with only the objects whose centre lies in one of ``regions`` (the others dropped)."""
     import dataclasses
 
-    from cellcounter.annotations import Points
-
     if not regions:
         return ann
 
@@ -169,9 +167,8 @@ def keep_inside(ann: ImageAnnotation, regions: list[Region]) -> ImageAnnotation:
 
     centres = _centres(ann)
     masks = ann.masks.subset(inside("masks")) if "masks" in centres else ann.masks
-    k = inside("points")
-    points = Points(ann.points.rc[k], ann.points.classes[k], ann.points.origins[k])
-    return dataclasses.replace(ann, boxes=ann.boxes.subset(inside("boxes")), masks=masks, points=points,
+    return dataclasses.replace(ann, boxes=ann.boxes.subset(inside("boxes")), masks=masks,
+                               points=ann.points.subset(inside("points")),
                                regions=list(regions), attributes=dict(ann.attributes))
 
 

@@ -26,25 +26,25 @@ def unpack(blob: bytes) -> dict[str, np.ndarray]:
 
 
 def boxes_blob(b: Boxes) -> bytes:
-    return pack(xyxy=b.xyxy, classes=b.classes, scores=b.scores, origins=b.origins)
+    return pack(xyxy=b.xyxy, classes=b.classes, scores=b.scores, origins=b.origins, ids=b.ids)
 
 
 def blob_boxes(blob: bytes | None) -> Boxes:
     if not blob:
         return Boxes()
     d = unpack(blob)
-    return Boxes(d["xyxy"], d["classes"], d["scores"], d["origins"])
+    return Boxes(d["xyxy"], d["classes"], d["scores"], d["origins"], d.get("ids"))  # no ids: saved by an older version
 
 
 def points_blob(p: Points) -> bytes:
-    return pack(rc=p.rc, classes=p.classes, origins=p.origins)
+    return pack(rc=p.rc, classes=p.classes, origins=p.origins, ids=p.ids)
 
 
 def blob_points(blob: bytes | None) -> Points:
     if not blob:
         return Points()
     d = unpack(blob)
-    return Points(d["rc"], d["classes"], d["origins"])
+    return Points(d["rc"], d["classes"], d["origins"], d.get("ids"))
 
 
 def masks_blob(m: InstanceMasks | None) -> bytes | None:

@@ -327,9 +327,9 @@ class Project:
                 if kind == "masks":
                     same = _masks_same(old.masks, ann.masks)
                 elif kind == "boxes":
-                    same = old.boxes.equals(ann.boxes, atol=0)
+                    same = old.boxes.equals(ann.boxes, atol=0, same_ids=True)
                 elif kind == "points":
-                    same = old.points.equals(ann.points, atol=0)
+                    same = old.points.equals(ann.points, atol=0, same_ids=True)
                 else:
                     same = old_parts[kind] == new_parts[kind]
                 if same:

@@ -107,11 +107,13 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
 
 def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_version: str) -> ImageAnnotation:
     """The stored labels with a new prediction: it replaces the model's earlier objects; human and corrected
-    ones stay, and a grade a person set is kept."""
+    ones stay, with their ids, and a grade a person set is kept. The new objects' ids follow all the stored
+    ones', so no new object takes the id of one the image held before."""
     merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
                              task=pred.task or saved.task, review=saved.review, model_version=model_version,
                              pixel_size_um=saved.pixel_size_um, regions=list(saved.regions))
-    merged.boxes = saved.boxes.subset(saved.boxes.origins != Origin.MODEL).concat(pred.boxes)
+    first = int(saved.boxes.ids.max(initial=0)) + 1
+    merged.boxes = saved.boxes.subset(saved.boxes.origins != Origin.MODEL).concat(pred.boxes.renumbered(first))
     merged.points = saved.points
     merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks
     human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
@@ -120,20 +122,22 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
 
 
 def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMasks:
-    """Human and corrected instances stay on top; predicted ones fill the pixels left free."""
-    if saved is None or len(saved) == 0 or not (saved.origins != Origin.MODEL).any():
+    """Human and corrected instances stay on top, with their ids; predicted ones fill the pixels left free,
+    numbered after every stored id."""
+    if saved is None:
         return pred
-    kept = saved.subset(saved.origins != Origin.MODEL).relabelled()
-    lab = kept.label_image.copy()
-    offset = int(lab.max())
+    kept = saved.subset(saved.origins != Origin.MODEL)
+    offset = int(max(saved.ids.max(initial=0), saved.label_image.max(initial=0)))
     p = pred.relabelled()
+    lab = kept.label_image.copy()
     free = (lab == 0) & (p.label_image > 0)
     lab[free] = p.label_image[free] + offset
-    ids = np.unique(lab[lab > 0])
-    pred_sel = ids[ids > offset] - offset - 1
-    return InstanceMasks(lab, ids, np.concatenate([kept.classes, p.classes[pred_sel]]),
-                         np.concatenate([kept.scores, p.scores[pred_sel]]),
-                         np.concatenate([kept.origins, p.origins[pred_sel]]))
+    present = np.zeros(len(p) + 1, dtype=bool)
+    present[np.unique(p.label_image[free])] = True
+    sel = np.nonzero(present[1:])[0]
+    return InstanceMasks(lab, np.concatenate([kept.ids, sel + 1 + offset]),
+                         np.concatenate([kept.classes, p.classes[sel]]), np.concatenate([kept.scores, p.scores[sel]]),
+                         np.concatenate([kept.origins, p.origins[sel]]))
 
 
 def check_job(project: Project, job: PredictionJob, pred: ImageAnnotation, force: bool = False) -> None:

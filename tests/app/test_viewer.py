@@ -64,7 +64,7 @@ def test_a_refill_updates_the_shown_layers_in_place_with_class_colours(make_napa
     session, first = Session.open_path(ann.image_path, "nuclei")
     ctl = LayerController(viewer, session)
     ctl.show(first)
-    ann.class_names = ctl._template.class_names
+    ann.class_names = ctl.model.annotation.class_names
     ann.boxes.classes[:] = 0
     ann.points.classes[:] = 0
     ann.masks.classes[:] = 0
