@@ -82,7 +82,7 @@ def print_event(ev: TrainEvent, quiet: bool = False) -> None:
     if ev.kind == "eval":
         shown = {k: v for k, v in ev.metrics.items() if k not in ("confusion", "task")}
         print(f"validation at step {ev.step}: {json.dumps(shown)}", file=sys.stderr)
-    elif ev.kind in ("start", "stopped", "done", "checkpoint") and (ev.kind != "checkpoint" or not quiet):
+    elif ev.kind in ("prepare", "start", "stopped", "done", "checkpoint") and (ev.kind != "checkpoint" or not quiet):
         print(f"{ev.kind}: {ev.message}", file=sys.stderr)
 
 

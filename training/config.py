@@ -54,6 +54,8 @@ class TrainConfig:
     prior_probability: float = 0.01
     frozen_bn: bool = True
     detections_per_img: int = 0  # 0: the model kind's default
+    ignore_unlabelled: str = ""  # boxes: a model whose confident detections overlapping no label the loss skips
+    ignore_min_score: float = 0.5  # boxes: the score (after the model's calibration) that makes such a detection
 
     # optimisation
     epochs: int = 10

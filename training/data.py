@@ -42,6 +42,7 @@ class Split:
     val_names: list[str]
 
 
+IGNORE_LABEL = -1  # an ignore box travelling through the augmentations beside the labelled ones
 PROJECT_PREFIX = "project:"  # data="project:PATH": the reviewed images of a project
 
 
@@ -216,10 +217,15 @@ def _image_tensor(img: np.ndarray) -> tv_tensors.Image:
 
 
 class DetectionDataset(_Seeded):
-    """Images with boxes: ``(image (3, H, W) float, {"boxes", "labels"})``; labels 0-based (RetinaNet)."""
+    """Images with boxes: ``(image (3, H, W) float, {"boxes", "labels"[, "ignore"]})``; labels 0-based (RetinaNet).
 
-    def __init__(self, loaders, cfg, train):
+    ``ignore`` (image path to ``x1 y1 x2 y2`` boxes) marks unlabelled objects the loss must skip; they follow
+    every augmentation as boxes of label -1 and come out as the target's ``ignore``.
+    """
+
+    def __init__(self, loaders, cfg, train, ignore: dict[str, np.ndarray] | None = None):
         super().__init__(loaders, cfg, train)
+        self.ignore = ignore or {}
         steps: list = []
         if train:
             steps += _flips(cfg) + _colour(cfg)
@@ -233,8 +239,11 @@ class DetectionDataset(_Seeded):
 
     def _raw(self, i: int):
         img, ann = self.loaders[i]()
-        return _image_tensor(img), {"boxes": torch.as_tensor(ann.boxes.xyxy, dtype=torch.float32).reshape(-1, 4),
-                                    "labels": torch.as_tensor(ann.boxes.classes, dtype=torch.int64)}
+        ignore = self.ignore.get(ann.image_path, np.zeros((0, 4)))
+        boxes = np.concatenate([ann.boxes.xyxy.reshape(-1, 4), ignore.reshape(-1, 4)])
+        labels = np.concatenate([ann.boxes.classes, np.full(len(ignore), IGNORE_LABEL)])
+        return _image_tensor(img), {"boxes": torch.as_tensor(boxes, dtype=torch.float32),
+                                    "labels": torch.as_tensor(labels, dtype=torch.int64)}
 
     def sample(self, i, rng):
         if self.train and self.cfg.mosaic_p and rng.random() < self.cfg.mosaic_p and len(self) >= 4:
@@ -247,8 +256,12 @@ class DetectionDataset(_Seeded):
         h, w = image.shape[-2:]
         boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w))
         image, out = self.transform(image, {"boxes": boxes, "labels": target["labels"]})
-        return image.as_subclass(torch.Tensor), {"boxes": out["boxes"].as_subclass(torch.Tensor),
-                                                 "labels": out["labels"]}
+        b, lab = out["boxes"].as_subclass(torch.Tensor), out["labels"]
+        labelled = lab != IGNORE_LABEL
+        target = {"boxes": b[labelled], "labels": lab[labelled]}
+        if self.ignore:
+            target["ignore"] = b[~labelled]
+        return image.as_subclass(torch.Tensor), target
 
 
 class InstanceDataset(_Seeded):

@@ -41,13 +41,16 @@ from training.config import TrainConfig
 from training.data import DetectionDataset, GradeDataset, InstanceDataset, collate_grades, collate_lists, load_split
 from training.recipes import apply_recipe
 from training.setup import build_for_training, make_optimizer, make_scheduler, set_trunk_trainable
+from training.unlabelled import ignore_regions
 
 BEST_METRIC = {"boxes": "map50", "masks": "mask_ap50", "grade": "qwk"}
 
 
 @dataclass
 class TrainEvent:
-    kind: str  # start, step, eval, base_eval (the start model on its own validation images), checkpoint, stopped, done
+    # prepare (work before the first step), start, step, eval, base_eval (the start model on its own
+    # validation images), checkpoint, stopped, done
+    kind: str
     step: int = 0
     total_steps: int = 0
     epoch: int = 0
@@ -164,7 +167,13 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     base_val = guard.val if isinstance(guard, BaseCheck) and is_main else []
     mcfg = card.config
     if task.kind == "boxes":
-        ds = DetectionDataset(split.train, cfg, train=True)
+        ignore = None
+        if cfg.ignore_unlabelled and is_main:
+            yield TrainEvent("prepare", 0, 0, 0, cfg.epochs, message=f"finding unlabelled objects with "
+                             f"{cfg.ignore_unlabelled} in {len(set(split.train_names))} training images")
+        if cfg.ignore_unlabelled:
+            ignore = ignore_regions(cfg.ignore_unlabelled, split.train, cfg.ignore_min_score, out, device)
+        ds = DetectionDataset(split.train, cfg, train=True, ignore=ignore)
         collate = collate_lists
     elif mcfg.kind == "unet":
         from training.dense import DenseDataset, collate_dense

@@ -58,7 +58,7 @@ def cmd_train(args) -> int:
             elif ev.kind in ("eval", "base_eval"):
                 print(f"validation at step {ev.step}{' ' + ev.message if ev.message else ''}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in ev.metrics.items() if isinstance(v, float)), flush=True)
-            elif ev.kind == "start":
+            elif ev.kind in ("prepare", "start"):
                 print(ev.message, flush=True)
             elif ev.kind == "stopped":
                 print(f"stopped; resume with: {command_line(cfg)} --resume")

@@ -208,7 +208,7 @@ class TrainPanel(QWidget):
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
         elif ev.kind == "base_eval":
             self.status.setText(f"{ev.message}: {self._short(ev.metrics)}")
-        elif ev.kind == "start":
+        elif ev.kind in ("prepare", "start"):
             self.status.setText(ev.message)
         elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
             self._register(ev.model_dir)

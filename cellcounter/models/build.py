@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection._utils import Matcher
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import TwoMLPHead, FastRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
@@ -16,7 +17,7 @@ from torchvision.models.detection.retinanet import (
     RetinaNetHead,
     RetinaNetRegressionHead,
 )
-from torchvision.ops import sigmoid_focal_loss
+from torchvision.ops import box_iou, sigmoid_focal_loss
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
@@ -84,13 +85,39 @@ class FocalClassificationHead(RetinaNetClassificationHead):
         return sum(losses) / len(targets)
 
 
+class IgnoringHead(RetinaNetHead):
+    """RetinaNet's head whose losses skip anchors inside a target's ``ignore`` boxes (unlabelled objects).
+
+    An anchor that matched no label but overlaps an ignore box as much as a label would need to make it
+    anything but background (IoU 0.4, the matcher's lower threshold) counts neither as object nor as
+    background, like the anchors between the matcher's two thresholds. Without ``ignore`` boxes it is
+    torchvision's head.
+    """
+
+    IGNORE_IOU = 0.4
+
+    def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+        matched_idxs = [_ignoring(t.get("ignore"), a, m, self.IGNORE_IOU)
+                        for t, a, m in zip(targets, anchors, matched_idxs)]
+        return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+
+
+def _ignoring(ignore, anchors, matched, min_iou: float):
+    if ignore is None or ignore.numel() == 0:
+        return matched
+    overlap = box_iou(ignore.to(anchors.dtype), anchors).max(0).values
+    matched = matched.clone()
+    matched[(matched == Matcher.BELOW_LOW_THRESHOLD) & (overlap >= min_iou)] = Matcher.BETWEEN_THRESHOLDS
+    return matched
+
+
 def build_detector(cfg: DetectorConfig) -> RetinaNet:
     backbone = _fpn_backbone(cfg.backbone, cfg.frozen_bn, cfg.fpn_channels, [2, 3, 4],
                              LastLevelP6P7(cfg.fpn_channels, cfg.fpn_channels))
     sizes = detector_anchor_sizes(cfg)
     anchors = AnchorGenerator(sizes, (tuple(cfg.aspect_ratios),) * len(sizes))
     n_anchors = anchors.num_anchors_per_location()[0]
-    head = RetinaNetHead(cfg.fpn_channels, n_anchors, cfg.num_classes)
+    head = IgnoringHead(cfg.fpn_channels, n_anchors, cfg.num_classes)
     head.classification_head = FocalClassificationHead(cfg.fpn_channels, n_anchors, cfg.num_classes,
                                                        cfg.prior_probability, cfg.focal_alpha, cfg.focal_gamma)
     head.regression_head = RetinaNetRegressionHead(cfg.fpn_channels, n_anchors)
