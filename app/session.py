@@ -99,11 +99,11 @@ class Session:
         """Save ``ann`` as the current image's labels; undoable. Returns the parts that changed."""
         if self.current_id is None or self.saved is None:
             raise CellCounterError("no image is open")
-        before = self.saved
-        changed, stored = self.project.commit(self.current_id, ann, origin=origin)
+        before, packed = self.saved, {}
+        changed, stored = self.project.commit(self.current_id, ann, origin=origin, replaced=packed)
         if changed:
             self.saved = stored
-            self.history.record(self.current_id, before, self.saved)
+            self.history.record(self.current_id, before, self.saved, packed)
         return changed
 
     def can_undo(self) -> bool:

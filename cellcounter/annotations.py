@@ -88,7 +88,7 @@ def _object_ids(ids: Iterable | np.ndarray | None, n: int) -> np.ndarray:
     if ids is None:
         return np.arange(1, n + 1, dtype=np.int64)
     a = _as_1d(ids, n, np.int64, 0)
-    if n and (a.min() <= 0 or len(np.unique(a)) != n):
+    if n and (a.min() <= 0 or (not (np.diff(a) > 0).all() and len(np.unique(a)) != n)):  # rising: unique
         raise ValueError("object ids must be positive and unique")
     return a
 

@@ -310,8 +310,13 @@ class Project:
         """Store ``ann`` as the image's current labels; one event per changed part. Returns the parts changed."""
         return self.commit(image_id, ann, origin)[0]
 
-    def commit(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> tuple[list[str], ImageAnnotation]:
-        """:meth:`save`, returning also the labels as now stored, so that an editor need not load them again."""
+    def commit(self, image_id: int, ann: ImageAnnotation, origin: str = "human",
+               replaced: dict | None = None) -> tuple[list[str], ImageAnnotation]:
+        """:meth:`save`, returning also the labels as now stored, so that an editor need not load them again.
+
+        ``replaced``, when given, receives the previous state's stored boxes and points as the bytes the file
+        held (an undo history keeps them without serialising the same state again).
+        """
         conn = self._write()
         old = self.load(image_id)
         if (ann.width, ann.height) != (old.width, old.height):
@@ -321,6 +326,8 @@ class Project:
                      "masks": ser.masks_blob(ann.masks), "grade": ser.grade_json(ann.grade),
                      "regions": regions_json(ann.regions)}
         old_parts = self._stored_parts(image_id, old)
+        if replaced is not None:
+            replaced.update({k: old_parts[k] for k in ("boxes", "points")})
         changed = []
         with _tx(conn, self.path):
             for kind in ("boxes", "masks", "points", "grade", "regions"):

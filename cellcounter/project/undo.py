@@ -35,10 +35,14 @@ class UndoStep:
                 + len(self.regions or ""))
 
 
-def describe(state: ImageAnnotation, neighbour: ImageAnnotation) -> UndoStep:
-    """``state`` as a step that :func:`rebuild` turns back into it, given ``neighbour``."""
+def describe(state: ImageAnnotation, neighbour: ImageAnnotation, packed: dict | None = None) -> UndoStep:
+    """``state`` as a step that :func:`rebuild` turns back into it, given ``neighbour``; ``packed``: ``state``'s
+    boxes and points as a store already serialised them (packing 100,000 boxes again costs 0.1 s)."""
+    packed = packed or {}
     diff = None if state.masks is None and neighbour.masks is None else ser.mask_diff(state.masks, neighbour.masks)
-    return UndoStep(ser.boxes_blob(state.boxes), ser.points_blob(state.points), ser.grade_json(state.grade), diff,
+    boxes = packed.get("boxes") or ser.boxes_blob(state.boxes)
+    points = packed.get("points") or ser.points_blob(state.points)
+    return UndoStep(bytes(boxes), bytes(points), ser.grade_json(state.grade), diff,
                     state.review, tuple(state.class_names), state.model_version, regions_json(state.regions))
 
 
@@ -63,10 +67,12 @@ class UndoHistory:
         self.depth = depth
         self._stacks: dict[int, _Stacks] = {}
 
-    def record(self, image_id: int, before: ImageAnnotation, after: ImageAnnotation) -> None:
-        """An edit took ``image_id`` from ``before`` to ``after``: ``before`` can be returned to; redo is gone."""
+    def record(self, image_id: int, before: ImageAnnotation, after: ImageAnnotation,
+               packed: dict | None = None) -> None:
+        """An edit took ``image_id`` from ``before`` to ``after``: ``before`` can be returned to; redo is gone.
+        ``packed``: ``before``'s serialised boxes and points, where at hand (:func:`describe`)."""
         stacks = self._stacks.setdefault(image_id, _Stacks())
-        stacks.done.append(describe(before, after))
+        stacks.done.append(describe(before, after, packed))
         del stacks.done[:-self.depth]
         stacks.undone.clear()
 
