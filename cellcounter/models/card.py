@@ -49,13 +49,20 @@ class ModelCard:
     weights_dtype: str = "float32"
     # per class, the score that counts best on validation images; the predictor maps it to 0.5
     score_calibration: dict[str, float] = field(default_factory=dict)
+    # keys a person or another tool wrote that this version does not know (a licence, an intended use):
+    # kept as they are when a command rewrites the card
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def config(self) -> ModelConfig:
         return config_from_dict(self.architecture)
 
     def to_json(self) -> str:
-        return json.dumps({"format": "cellcounter-model", "format_version": FORMAT_VERSION, **asdict(self)}, indent=2)
+        known = asdict(self)
+        extra = known.pop("extra")
+        out = {"format": "cellcounter-model", "format_version": FORMAT_VERSION, **known}
+        out.update({k: v for k, v in extra.items() if k not in out})
+        return json.dumps(out, indent=2) + "\n"
 
     @classmethod
     def from_file(cls, path: Path) -> ModelCard:
@@ -73,9 +80,10 @@ class ModelCard:
             raise FormatError(path, "model card from a newer cellcounter; update to use this model")
         d.pop("format", None)
         d.pop("format_version", None)
-        known = set(cls.__dataclass_fields__)
+        known = set(cls.__dataclass_fields__) - {"extra"}
         try:
-            card = cls(**{k: v for k, v in d.items() if k in known})
+            card = cls(**{k: v for k, v in d.items() if k in known},
+                       extra={k: v for k, v in d.items() if k not in known})
             _check_fields(card)
             cfg = card.config  # validates the architecture
         except (TypeError, CellCounterError) as exc:

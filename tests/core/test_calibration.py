@@ -86,10 +86,15 @@ def test_calibrate_writes_the_thresholds_into_the_card_and_counts_improve(model,
             f"<annotation><filename>{i}.jpg</filename><size><width>160</width><height>120</height><depth>3</depth>"
             "</size><object><name>WBC</name><bndbox><xmin>10</xmin><ymin>10</ymin><xmax>50</xmax><ymax>50</ymax>"
             "</bndbox></object></annotation>")
+    written = json.loads((model / "card.json").read_text())
+    written["licence"] = "CC-BY 4.0, lab of X"  # a key a person added, unknown to this version
+    (model / "card.json").write_text(json.dumps(written))
     assert main(["calibrate", "--task", "blood", "--model", str(model), "--data", str(folder), "--write",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    card = json.loads((model / "card.json").read_text())
+    text = (model / "card.json").read_text()
+    card = json.loads(text)
+    assert card["licence"] == "CC-BY 4.0, lab of X" and text.endswith("}\n")  # kept; a text file's last line
     assert card["score_calibration"] == report["score_calibration"] and set(card["score_calibration"]) == set(NAMES)
     for r in report["per_class"].values():
         assert r["count_mae_calibrated"] <= r["count_mae_at_0.5"]
