@@ -68,10 +68,9 @@ def _file_trained_card(init: str) -> ModelCard:
     return card
 
 
-def base_sets(init: str, task: str) -> BaseSets | str:
-    """The start model's own training and validation images, or why they cannot be had here."""
-    from training.data import _source_split
-
+def _locate(init: str, task: str) -> tuple[str, TrainConfig, list[Path], str] | str:
+    """Where the start model's data are on this machine (its name, the split settings, the folders and the
+    data as its card wrote it), or why they cannot be had here; nothing is read yet."""
     card = _file_trained_card(init)
     who = f"{card.name}@{card.version}"
     recorded = (card.training or {}).get("config") or {}
@@ -91,15 +90,35 @@ def base_sets(init: str, task: str) -> BaseSets | str:
         setattr(cfg, key, split)
     if recorded.get("val"):
         return f"{who} was validated on a separate set ({recorded['val']}); its split cannot be rebuilt"
-    from cellcounter.tasks import get_task
-
-    train: list[ImageAnnotation] = []
-    val: list[ImageAnnotation] = []
+    folders = []
     for part in [d.strip() for d in data.split(",") if d.strip()]:
         folder = _find(part)
         if folder is None:
             return (f"{who}'s training data ({part}) is not on this machine "
                     "(set CELLCOUNTER_DATA to the folder holding it)")
+        folders.append(folder)
+    return who, cfg, folders, data
+
+
+def rehearsal_unavailable(init: str, task: str) -> str | None:
+    """Why ``init``'s own training data cannot be rehearsed here, or ``None``: checked before a run starts,
+    so a refusal comes at once instead of from the run."""
+    found = _locate(init, task)
+    return found if isinstance(found, str) else None
+
+
+def base_sets(init: str, task: str) -> BaseSets | str:
+    """The start model's own training and validation images, or why they cannot be had here."""
+    from cellcounter.tasks import get_task
+    from training.data import _source_split
+
+    found = _locate(init, task)
+    if isinstance(found, str):
+        return found
+    who, cfg, folders, data = found
+    train: list[ImageAnnotation] = []
+    val: list[ImageAnnotation] = []
+    for folder in folders:
         tr, va = _source_split(cfg, folder, get_task(task).class_names)
         train += tr
         val += va

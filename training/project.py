@@ -16,6 +16,7 @@ from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
+from training.base import rehearsal_unavailable
 from training.config import TrainConfig
 from training.data import PROJECT_PREFIX
 from training.loop import TrainEvent, iter_training
@@ -64,6 +65,12 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     # the recipe it would become the recipe's 30)
     cfg = apply_recipe(cfg, explicit={"task", "data", "out", "recipe", "epochs", "init", "val_split", "name",
                                       "rehearsal"})
+    if cfg.rehearsal:
+        if start == "none":
+            raise CellCounterError("rehearsal is not possible: a run from scratch has no start model to rehearse")
+        why = rehearsal_unavailable(start, task)
+        if why:
+            raise CellCounterError(f"rehearsal is not possible: {why}")
     return cfg, anns, ids
 
 

@@ -74,3 +74,26 @@ def test_a_run_that_forgot_shows_both_figures_and_make_active_asks_first(open_wi
     monkeypatch.setattr(panel, "confirm_activation", lambda warning: asked.append(warning) or False)
     panel.activate()  # declined: nothing changes
     assert asked and "map50 0.700 (was 0.880)" in asked[0] and panel.activate_b.isEnabled()
+
+
+def test_rehearsal_that_cannot_be_had_is_refused_at_start_not_from_the_run(open_window, tmp_path, monkeypatch):
+    """A start model whose card records no training data on files cannot be rehearsed: Start says so at once
+    and starts nothing (no child process to wait for)."""
+    import app.widgets.train as train_panel
+    from tests.core.conftest import make_tiny_model
+
+    for name in ("a", "b"):
+        Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / f"{name}.png")
+    _, win, first = open_window(tmp_path)
+    for image_id in win.session.queue():
+        win.show_image(image_id)
+        win.controller.set_review("reviewed")
+    tiny = make_tiny_model("detector", tmp_path / "tiny")
+    panel = win.train
+    panel.base.addItem("tiny", str(tiny))
+    panel.base.setCurrentIndex(panel.base.count() - 1)
+    panel.rehearsal.setValue(0.5)
+    shown = []
+    monkeypatch.setattr(train_panel, "show_error", shown.append)
+    assert panel.start() is None and panel.worker is None
+    assert len(shown) == 1 and "rehearsal is not possible" in shown[0] and "records no training data" in shown[0]
