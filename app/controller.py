@@ -293,14 +293,18 @@ class LayerController(QObject):
 
     def _sync(self, model: EditModel) -> dict[str, np.ndarray]:
         layers = self.viewer.layers
-        self._syncing = model is self.model
+        own = model is self.model
+        self._syncing = own
         try:
-            return sync_layers(model, shapes=layers[BOXES] if BOXES in layers else None,
-                               labels=layers[MASKS] if MASKS in layers else None,
-                               points=layers[POINTS] if POINTS in layers else None,
-                               regions=layers[REGIONS] if REGIONS in layers else None, box_scope=self._window_ids)
+            ids = sync_layers(model, shapes=layers[BOXES] if BOXES in layers else None,
+                              labels=layers[MASKS] if MASKS in layers else None,
+                              points=layers[POINTS] if POINTS in layers else None,
+                              regions=layers[REGIONS] if REGIONS in layers else None, box_scope=self._window_ids)
         finally:
             self._syncing = False
+        if own and BOXES in ids:
+            self._window_ids = ids[BOXES]  # the boxes the layer holds now, drawn ones included
+        return ids
 
     def current(self) -> ImageAnnotation | None:
         """The labels as the layers show them now, saved or not (reading leaves the edit model alone)."""

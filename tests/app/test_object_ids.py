@@ -54,6 +54,14 @@ def test_a_pasted_copy_and_a_drawn_box_are_new_objects_with_new_ids(open_window,
     saved = win.session.saved.boxes
     new = ~np.isin(saved.ids, [5, 6, 7])
     assert new.sum() == 2 and (saved.origins[new] == Origin.HUMAN).all()
+    # a later edit of a box drawn earlier edits that box, without making a copy of it
+    data = [np.array(d) for d in viewer.layers[BOXES].data]
+    data[3] = data[3] + 2
+    viewer.layers[BOXES].data = data
+    ctl.flush()
+    again = win.session.saved.boxes
+    assert len(again) == 5 and sorted(again.ids.tolist()) == sorted([7, *ids])
+    assert viewer.layers[BOXES].features["id"].tolist() == ids
 
 
 def test_reading_the_live_counts_leaves_the_model_alone_until_the_save(open_window, voc_folder):
