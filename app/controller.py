@@ -46,6 +46,7 @@ class LayerController(QObject):
         self._window_ids = np.zeros(0, dtype=np.int64)  # ids of the boxes in the editable Shapes layer
         self._layer_classes: tuple[str, ...] | None = None  # the class names the layers were built for
         self._muted = False
+        self._syncing = False  # the model is taking in the layers' edits: nothing to redraw
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
@@ -109,8 +110,6 @@ class LayerController(QObject):
                 self._fill()
         finally:
             self._muted = False
-
-    _syncing = False
 
     def _fill(self) -> None:
         ann = self.model.annotation
