@@ -84,10 +84,13 @@ class RawDetections:
     classes: np.ndarray
     masks: np.ndarray | None = None
     label: np.ndarray | None = None
+    slices: list | None = None  # ndimage.find_objects of ``label``, when already at hand
 
     def instance_masks(self, threshold: float) -> Iterator[tuple[int, np.ndarray, int, int]]:
         """Each detection's binary mask with the image row and column of its top-left corner, surest first."""
-        objects = ndimage.find_objects(self.label) if self.label is not None else None
+        objects = None
+        if self.label is not None:
+            objects = self.slices if self.slices is not None else ndimage.find_objects(self.label)
         for i in np.argsort(-self.scores, kind="stable"):
             if objects is not None:
                 sl = objects[i]
@@ -200,12 +203,13 @@ class Predictor:
         cfg = self.config
         fg, dist = self.maps(image)
         label, scores = instances_from_maps(fg, dist, cfg.fg_threshold, cfg.marker_threshold, cfg.min_area)
-        boxes = np.array([[sl[1].start, sl[0].start, sl[1].stop, sl[0].stop] for sl in ndimage.find_objects(label)],
+        slices = ndimage.find_objects(label)
+        boxes = np.array([[sl[1].start, sl[0].start, sl[1].stop, sl[0].stop] for sl in slices],
                          np.float64).reshape(-1, 4)
         classes = np.zeros(len(scores), np.int64)
         if self.score_thresholds is not None:
             scores = calibrate_scores(scores, classes, self.score_thresholds)
-        return RawDetections(boxes, scores, classes, None, label)
+        return RawDetections(boxes, scores, classes, None, label, slices)
 
     def grade_probabilities(self, image: np.ndarray) -> np.ndarray:
         cfg = self.config
