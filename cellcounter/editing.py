@@ -29,8 +29,8 @@ _CORRECTABLE = (Origin.MODEL, Origin.REFERENCE)  # origins a person's change tur
 class EditEvent:
     """One change: its kind and the ids of the objects added, removed and changed.
 
-    Kinds: ``boxes``, ``points`` and ``masks`` name ids; ``regions``, ``image`` (grade, review and other
-    parts), ``threshold`` (what is shown) and ``reset`` (everything new) name none.
+    Kinds: ``boxes``, ``points`` and ``masks`` name ids; ``regions``, ``threshold`` (what is shown) and
+    ``reset`` (everything new) name none.
     """
 
     kind: str
@@ -84,11 +84,6 @@ class EditModel:
         self._raise_top(ann)
         return self._emit(EditEvent("reset"))
 
-    def replace(self, **parts) -> EditEvent:
-        """Set parts that are not objects (grade, review, regions, ...) without an object event of their own."""
-        self._ann = dataclasses.replace(self._ann, **parts)
-        return self._emit(EditEvent("regions" if set(parts) == {"regions"} else "image"))
-
     def _raise_top(self, ann: ImageAnnotation) -> None:
         self._top["boxes"] = max(self._top["boxes"], int(ann.boxes.ids.max(initial=0)))
         self._top["points"] = max(self._top["points"], int(ann.points.ids.max(initial=0)))
@@ -112,9 +107,6 @@ class EditModel:
     def shown_boxes(self) -> Boxes:
         return self._ann.boxes.subset(self.shown())
 
-    def hidden_boxes(self) -> Boxes:
-        return self._ann.boxes.subset(~self.shown())
-
     def set_threshold(self, value: float | None) -> EditEvent:
         self.score_threshold = value
         return self._emit(EditEvent("threshold"))
@@ -132,31 +124,44 @@ class EditModel:
         """
         old = self._ann.boxes
         xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-        classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1).copy()
         scope = old.ids[self.shown()] if scope is None else np.asarray(scope, dtype=np.int64)
-        pos, known = _positions(old.ids, ids, scope)
-        origins = np.full(len(ids), Origin.HUMAN, dtype=np.uint8)
+        m = self._match("boxes", old.ids, old.xyxy, old.classes, old.origins, xyxy, classes, ids, scope,
+                        MOVE_TOLERANCE)
+        if m is None:
+            return np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids, classes, origins, pos, known, event = m
         scores = np.full(len(ids), np.nan)
-        origins[known], scores[known] = old.origins[pos[known]], old.scores[pos[known]]
-        differs = np.zeros(len(ids), dtype=bool)
-        corrected = np.zeros(len(ids), dtype=bool)
-        if known.any():
-            before, cls_before = old.xyxy[pos[known]], old.classes[pos[known]]
-            shift = np.abs(xyxy[known] - before).max(axis=1)
-            differs[known] = (shift > 0) | (classes[known] != cls_before)
-            corrected[known] = (shift > MOVE_TOLERANCE) | (classes[known] != cls_before)
-        corrected &= np.isin(origins, _CORRECTABLE)
-        origins[corrected] = Origin.CORRECTED
-        ids[~known] = self._take_ids("boxes", int((~known).sum()))
-        removed = np.setdiff1d(np.intersect1d(scope, old.ids), ids[known])
-        if known.all() and not differs.any() and not len(removed):
-            return ids
+        scores[known] = old.scores[pos[known]]
         outside = ~np.isin(old.ids, scope)
         self._ann = dataclasses.replace(self._ann, boxes=Boxes(xyxy, classes, scores, origins, ids).concat(
             old.subset(outside)))
-        self._emit(EditEvent("boxes", _ids(ids[~known]), _ids(removed), _ids(ids[differs])))
+        self._emit(event)
         return ids
+
+    def _match(self, kind: str, old_ids, old_where, old_classes, old_origins, where, classes, ids, scope,
+               tolerance: float):
+        """A view's objects matched by id to the model's: ``None`` when nothing changed, else their ids (new
+        ones taken), classes, origins after the person's change, positions in the model, which were known,
+        and the event to announce. ``tolerance``: how far a model's object may move and stay the model's."""
+        classes = np.asarray(classes, dtype=np.int64).reshape(-1)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1).copy()
+        pos, known = _positions(old_ids, ids, scope)
+        origins = np.full(len(ids), Origin.HUMAN, dtype=np.uint8)
+        origins[known] = old_origins[pos[known]]
+        differs = np.zeros(len(ids), dtype=bool)
+        corrected = np.zeros(len(ids), dtype=bool)
+        if known.any():
+            shift = np.abs(where[known] - old_where[pos[known]]).max(axis=1)
+            reclassed = classes[known] != old_classes[pos[known]]
+            differs[known] = (shift > 0) | reclassed
+            corrected[known] = (shift > tolerance) | reclassed
+        origins[corrected & np.isin(origins, _CORRECTABLE)] = Origin.CORRECTED
+        removed = np.setdiff1d(np.intersect1d(scope, old_ids), ids[known])
+        if known.all() and not differs.any() and not len(removed):
+            return None
+        ids[~known] = self._take_ids(kind, int((~known).sum()))
+        event = EditEvent(kind, _ids(ids[~known]), _ids(removed), _ids(ids[differs]))
+        return ids, classes, origins, pos, known, event
 
     def add_boxes(self, xyxy, classes) -> np.ndarray:
         """Boxes a person drew; returns their ids."""
@@ -211,22 +216,12 @@ class EditModel:
         model or reference mark becomes corrected."""
         old = self._ann.points
         rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
-        classes = np.asarray(classes, dtype=np.int64).reshape(-1)
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1).copy()
-        pos, known = _positions(old.ids, ids, old.ids)
-        origins = np.full(len(ids), Origin.HUMAN, dtype=np.uint8)
-        origins[known] = old.origins[pos[known]]
-        differs = np.zeros(len(ids), dtype=bool)
-        if known.any():
-            differs[known] = (np.abs(rc[known] - old.rc[pos[known]]).max(axis=1) > 0) | (
-                classes[known] != old.classes[pos[known]])
-        origins[differs & np.isin(origins, _CORRECTABLE)] = Origin.CORRECTED
-        ids[~known] = self._take_ids("points", int((~known).sum()))
-        removed = np.setdiff1d(old.ids, ids[known])
-        if known.all() and not differs.any() and not len(removed) and len(ids) == len(old):
-            return ids
+        m = self._match("points", old.ids, old.rc, old.classes, old.origins, rc, classes, ids, old.ids, 0.0)
+        if m is None:
+            return np.asarray(ids, dtype=np.int64).reshape(-1)
+        ids, classes, origins, _, _, event = m
         self._ann = dataclasses.replace(self._ann, points=Points(rc, classes, origins, ids))
-        self._emit(EditEvent("points", _ids(ids[~known]), _ids(removed), _ids(ids[differs])))
+        self._emit(event)
         return ids
 
     # --- instance masks ---------------------------------------------------------------
@@ -267,11 +262,11 @@ class EditModel:
         return int(self._take_ids("masks", 1)[0])
 
     def delete_instance(self, label: int) -> EditEvent | None:
-        return self._set_masks(maskops.delete_instance(self._labels(), label))
+        return self.paint(maskops.delete_instance(self._labels(), label))
 
     def merge_instances(self, keep: int, other: int) -> EditEvent | None:
         """``other``'s pixels join ``keep``, which keeps its id and class (a model's becomes corrected)."""
-        return self._set_masks(maskops.merge_instances(self._labels(), keep, other))
+        return self.paint(maskops.merge_instances(self._labels(), keep, other))
 
     def split_instance(self, label: int, line_rc: np.ndarray) -> list[int]:
         """Cut an instance along a polyline of ``(row, col)`` vertices; returns the pieces' ids, largest
@@ -301,16 +296,14 @@ class EditModel:
             raise ValueError(f"{self._ann.image_path}: the image has no instance masks to edit")
         return self._ann.masks.label_image
 
-    def _set_masks(self, lab: np.ndarray) -> EditEvent | None:
-        return self.paint(lab)
-
     # --- regions ----------------------------------------------------------------------
 
     def set_regions(self, regions: list[Region]) -> EditEvent | None:
         old = self._ann.regions
         if len(old) == len(regions) and all(a.equals(b, 0) for a, b in zip(old, regions)):
             return None
-        return self.replace(regions=list(regions))
+        self._ann = dataclasses.replace(self._ann, regions=list(regions))
+        return self._emit(EditEvent("regions"))
 
 
 def _positions(have: np.ndarray, ids: np.ndarray, scope: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +313,7 @@ def _positions(have: np.ndarray, ids: np.ndarray, scope: np.ndarray) -> tuple[np
     sorted_have = have[order]
     idx = np.searchsorted(sorted_have, ids)
     idx = np.clip(idx, 0, max(0, len(have) - 1))
-    known = (len(have) > 0) & (sorted_have[idx] == ids) if len(have) else np.zeros(len(ids), dtype=bool)
+    known = sorted_have[idx] == ids if len(have) else np.zeros(len(ids), dtype=bool)
     known &= np.isin(ids, scope)
     _, first = np.unique(ids, return_index=True)
     firsts = np.zeros(len(ids), dtype=bool)
