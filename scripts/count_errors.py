@@ -22,9 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cellcounter.evaluate import select_ids, split_ids  # noqa: E402
+from cellcounter.evaluate import predict_all, select_ids, split_ids  # noqa: E402
 from cellcounter.formats import read_labels  # noqa: E402
-from cellcounter.imageio import read_image  # noqa: E402
 from cellcounter.inference import Predictor  # noqa: E402
 from cellcounter.inference.tiling import predict_image  # noqa: E402
 
@@ -32,9 +31,9 @@ from cellcounter.inference.tiling import predict_image  # noqa: E402
 def per_image(model: str, data: Path, split: str, threshold: float) -> list[dict]:
     predictor = Predictor.load(model)
     gts = select_ids(read_labels(data, class_names=predictor.card.class_names), split_ids(data, split))
+    gts, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
     rows = []
-    for g in gts:
-        p = predict_image(predictor, read_image(g.image_path), g.image_path)
+    for g, p in zip(gts, preds):
         truth, found = g.counts("boxes"), p.counts("boxes", score_threshold=threshold)
         rows.append({"image": g.stem, **{f"{c}_labelled": truth[c] for c in truth},
                      **{f"{c}_found": found.get(c, 0) for c in truth}})
