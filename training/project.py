@@ -65,12 +65,10 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     # the recipe it would become the recipe's 30)
     cfg = apply_recipe(cfg, explicit={"task", "data", "out", "recipe", "epochs", "init", "val_split", "name",
                                       "rehearsal"})
-    if cfg.rehearsal:
-        if start == "none":
-            raise CellCounterError("rehearsal is not possible: a run from scratch has no start model to rehearse")
-        why = rehearsal_unavailable(start, task)
-        if why:
-            raise CellCounterError(f"rehearsal is not possible: {why}")
+    # from scratch, the loop itself refuses rehearsal before any work
+    why = rehearsal_unavailable(start, task) if cfg.rehearsal and start != "none" else None
+    if why:
+        raise CellCounterError(f"rehearsal is not possible: {why}")
     return cfg, anns, ids
 
 

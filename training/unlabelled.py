@@ -44,8 +44,8 @@ def unlabelled_detections(predictor: Predictor, loaders: Sequence[Callable], min
     return out
 
 
-def ignore_regions(model: str, loaders: Sequence[Callable], min_score: float, out: Path, device: str,
-                   progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
+def ignore_regions(model: str, loaders: Sequence[Callable], min_score: float, out: Path,
+                   device: str) -> dict[str, np.ndarray]:
     """The ignore boxes of the training images from ``model``'s detections, computed once per run and kept in
     ``out/ignore_regions.json`` (a resumed run reads them back, so its targets stay the same)."""
     path = out / IGNORE_FILE
@@ -59,7 +59,7 @@ def ignore_regions(model: str, loaders: Sequence[Callable], min_score: float, ou
         predictor = Predictor.load(model, "torch", device)
         if predictor.config.kind != "detector":
             raise CellCounterError(f"{model}: ignore regions come from a box detector, not a {predictor.config.kind}")
-        regions = unlabelled_detections(predictor, loaders, min_score, progress=progress)
+        regions = unlabelled_detections(predictor, loaders, min_score)
         atomic_write_text(path, json.dumps({"model": model, "version": predictor.model_version, "min_score": min_score,
                                             "regions": regions}, indent=1))
     return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in regions.items()}
