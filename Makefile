@@ -5,13 +5,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test bench package selftest-package sysdeps venv clean
+.PHONY: run test bench package selftest-package sysdeps venv clean lock
 
-$(STAMP): pyproject.toml
+LOCK := requirements.lock
+# Each pytest worker is its own process: a native crash (a GL driver's segfault) fails the test it hit and a new
+# worker carries on with the rest, instead of taking the whole run down.
+TEST_WORKERS ?= 2
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	@touch $(STAMP)
+
+# Re-resolve every dependency from pyproject.toml in a scratch venv and write the versions to requirements.lock
+# (on purpose only: commit the new lock with the tests that passed on it). See docs/install.md.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,package]'
+	.lock-venv/bin/python scripts/freeze_lock.py > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
 
 venv: $(STAMP)
 
@@ -23,9 +37,9 @@ run: $(STAMP) sysdeps
 
 test: $(STAMP) sysdeps
 	@if [ -n "$$DISPLAY" ] || ! command -v xvfb-run >/dev/null 2>&1; then \
-		$(PY) -m pytest $(PYTEST_ARGS); \
+		$(PY) -m pytest -n $(TEST_WORKERS) --max-worker-restart 20 $(PYTEST_ARGS); \
 	else \
-		xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest $(PYTEST_ARGS); \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m pytest -n $(TEST_WORKERS) --max-worker-restart 20 $(PYTEST_ARGS); \
 	fi
 
 bench: $(STAMP) sysdeps
@@ -34,7 +48,7 @@ bench: $(STAMP) sysdeps
 		else xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) $$b || exit 1; fi; done
 
 package: $(STAMP) sysdeps
-	$(PY) -m pip install --quiet -e '.[dev,package]'
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev,package]'
 	$(PY) -m PyInstaller --noconfirm --log-level WARN pyinstaller.spec
 	$(PY) scripts/archive.py
 

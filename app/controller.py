@@ -8,6 +8,8 @@ prediction, the threshold, mask operations) comes back to the layers through the
 
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -73,8 +75,10 @@ class LayerController(QObject):
         previous, self._shown_source = getattr(self, "_shown_source", None), src
         self._muted = True
         try:
-            for layer in list(self.viewer.layers):
-                self.viewer.layers.remove(layer)
+            with self._canvas_frozen():
+                self.viewer.layers.selection.clear()
+                for layer in list(self.viewer.layers):
+                    self.viewer.layers.remove(layer)
             if previous is not None:
                 previous.close()
             rgb = pixels[0].ndim == 3 and pixels[0].shape[-1] == 3
@@ -89,6 +93,25 @@ class LayerController(QObject):
         self.image_changed.emit()
         self.changed.emit()
         return ann
+
+    @contextlib.contextmanager
+    def _canvas_frozen(self):
+        """No repaint of the GL canvas while layers are being taken out of the scene.
+
+        Removing the selected layer makes napari's layer-controls container swap its panel, and Qt may paint
+        the GL canvas right there, drawing a visual that is half torn down: a segfault in ``glDrawArrays`` under
+        Mesa. Repaints wait until the scene is whole again.
+        """
+        native = getattr(getattr(self.viewer.window, "_qt_viewer", None), "canvas", None)
+        native = getattr(native, "native", None)
+        if native is None:
+            yield
+            return
+        native.setUpdatesEnabled(False)
+        try:
+            yield
+        finally:
+            native.setUpdatesEnabled(True)
 
     def _bind(self, ann: ImageAnnotation) -> None:
         """A new edit model for the image just opened; the layers follow its events."""
