@@ -162,7 +162,7 @@ class CellCounterWindow:
             if path is not None and path.is_file():
                 samples.addAction(task, lambda t=task: self.open_sample(t))
         export = menu.addMenu("Export")
-        for fmt in ("coco", "voc", "label-tiff", "qupath-geojson", "imagej-roi", "fiji-cell-counter", "grade-csv",
+        for fmt in ("coco", "voc", "yolo", "label-tiff", "qupath-geojson", "imagej-roi", "fiji-cell-counter", "grade-csv",
                     "counts-csv"):
             export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))
             export.addAction(f"Whole project as {fmt}...", lambda f=fmt: self.export(f, whole_project=True))

@@ -26,7 +26,12 @@ def split_ids(data: Path, split: str) -> set[str]:
     for cand in (data / f"{split}.txt", data / "ImageSets" / "Main" / f"{split}.txt"):
         if cand.is_file():
             return {line.strip() for line in cand.read_text().splitlines() if line.strip()}
-    raise FormatError(data, f"no split file {split}.txt (looked in the folder and in ImageSets/Main)")
+    if split and (data / "images" / split).is_dir():  # the YOLO layout: one folder per split
+        from cellcounter.formats.yolo import split_stems
+
+        return split_stems(data, split)
+    raise FormatError(data, f"no split file {split}.txt (looked in the folder and in ImageSets/Main) "
+                           f"and no images/{split}/ folder")
 
 
 def image_id(ann: ImageAnnotation) -> str:

@@ -25,6 +25,7 @@ from cellcounter.formats.imagej_roi import read_imagej_rois, write_imagej_rois
 from cellcounter.formats.label_tiff import LABEL_SUFFIXES, read_label_tiff, write_label_tiff
 from cellcounter.formats.qupath import read_qupath, write_qupath
 from cellcounter.formats.voc import read_voc, write_voc
+from cellcounter.formats.yolo import is_yolo_layout, read_yolo, write_yolo
 
 Reader = Callable[..., list[ImageAnnotation]]
 Writer = Callable[[Sequence[ImageAnnotation], Path], list[Path]]
@@ -43,6 +44,8 @@ FORMATS: dict[str, LabelFormat] = {
     f.name: f
     for f in (
         LabelFormat("voc", "Pascal VOC XML boxes (LabelImg, BCCD)", frozenset({"boxes"}), read_voc, write_voc),
+        LabelFormat("yolo", "YOLO layout: images/ + labels/*.txt + data.yaml (Ultralytics, Roboflow, CVAT)",
+                    frozenset({"boxes"}), read_yolo, write_yolo),
         LabelFormat("coco", "COCO JSON: boxes, RLE/polygon masks, grades and points as attributes",
                     frozenset({"boxes", "masks", "points", "grade"}), read_coco, write_coco),
         LabelFormat("label-tiff", "instance label TIFF per image (napari, cellpose)", frozenset({"masks"}),
@@ -112,6 +115,8 @@ def detect_format(path: str | Path) -> str:
         raise FormatError(p, "cannot tell the label format of this file; name it with --from")
     if (p / "Annotations").is_dir():
         return "voc"
+    if is_yolo_layout(p):
+        return "yolo"
     if (p / "stage1_train").is_dir() or is_dsb_sample(p) or any(is_dsb_sample(d) for d in _subdirs(p)):
         return "dsb"
     if (p / "tissue_image").is_dir() and (p / "annotations").is_dir():
