@@ -149,6 +149,7 @@ class Project:
         path = Path(path)
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file")
+        _refuse_hard_links(path)
         lock = None if readonly else FileLock.acquire(path)
         try:
             changed_at = backups.last_change(path)
@@ -209,6 +210,14 @@ class Project:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def companions(self) -> list[Path]:
+        """The project file and every file SQLite or cellcounter keeps beside it (journal, WAL, lock, backups)."""
+        return project_files(self.path)
+
+    def refuse_output(self, dst: str | Path) -> None:
+        """Raise when writing ``dst`` would overwrite the project or one of its companion files."""
+        refuse_project_output(self.path, dst)
 
     def _write(self) -> sqlite3.Connection:
         if self.readonly:
@@ -451,6 +460,7 @@ class Project:
     def export_audit(self, dst: str | Path) -> Path:
         """The edit history as CSV (or JSON when ``dst`` ends in ``.json``): who changed what, when."""
         dst = Path(dst)
+        self.refuse_output(dst)
         events = self.history()
         for e in events:
             e["time_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"]))
@@ -554,6 +564,7 @@ class Project:
     def backup(self, dest: str | Path) -> Path:
         """A consistent copy through SQLite's backup API, safe while another connection writes."""
         dest = Path(dest)
+        self.refuse_output(dest)
         if dest.exists():
             raise ProjectError(f"{dest}: already exists")
         return backups.copy_database(self._conn, dest)
@@ -580,6 +591,49 @@ class Project:
     def annotations(self, image_ids: Iterable[int] | None = None) -> list[ImageAnnotation]:
         ids = [rec.id for rec in self.images()] if image_ids is None else list(image_ids)
         return [self.load(i) for i in ids]
+
+
+_SQLITE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")
+
+
+def project_files(path: str | Path) -> list[Path]:
+    """The project file (resolved) and the companions kept beside it: SQLite's journal, WAL and shared memory,
+    the writer's lock and the rolling backups' folder."""
+    real = Path(os.path.realpath(path))
+    return [real] + [real.with_name(real.name + s) for s in _SQLITE_SUFFIXES] + [backups.backup_dir(real)]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_project_output(project: str | Path, dst: str | Path) -> None:
+    """Raise :class:`ProjectError` when ``dst`` is the project, one of its companions, inside its backups, or
+    resolves to any of them (a symlink, a hard link, ``..`` or ``//`` in the path)."""
+    dst = Path(dst)
+    real_dst = Path(os.path.realpath(dst))
+    files = project_files(project)
+    for f in files:
+        if real_dst == f or _same_file(dst, f) or real_dst.is_relative_to(files[-1]):
+            raise ProjectError(f"{dst}: is the project {project} itself or one of its own files ({f.name}); "
+                               "writing there would destroy it. Choose another destination")
+
+
+def _refuse_hard_links(path: Path) -> None:
+    """A project reachable under two names can lose edits: SQLite names its write-ahead log after the name
+    used, so a crash's log left beside one name is not seen (and later replayed over newer edits) through the
+    other."""
+    try:
+        links = os.stat(path).st_nlink
+    except OSError:
+        return
+    if links > 1:
+        raise ProjectError(f"{path}: the project file has {links} hard links (names). Edits saved through one "
+                           "name can be lost through another, so cellcounter opens a project under one name only: "
+                           "remove the other links (keep the name you use; a copy made with cp is independent)")
 
 
 def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:

@@ -235,6 +235,7 @@ def export_project(project: Project, dst: str | Path, fmt: str, images: str | Se
     """Write :func:`labels_to_export` with the core's writers; ``(images exported, files written)``."""
     from cellcounter.formats import write_labels
 
+    project.refuse_output(dst)
     anns = labels_to_export(project, images, min_score, unreviewed_min_score)
     if not anns:
         raise ProjectError(f"{project.path}: no {images if isinstance(images, str) else 'chosen'} images to export")

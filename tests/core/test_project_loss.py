@@ -1,0 +1,111 @@
+"""Ways a project could be lost (#36): a command writing over it, a hard link hiding a crash's write-ahead log."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from cellcounter.annotations import Boxes
+from cellcounter.cli import main
+from cellcounter.errors import ProjectError
+from cellcounter.project import Project
+from tests.conftest import REPO, make_image
+
+
+@pytest.fixture
+def reviewed(tmp_path):
+    """A project with one image marked reviewed: what an overwrite would lose."""
+    make_image(tmp_path / "a.png")
+    path = tmp_path / "p.ccproj"
+    with Project.create(path) as p:
+        image_id = p.add_image(tmp_path / "a.png", "blood")
+        p.set_review(image_id, "reviewed")
+    return path
+
+
+def _still_sound(path):
+    with Project.open(path, readonly=True) as p:
+        assert p.check() == [] and p.images()[0].review.value == "reviewed"
+
+
+@pytest.mark.parametrize("command", [
+    ["audit"], ["backup"], ["export", "--to", "counts-csv"], ["export", "--to", "coco"]])
+@pytest.mark.parametrize("target", ["itself", "symlink", "symlinked-dir", "wal", "lock", "dotdot", "backups"])
+def test_no_command_writes_over_the_project_or_its_files(reviewed, tmp_path, command, target, capsys):
+    path = reviewed
+    if target == "itself":
+        dst = path
+    elif target == "symlink":
+        dst = tmp_path / "alias.csv"
+        os.symlink(path, dst)
+    elif target == "symlinked-dir":
+        os.symlink(tmp_path, tmp_path / "same-dir")
+        dst = tmp_path / "same-dir" / path.name
+    elif target == "wal":
+        dst = tmp_path / (path.name + "-wal")
+    elif target == "lock":
+        dst = tmp_path / (path.name + ".lock")
+    elif target == "dotdot":
+        (tmp_path / "sub").mkdir()
+        dst = tmp_path / "sub" / ".." / path.name
+    else:
+        dst = tmp_path / (path.name + ".backups") / "x.ccproj"
+    args = ["project", command[0], str(path), str(dst), *command[1:]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "would destroy it" in err and str(dst) in err
+    _still_sound(path)
+
+
+def test_the_crash_through_one_name_then_edits_through_a_hard_link_sequence_loses_nothing(reviewed, tmp_path):
+    """#36's exact sequence: 30 edits saved through p.ccproj, the writer killed, a hard link opened."""
+    path = reviewed
+    hard = tmp_path / "hard.ccproj"
+    os.link(path, hard)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import os, numpy as np
+        from cellcounter.project import Project
+        from cellcounter.annotations import Boxes
+        os.unlink({str(hard)!r})  # the writer may only open a project under one name
+        p = Project.open({str(path)!r})
+        os.link({str(path)!r}, {str(hard)!r})  # a second name made while it writes
+        ann = p.load(1)
+        for i in range(1, 31):
+            ann.boxes = Boxes(np.array([[0, 0, 1 + i, 1 + i]]), [0])
+            p.save(1, ann)
+        print("saved", flush=True)
+        import time; time.sleep(60)
+    """)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "saved", child.stderr.read()
+        # while the writer lives, no reader or writer through the other name sees a stale project
+        for ro in (True, False):
+            with pytest.raises(ProjectError, match="hard links"):
+                Project.open(hard, readonly=ro)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert (tmp_path / (path.name + "-wal")).exists()  # the crash left its log beside the name it used
+    for name in (hard, path):  # neither name opens while both exist: nothing can be saved that a log hides
+        with pytest.raises(ProjectError, match="hard links"):
+            Project.open(name)
+    hard.unlink()  # as the message says: keep the name you use
+    with Project.open(path) as p:
+        assert p.check() == []
+        assert p.load(1).boxes.xyxy[0, 2] == 31  # all 30 acknowledged edits are there
+        assert sum(e["kind"] == "boxes" for e in p.history(1)) == 30
+
+
+def test_status_and_backup_through_a_hard_link_are_refused_with_the_reason(reviewed, tmp_path, capsys):
+    os.link(reviewed, tmp_path / "hard.ccproj")
+    for cmd in (["status", str(tmp_path / "hard.ccproj")], ["backup", str(tmp_path / "hard.ccproj"),
+                                                             str(tmp_path / "b.ccproj")]):
+        assert main(["project", *cmd]) == 2
+        assert "hard links" in capsys.readouterr().err
+    assert not (tmp_path / "b.ccproj").exists()
