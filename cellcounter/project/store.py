@@ -33,7 +33,7 @@ from cellcounter.project.lock import FileLock
 from cellcounter.tasks import TASKS
 from cellcounter.regions import json_regions, regions_json
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x43434E54  # "CCNT": marks the SQLite file as a cellcounter project
 
 _SCHEMA = """
@@ -59,7 +59,8 @@ CREATE TABLE annotations (
     boxes BLOB, masks BLOB, points BLOB, grade TEXT,
     model_version TEXT,
     updated_at REAL NOT NULL,
-    regions TEXT                        -- JSON [{name, xy}]: areas counted on their own
+    regions TEXT,                       -- JSON [{name, xy}]: areas counted on their own
+    rejected BLOB                       -- float32 x1 y1 x2 y2 of model boxes a person deleted: not predicted again
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
@@ -304,7 +305,8 @@ class Project:
 
     @property
     def _labels_sql(self) -> str:
-        return _LABELS_SQL.format(regions="a.regions" if self._schema >= 3 else "NULL")  # an old file read-only
+        return _LABELS_SQL.format(regions="a.regions" if self._schema >= 3 else "NULL",  # an old file read-only
+                                  rejected="a.rejected" if self._schema >= 4 else "NULL")
 
     def _decode(self, r: tuple) -> ImageAnnotation:
         task = r[3]
@@ -312,7 +314,7 @@ class Project:
             image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=_class_names(r[7], task),
             task=task, boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
             grade=ser.json_grade(r[11]), content_hash=r[5], pixel_size_um=r[6], review=ReviewStatus(r[4]),
-            model_version=r[12], regions=json_regions(r[13]),
+            model_version=r[12], regions=json_regions(r[13]), attributes={REJECTED: rejected_boxes(r[14])},
         )
 
     def save(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> list[str]:
@@ -356,6 +358,7 @@ class Project:
                 else:
                     before, after = old_parts[kind], new_parts[kind]
                     self._event(conn, image_id, kind, origin, _b(before), _b(after))
+            rejected = _rejected_after(old, ann, origin)
             if changed or tuple(old.class_names) != tuple(ann.class_names):
                 conn.execute(
                     "INSERT INTO annotations (image_id, class_names, boxes, masks, points, grade, model_version,"
@@ -368,6 +371,10 @@ class Project:
                 old = dataclasses.replace(old, class_names=tuple(ann.class_names), boxes=ann.boxes, masks=ann.masks,
                                           points=ann.points, grade=ann.grade, model_version=ann.model_version,
                                           regions=list(ann.regions))
+            if rejected is not None:
+                conn.execute("UPDATE annotations SET rejected = ? WHERE image_id = ?",
+                             (rejected.astype("<f4").tobytes(), image_id))
+                old = dataclasses.replace(old, attributes={**old.attributes, REJECTED: rejected})
         return changed, old
 
     def _stored_parts(self, image_id: int, old: ImageAnnotation) -> dict:
@@ -593,6 +600,34 @@ class Project:
         return [self.load(i) for i in ids]
 
 
+REJECTED = "rejected_boxes"  # ImageAnnotation.attributes key: model boxes a person deleted, (N, 4) x1 y1 x2 y2
+
+
+def rejected_boxes(blob: bytes | None) -> np.ndarray:
+    if not blob:
+        return np.zeros((0, 4))
+    if len(blob) % 16:
+        raise ValueError(f"the rejected boxes are {len(blob)} bytes, not a whole number of boxes")
+    return np.frombuffer(blob, dtype="<f4").reshape(-1, 4).astype(np.float64)
+
+
+def _rejected_after(old: ImageAnnotation, new: ImageAnnotation, origin: str) -> np.ndarray | None:
+    """The image's rejected boxes after a save (``None``: unchanged). A person's edit that removes model boxes
+    adds them; a box standing again where a rejected one was (an undo, a redraw) takes it off the list."""
+    from cellcounter.metrics import box_iou
+
+    before = old.attributes.get(REJECTED, np.zeros((0, 4)))
+    rejected = before
+    if origin == "human":
+        model = old.boxes.origins == Origin.MODEL
+        gone = model & ~np.isin(old.boxes.ids, new.boxes.ids)
+        if gone.any():
+            rejected = np.concatenate([rejected, old.boxes.xyxy[gone]])
+    if len(rejected) and len(new.boxes):
+        rejected = rejected[box_iou(rejected, new.boxes.xyxy).max(axis=1) < 0.5]
+    return None if rejected.shape == before.shape and np.array_equal(rejected, before) else rejected
+
+
 _SQLITE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")
 
 
@@ -644,7 +679,7 @@ def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
 
 
 _LABELS_SQL = ("SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
-               " a.boxes, a.masks, a.points, a.grade, a.model_version, {regions} FROM images i"
+               " a.boxes, a.masks, a.points, a.grade, a.model_version, {regions}, {rejected} FROM images i"
                " LEFT JOIN annotations a ON a.image_id = i.id")
 
 
@@ -673,7 +708,8 @@ def _masks_same(a, b) -> bool:
 def _migrate(conn: sqlite3.Connection, version: int) -> None:
     """Bring an older schema up to :data:`SCHEMA_VERSION`, one step at a time."""
     steps: dict[int, str] = {1: "ALTER TABLE images ADD COLUMN review_min_score REAL;",
-                             2: "ALTER TABLE annotations ADD COLUMN regions TEXT;"}
+                             2: "ALTER TABLE annotations ADD COLUMN regions TEXT;",
+                             3: "ALTER TABLE annotations ADD COLUMN rejected BLOB;"}
     while version < SCHEMA_VERSION:
         conn.executescript(steps[version])
         version += 1

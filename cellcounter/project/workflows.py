@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.project.store import Project
 
@@ -105,15 +105,32 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
         yield ("progress", i + 1, len(jobs))
 
 
+DUPLICATE_IOU = 0.5  # a new model box overlapping a kept or rejected one this much is the same cell
+MASK_KEPT_SHARE = 0.5  # a new model instance lying this much under kept instances is one of them
+
+
 def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_version: str) -> ImageAnnotation:
-    """The stored labels with a new prediction: it replaces the model's earlier objects; human and corrected
-    ones stay, with their ids, and a grade a person set is kept. The new objects' ids follow all the stored
-    ones', so no new object takes the id of one the image held before."""
+    """The stored labels with a new prediction, never overwriting a person's work.
+
+    The model's earlier objects are replaced; a person's objects (human, corrected, reference) stay with their
+    ids, and a new model object that duplicates one of them (boxes at IoU >= :data:`DUPLICATE_IOU`, instances
+    mostly under kept ones) is dropped, as is one where a person deleted a model box before. A grade a person
+    set is kept. New objects are numbered after every stored id, so none takes the id of one the image held.
+    """
+    from cellcounter.metrics import box_iou
+    from cellcounter.project.store import REJECTED
+
     merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
                              task=pred.task or saved.task, review=saved.review, model_version=model_version,
-                             pixel_size_um=saved.pixel_size_um, regions=list(saved.regions))
+                             pixel_size_um=saved.pixel_size_um, regions=list(saved.regions),
+                             attributes=dict(saved.attributes))
     first = int(saved.boxes.ids.max(initial=0)) + 1
-    merged.boxes = saved.boxes.subset(saved.boxes.origins != Origin.MODEL).concat(pred.boxes.renumbered(first))
+    kept = saved.boxes.subset(saved.boxes.origins != Origin.MODEL)
+    new = pred.boxes
+    taken = np.concatenate([kept.xyxy.reshape(-1, 4), saved.attributes.get(REJECTED, np.zeros((0, 4)))])
+    if len(new) and len(taken):
+        new = new.subset(box_iou(new.xyxy, taken).max(axis=1) < DUPLICATE_IOU)
+    merged.boxes = kept.concat(_same_ids_for_unchanged(saved.boxes, new.renumbered(first)))
     merged.points = saved.points
     merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks
     human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
@@ -121,8 +138,28 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
     return merged
 
 
+def _same_ids_for_unchanged(saved: Boxes, new: Boxes) -> Boxes:
+    """A new model box identical to one of the model's stored boxes (place, class, score) is that box: it keeps
+    its id, so predicting again with the same model changes nothing."""
+    model = saved.subset(saved.origins == Origin.MODEL)
+    if not len(model) or not len(new):
+        return new
+    index = {_box_key(model, i): int(model.ids[i]) for i in range(len(model))}
+    ids = new.ids.copy()
+    for i in range(len(new)):
+        ids[i] = index.pop(_box_key(new, i), ids[i])
+    if len(np.unique(ids)) != len(ids):  # an old id equal to a fresh one: keep the fresh numbering
+        return new
+    return Boxes(new.xyxy, new.classes, new.scores, new.origins, ids)
+
+
+def _box_key(b: Boxes, i: int) -> tuple:
+    return (*np.round(b.xyxy[i], 3).tolist(), int(b.classes[i]), round(float(b.scores[i]), 5))
+
+
 def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMasks:
-    """Human and corrected instances stay on top, with their ids; predicted ones fill the pixels left free,
+    """Human, corrected and reference instances stay on top, with their ids; a predicted instance lying mostly
+    (:data:`MASK_KEPT_SHARE`) under them is the same object and dropped; the others fill the pixels left free,
     numbered after every stored id."""
     if saved is None:
         return pred
@@ -130,10 +167,17 @@ def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMas
     offset = int(max(saved.ids.max(initial=0), saved.label_image.max(initial=0)))
     p = pred.relabelled()
     lab = kept.label_image.copy()
-    free = (lab == 0) & (p.label_image > 0)
+    n = len(p) + 1
+    area = np.bincount(p.label_image.ravel(), minlength=n)[:n]
+    under = np.bincount(p.label_image[lab > 0], minlength=n)[:n]
+    own = area > 0
+    own[1:] &= under[1:] < MASK_KEPT_SHARE * area[1:]
+    own[0] = False
+    free = (lab == 0) & own[p.label_image]
     lab[free] = p.label_image[free] + offset
-    present = np.zeros(len(p) + 1, dtype=bool)
+    present = np.zeros(n, dtype=bool)
     present[np.unique(p.label_image[free])] = True
+    present[0] = False
     sel = np.nonzero(present[1:])[0]
     return InstanceMasks(lab, np.concatenate([kept.ids, sel + 1 + offset]),
                          np.concatenate([kept.classes, p.classes[sel]]), np.concatenate([kept.scores, p.scores[sel]]),
@@ -161,8 +205,12 @@ def apply_prediction(project: Project, job: PredictionJob, pred: ImageAnnotation
                      force: bool = False) -> list[str]:
     """Store a prediction on the image it was computed from (merged with its human labels); the parts changed."""
     check_job(project, job, pred, force)
-    merged = merge_prediction(project.load(job.image_id), pred, model_version)
-    return project.save(job.image_id, merged, origin=f"model:{model_version}")
+    saved = project.load(job.image_id)
+    merged = merge_prediction(saved, pred, model_version)
+    changed = project.save(job.image_id, merged, origin=f"model:{model_version}")
+    if saved.review == ReviewStatus.REVIEWED and set(changed) & {"boxes", "masks", "grade"}:
+        project.set_review(job.image_id, ReviewStatus.IN_PROGRESS)  # it holds model objects nobody checked
+    return changed
 
 
 def store_prediction(job: PredictionJob, pred: ImageAnnotation, model_version: str,

@@ -119,7 +119,8 @@ def test_a_prediction_for_an_image_edited_meanwhile_is_offered_not_forced(proj):
     assert len(p.load(ids[0]).boxes) == 1
     wf.apply_prediction(p, job, pred, "m@1", force=True)
     boxes = p.load(ids[0]).boxes
-    assert len(boxes) == 3 and (boxes.origins == Origin.HUMAN).sum() == 1  # merged: the person's box stays
+    # merged: the person's box stays, and the model's box on top of it is the same cell, not a second one
+    assert len(boxes) == 2 and (boxes.origins == Origin.HUMAN).sum() == 1
     wrong = _predicted(job.image_path, [0.9], size=(65, 48))
     with pytest.raises(ProjectError, match="65x48"):
         wf.apply_prediction(p, wf.prediction_jobs(p, [ids[0]])[0], wrong, "m@1")
@@ -159,6 +160,7 @@ def test_an_old_project_is_migrated_and_opens_read_only_unmigrated(tmp_path):
     conn = sqlite3.connect(path)  # make it a schema-1 file, as the previous release wrote it
     conn.execute("ALTER TABLE images DROP COLUMN review_min_score")
     conn.execute("ALTER TABLE annotations DROP COLUMN regions")
+    conn.execute("ALTER TABLE annotations DROP COLUMN rejected")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -259,3 +261,68 @@ def test_a_version_that_forgot_its_start_models_skills_is_flagged_beyond_noise()
     assert wf.forgot({"base": {**base, "after": {"aji": 0.630}}}) is None  # within the tolerance
     assert wf.forgot({"base": {**base, "after": {"aji": 0.700}}}) is None
     assert wf.forgot({"after": {"aji": 0.5}, "before": {"aji": 0.6}}) is None  # nothing measured on the base
+
+
+def _model_boxes(path, xyxy, scores, classes):
+    return ImageAnnotation(str(path), 64, 48, NAMES, task="blood",
+                           boxes=Boxes(np.array(xyxy, float), classes, scores, [Origin.MODEL] * len(scores)))
+
+
+def test_a_second_prediction_keeps_corrections_and_deletions_and_adds_no_duplicates(proj):
+    """#31 point 3: delete a box and relabel one, predict again: the deleted box stays deleted, the relabelled
+    cell is not counted twice; the reviewed image goes back to in progress only when something new came."""
+    p, ids = proj
+    cells = [[2, 2, 12, 12], [20, 2, 30, 12], [40, 20, 50, 30]]
+    pred = _model_boxes(p.image(ids[0]).path, cells, [0.9, 0.8, 0.7], [0, 0, 0])
+    _store(p, ids[0], pred)
+    ann = p.load(ids[0])
+    keep = ann.boxes.ids != ann.boxes.ids[0]  # the person deletes the first box ...
+    ann.boxes = ann.boxes.subset(keep)
+    ann.boxes.classes[0] = 1  # ... and relabels the second as WBC (it becomes corrected)
+    ann.boxes.origins[0] = Origin.CORRECTED
+    p.save(ids[0], ann)
+    wf.review_image(p, ids[0], "reviewed", min_score=0.5)
+    before = p.load(ids[0]).counts()
+    _store(p, ids[0], pred, "m@2")  # the same model again (Predict clicked twice)
+    again = p.load(ids[0])
+    assert again.counts() == before == {"RBC": 1, "WBC": 1, "Platelets": 0}
+    assert p.image(ids[0]).review == ReviewStatus.REVIEWED  # nothing new: still reviewed
+    bigger = _model_boxes(p.image(ids[0]).path, cells + [[2, 30, 12, 40]], [0.9, 0.8, 0.7, 0.95], [0, 0, 0, 2])
+    _store(p, ids[0], bigger, "m@3")
+    assert p.load(ids[0]).counts() == {"RBC": 1, "WBC": 1, "Platelets": 1}
+    assert p.image(ids[0]).review == ReviewStatus.IN_PROGRESS  # a new, unchecked model box: review it again
+
+
+def test_an_undone_deletion_lets_the_model_propose_the_cell_again(proj):
+    p, ids = proj
+    pred = _model_boxes(p.image(ids[0]).path, [[2, 2, 12, 12]], [0.9], [0])
+    _store(p, ids[0], pred)
+    full = p.load(ids[0])
+    emptied = p.load(ids[0])
+    emptied.boxes = emptied.boxes.subset(np.zeros(1, bool))
+    p.save(ids[0], emptied)
+    assert len(p.load(ids[0]).attributes["rejected_boxes"]) == 1
+    p.save(ids[0], full)  # undo: the box is back, so it is no longer a rejected one
+    assert len(p.load(ids[0]).attributes["rejected_boxes"]) == 0
+
+
+def test_predicting_over_reference_labels_does_not_double_them(proj):
+    p, ids = proj
+    ref = _model_boxes(p.image(ids[0]).path, [[2, 2, 12, 12], [20, 2, 30, 12]], [np.nan, np.nan], [1, 1])
+    ref.boxes.origins[:] = Origin.REFERENCE
+    p.save(ids[0], ref, origin="import")
+    pred = _model_boxes(p.image(ids[0]).path, [[3, 2, 12, 13], [21, 3, 30, 12]], [0.9, 0.8], [1, 1])
+    _store(p, ids[0], pred)
+    assert p.load(ids[0]).counts()["WBC"] == 2
+
+
+def test_predicted_masks_under_kept_instances_are_not_added_again():
+    saved_lab = np.zeros((20, 20), np.int32)
+    saved_lab[2:8, 2:8] = 5
+    saved = InstanceMasks(saved_lab, [5], [0], [np.nan], [Origin.REFERENCE])
+    pred_lab = np.zeros((20, 20), np.int32)
+    pred_lab[2:9, 2:9] = 1  # the same nucleus, a little larger
+    pred_lab[12:18, 12:18] = 2  # a new one
+    merged = wf.merge_masks(saved, InstanceMasks(pred_lab, [1, 2], [0, 0], [0.9, 0.8], [Origin.MODEL] * 2))
+    assert len(merged) == 2 and merged.origins.tolist() == [Origin.REFERENCE, Origin.MODEL]
+    assert (merged.label_image == 5).sum() == 36 and 0 < (merged.label_image[12:18, 12:18] > 0).sum() == 36
