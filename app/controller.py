@@ -129,6 +129,7 @@ class LayerController(QObject):
         try:
             if event.kind == "masks" and MASKS in self.viewer.layers:
                 self.viewer.layers[MASKS].data = self.model.annotation.masks.label_image.copy()
+                self._hide_masks_below_threshold()
             elif event.kind in ("boxes", "points", "threshold", "reset"):
                 self._fill()
         finally:
@@ -147,9 +148,35 @@ class LayerController(QObject):
             with self.viewer.layers.batched_update():  # one scene-graph rebuild, not one per layer
                 self._replace_layers(ann, visible)
         self._layer_classes = ann.class_names
+        self._hide_masks_below_threshold()
         self._draw_overview(ann.class_names)
         if POINTS in self.viewer.layers:
             self._number_points()
+
+    def _hide_masks_below_threshold(self) -> None:
+        """The masks layer draws what is counted: the model's instances below the Review slider are transparent
+        (kept in the store, as hidden boxes are), every other instance keeps its colour."""
+        if MASKS not in self.viewer.layers or self.model is None:
+            return
+        from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
+
+        layer = self.viewer.layers[MASKS]
+        if isinstance(layer.colormap, CyclicLabelColormap):
+            self._mask_colours = layer.colormap  # the colours instances have when all are shown
+        base = getattr(self, "_mask_colours", None)
+        hidden = self.model.hidden_instances()
+        if base is None or not len(hidden):
+            if base is not None and layer.colormap is not base:
+                layer.colormap = base
+            return
+        masks = self.model.annotation.masks
+        shown = masks.ids[~np.isin(masks.ids, hidden)]
+        colours = {int(i): c for i, c in zip(shown, base.map(shown))}
+        clear = np.zeros(4, dtype=np.float32)
+        colours.update({int(i): clear for i in hidden})
+        colours[0] = clear
+        colours[None] = base.map(np.array([int(masks.ids.max(initial=0)) + 1]))[0]  # a freshly painted instance
+        layer.colormap = DirectLabelColormap(color_dict=colours)
 
     def show_heatmap(self, image_id: int, heat: np.ndarray) -> None:
         """Overlay a grader's Grad-CAM map on the image it explains (a view, not a label: never saved)."""

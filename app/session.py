@@ -20,7 +20,8 @@ from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.undo import UndoHistory
-from cellcounter.project.workflows import PredictionJob, review_image, store_prediction
+from cellcounter.project.workflows import (PredictionJob, ensure_task, review_image, set_image_task,
+                                           store_prediction)
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
@@ -73,7 +74,8 @@ class Session:
         else:
             proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
             session = cls(proj, task)
-        first = session.import_folder(folder) if path.is_dir() else session.import_image(path, with_labels)
+        proj = session.project  # the task asked for now, not the one the reused session was opened with
+        first = import_folder(proj, folder, task)[0] if path.is_dir() else import_image(proj, path, task, with_labels)
         return session, first
 
     def import_image(self, image: Path, with_labels: bool = True) -> int:
@@ -87,13 +89,23 @@ class Session:
 
     def load(self, image_id: int) -> ImageAnnotation:
         self.current_id = image_id
+        if self.project.image(image_id).task is None:  # a plain image: it gets a task it can be counted as
+            ensure_task(self.project, image_id, self.task)
         self.saved = self.project.load(image_id)
-        if self.task and not self.saved.class_names:
-            self.saved.class_names = TASKS[self.task].class_names
+        if not self.saved.class_names:
+            self.saved.class_names = TASKS[self.saved.task].class_names
         if self.saved.review == ReviewStatus.UNREVIEWED:
             self.project.set_review(image_id, ReviewStatus.IN_PROGRESS)
             self.saved.review = ReviewStatus.IN_PROGRESS
         return self.saved
+
+    def set_task(self, task: str) -> ImageAnnotation:
+        """Make the current image a ``task`` image (refused while it holds objects); its labels as now stored."""
+        if self.current_id is None:
+            raise CellCounterError("no image is open")
+        set_image_task(self.project, self.current_id, task)
+        self.history.forget(self.current_id)
+        return self.load(self.current_id)
 
     def commit(self, ann: ImageAnnotation, origin: str = "human") -> list[str]:
         """Save ``ann`` as the current image's labels; undoable. Returns the parts that changed."""

@@ -109,6 +109,19 @@ class CellCounterWindow:
             self.predict.task.setCurrentText(task)  # its models follow
         self.train.set_task(task)
 
+    def set_task(self, task: str) -> bool:
+        """Make the image on screen a ``task`` image (Cellcounter > Image task); refused, saying why, while it
+        holds objects of its present task."""
+        self.controller.flush()
+        try:
+            self.session.set_task(task)
+        except CellCounterError as exc:
+            show_error(str(exc))
+            return False
+        self.show_image(self.session.current_id)
+        show_info(f"This image is now a {task} image")
+        return True
+
     def open_sample(self, task: str):
         """Open a bundled sample image and run the task's bundled default model on it (in the worker)."""
         if SAMPLES.get(task) is None or not self.open_path(SAMPLES[task], task, with_labels=False):
@@ -119,8 +132,9 @@ class CellCounterWindow:
         """Open an image, folder or project in this window; ``False`` (and a message) when it cannot be."""
         self.controller.flush()
         try:
-            session, first = Session.open_path(path, task or self.session.task, self.session.project.user,
-                                               with_labels, current=self.session)
+            # only a task asked for is imposed: each image keeps its own, or gets one by what it shows
+            session, first = Session.open_path(path, task, self.session.project.user, with_labels,
+                                               current=self.session)
         except CellCounterError as exc:
             show_error(str(exc))
             return False
@@ -166,6 +180,9 @@ class CellCounterWindow:
                     "counts-csv"):
             export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))
             export.addAction(f"Whole project as {fmt}...", lambda f=fmt: self.export(f, whole_project=True))
+        tasks = menu.addMenu("Image task")
+        for t in TASKS:
+            tasks.addAction(f"{t}: {TASKS[t].description}", lambda t=t: self.set_task(t))
         menu.addAction("Import regions (GeoJSON)...", lambda: self.import_regions())
         menu.addAction("Keyboard shortcuts", self.show_help)
 

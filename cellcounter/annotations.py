@@ -39,6 +39,12 @@ class Origin(IntEnum):
     REFERENCE = 3
 
 
+def _kept(scores: np.ndarray, origins: np.ndarray, score_threshold: float | None) -> np.ndarray:
+    if score_threshold is None:
+        return np.ones(len(scores), dtype=bool)
+    return np.isnan(scores) | (scores >= score_threshold) | (origins == Origin.CORRECTED)
+
+
 class ReviewStatus(str, Enum):
     UNREVIEWED = "unreviewed"
     IN_PROGRESS = "in_progress"
@@ -151,10 +157,10 @@ class Boxes:
                      np.arange(first_id, first_id + len(self), dtype=np.int64))
 
     def above(self, score_threshold: float | None) -> np.ndarray:
-        """Boolean mask of boxes kept at ``score_threshold``; boxes without a score are always kept."""
-        if score_threshold is None:
-            return np.ones(len(self), dtype=bool)
-        return np.isnan(self.scores) | (self.scores >= score_threshold)
+        """Boolean mask of boxes shown and counted at ``score_threshold``: the one rule for the view, the counts,
+        exports and training. A scored box below it is left out; a box without a score (drawn by a person, or
+        reference labels) and one a person corrected, relabelled or accepted (it keeps the model's score) stay."""
+        return _kept(self.scores, self.origins, score_threshold)
 
     def equals(self, other: Boxes, atol: float = 1e-6, same_ids: bool = False) -> bool:
         """Same boxes in the same order; their ids too with ``same_ids`` (a store's change check)."""
@@ -272,9 +278,8 @@ class InstanceMasks:
         return InstanceMasks(lab, keep_ids, self.classes[keep], self.scores[keep], self.origins[keep])
 
     def above(self, score_threshold: float | None) -> np.ndarray:
-        if score_threshold is None:
-            return np.ones(len(self), dtype=bool)
-        return np.isnan(self.scores) | (self.scores >= score_threshold)
+        """Instances shown and counted at ``score_threshold`` (the rule of :meth:`Boxes.above`)."""
+        return _kept(self.scores, self.origins, score_threshold)
 
     def equals(self, other: InstanceMasks, atol: float = 1e-6) -> bool:
         """Same instances (pixels, class, score, origin), whatever ids they carry."""

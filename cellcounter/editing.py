@@ -99,10 +99,15 @@ class EditModel:
     # --- what a reviewer sees -----------------------------------------------------
 
     def shown(self) -> np.ndarray:
-        """Which boxes are shown: a person's, corrected and reference boxes always, a model's at or above the
-        threshold."""
-        b = self._ann.boxes
-        return b.above(self.score_threshold) | (b.origins != Origin.MODEL)
+        """Which boxes are shown: the rule the counts use (:meth:`~cellcounter.annotations.Boxes.above`)."""
+        return self._ann.boxes.above(self.score_threshold)
+
+    def hidden_instances(self) -> np.ndarray:
+        """Ids of the model's instances below the threshold: kept in the store, not drawn, not counted."""
+        m = self._ann.masks
+        if m is None or not len(m):
+            return np.zeros(0, dtype=np.int64)
+        return m.ids[~m.above(self.score_threshold)]
 
     def shown_boxes(self) -> Boxes:
         return self._ann.boxes.subset(self.shown())
@@ -198,16 +203,31 @@ class EditModel:
         kept = Boxes(b.xyxy, b.classes, b.scores, origins, b.ids).subset(shown)
         self._ann = dataclasses.replace(self._ann, boxes=kept)
         self._emit(EditEvent("boxes", removed=_ids(b.ids[~shown]), changed=_ids(b.ids[accept])))
+        m = self._ann.masks
+        if m is not None and len(m):
+            shown_m = m.above(self.score_threshold)
+            accept_m = shown_m & (m.origins == Origin.MODEL)
+            origins_m = m.origins.copy()
+            origins_m[accept_m] = Origin.CORRECTED
+            masks = InstanceMasks(m.label_image, m.ids, m.classes, m.scores, origins_m).subset(shown_m)
+            self._ann = dataclasses.replace(self._ann, masks=masks)
+            self._emit(EditEvent("masks", removed=_ids(m.ids[~shown_m]), changed=_ids(m.ids[accept_m])))
+            accept = np.concatenate([accept, accept_m])
         return int(accept.sum())
 
     def drop_hidden(self) -> int:
-        """Delete the model boxes below the threshold; returns how many."""
+        """Delete the model's boxes and instances below the threshold (exactly what is not drawn); how many."""
         shown = self.shown()
         gone = self._ann.boxes.ids[~shown]
         if len(gone):
             self._ann = dataclasses.replace(self._ann, boxes=self._ann.boxes.subset(shown))
             self._emit(EditEvent("boxes", removed=_ids(gone)))
-        return len(gone)
+        hidden = self.hidden_instances()
+        if len(hidden):
+            m = self._ann.masks
+            self._ann = dataclasses.replace(self._ann, masks=m.subset(~np.isin(m.ids, hidden)))
+            self._emit(EditEvent("masks", removed=_ids(hidden)))
+        return len(gone) + len(hidden)
 
     # --- points ---------------------------------------------------------------------
 

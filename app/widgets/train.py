@@ -108,7 +108,7 @@ class TrainPanel(QWidget):
         row2.addWidget(self.activate_b)
         row2.addWidget(self.rollback_b)
         layout.addLayout(row2)
-        self.start_b.clicked.connect(self.start)
+        self.start_b.clicked.connect(lambda: self.start())  # not start(checked): clicked passes a bool
         self.base.currentIndexChanged.connect(self._base_changed)
         self.cancel_b.clicked.connect(self.stop)
         self.activate_b.clicked.connect(self.activate)

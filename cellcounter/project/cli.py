@@ -1,4 +1,4 @@
-"""``cellcounter project create|add|status|predict|review|export|models|train|check|backup|relink|audit``.
+"""``cellcounter project create|add|status|predict|review|export|models|train|set-task|check|backup|relink|audit``.
 
 Each action is one call into the core's project workflows (:mod:`cellcounter.project.workflows`), the same
 functions the app's panels call.
@@ -102,6 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             continue
         register_more(ps)
 
+    t = ps.add_parser("set-task", help="make images count as another task (refused while they hold objects)")
+    t.add_argument("project", type=Path)
+    t.add_argument("images", nargs="+", metavar="IMAGE", help="image ids, file names or paths; 'all' for every image")
+    t.add_argument("--task", required=True, choices=list(TASKS))
+    t.set_defaults(func=cmd_set_task)
+
     k = ps.add_parser("check", help="integrity check (exit 1 when problems are found)")
     k.add_argument("project", type=Path)
     k.set_defaults(func=cmd_check)
@@ -202,6 +208,15 @@ def cmd_review(args) -> int:
         dropped = sum(wf.review_image(proj, i, args.status, min_score) for i in ids)
     extra = f"; {dropped} model object(s) below {min_score} left out" if dropped else ""
     print(f"{len(ids)} image(s) marked {args.status}{extra}")
+    return 0
+
+
+def cmd_set_task(args) -> int:
+    with Project.open(args.project) as proj:
+        ids = _image_ids(proj, args.images)
+        for i in ids:
+            wf.set_image_task(proj, i, args.task)
+    print(f"{len(ids)} image(s) are now {args.task} images")
     return 0
 
 

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from cellcounter.annotations import as_reference
-from cellcounter.errors import CellCounterWarning, FormatError
+from cellcounter.errors import CellCounterWarning, FormatError, ProjectError
 from cellcounter.formats import detect_format, labels_for_image, read_labels
 from cellcounter.imageio import IMAGE_SUFFIXES
 from cellcounter.project.store import Project
@@ -33,6 +33,13 @@ def import_image(project: Project, image: Path, task: str | None = None, with_la
     project keeps its labels. The image's task is its labels' own task if they have one, else ``task``."""
     existing = project.find_image(image)
     if existing is not None:
+        if task and project.image(existing).task != task:  # asked for anew: the image takes it if it can
+            from cellcounter.project.workflows import set_image_task
+
+            try:
+                set_image_task(project, existing, task)
+            except ProjectError as exc:
+                warnings.warn(str(exc), CellCounterWarning, stacklevel=2)
         return existing
     ann = labels_for_image(image) if with_labels else None
     if ann is not None:

@@ -257,6 +257,20 @@ class Project:
             self._event(conn, image_id, "add", "human", None, rel.encode())
         return image_id
 
+    def set_task(self, image_id: int, task: str) -> None:
+        """Make ``task`` the image's own (what it is predicted, counted and trained as); one event."""
+        if task not in TASKS:
+            raise ProjectError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+        old = self.image(image_id).task
+        if old == task:
+            return
+        conn = self._write()
+        with _tx(conn, self.path):
+            conn.execute("UPDATE images SET task = ? WHERE id = ?", (task, image_id))
+            conn.execute("UPDATE annotations SET class_names = ? WHERE image_id = ?",
+                         (json.dumps(list(TASKS[task].class_names)), image_id))
+            self._event(conn, image_id, "task", "human", (old or "").encode(), task.encode())
+
     def images(self, status: ReviewStatus | str | None = None) -> list[ImageRecord]:
         min_score = "review_min_score" if self._schema >= 2 else "NULL"
         sql = f"SELECT id, path, content_hash, width, height, task, review, reviewed_by, {min_score} FROM images"

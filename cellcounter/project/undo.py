@@ -76,6 +76,10 @@ class UndoHistory:
         del stacks.done[:-self.depth]
         stacks.undone.clear()
 
+    def forget(self, image_id: int) -> None:
+        """Drop the image's steps (its labels changed meaning: another task's classes)."""
+        self._stacks.pop(image_id, None)
+
     def can_undo(self, image_id: int | None) -> bool:
         return image_id in self._stacks and bool(self._stacks[image_id].done)
 

@@ -27,6 +27,7 @@ from cellcounter.project.store import Project
 
 DEFAULT_SCORE_THRESHOLD = 0.5  # model objects below it are kept in the store but not shown, exported or trained on
 IMAGE_SETS = ("reviewed", "all")
+DEFAULT_TASK = "blood"  # what a plain image is taken for when nothing says otherwise (it can be changed)
 
 
 class StalePredictionError(ProjectError):
@@ -230,10 +231,10 @@ def shown_labels(ann: ImageAnnotation, min_score: float | None) -> ImageAnnotati
     """The labels a reviewer sees at ``min_score``: model objects below it left out, everything else kept."""
     if min_score is None:
         return ann
-    keep_boxes = ann.boxes.above(min_score) | (ann.boxes.origins != Origin.MODEL)
+    keep_boxes = ann.boxes.above(min_score)  # the one rule of what is drawn and counted
     out = dataclasses.replace(ann, boxes=ann.boxes.subset(keep_boxes))
     if ann.masks is not None and len(ann.masks):
-        keep = ann.masks.above(min_score) | (ann.masks.origins != Origin.MODEL)
+        keep = ann.masks.above(min_score)
         if not keep.all():
             out.masks = ann.masks.subset(keep)
     return out
@@ -392,3 +393,61 @@ def forgot(metrics: dict, tolerance: float = FORGETTING_TOLERANCE) -> str | None
     base = metrics.get("base") or {}
     lost = _drop(base.get("after") or {}, base.get("before") or {}, tolerance)
     return f"{lost} on {base.get('images')} of {base.get('model')}'s own validation images" if lost else None
+
+
+# --- an image's task ------------------------------------------------------------------
+
+
+def guess_task(image_path: str | Path) -> str | None:
+    """A task from the pixels, where they say it plainly: a fundus photograph (a bright disc on a black field,
+    large) is retinopathy; a dark fluorescence field is nuclei. ``None`` when unsure."""
+    from cellcounter.imageio import open_image
+    from cellcounter.inference.preprocess import to_float_rgb
+
+    try:
+        with open_image(image_path, lazy=True) as src:
+            levels = src.display_levels()
+            thumb = to_float_rgb(np.asarray(levels[-1][::max(1, min(levels[-1].shape[:2]) // 256),
+                                                       ::max(1, min(levels[-1].shape[:2]) // 256)]))
+            side = min(src.width, src.height)
+    except Exception:  # noqa: BLE001 - an unreadable image says nothing; opening it reports the problem
+        return None
+    grey = thumb.mean(axis=2)
+    h, w = grey.shape
+    k = max(1, min(h, w) // 10)
+    corners = np.concatenate([grey[:k, :k].ravel(), grey[:k, -k:].ravel(), grey[-k:, :k].ravel(),
+                              grey[-k:, -k:].ravel()])
+    centre = grey[h // 4: 3 * h // 4, w // 4: 3 * w // 4]
+    if side >= 800 and corners.mean() < 0.08 and centre.mean() > 3 * corners.mean() + 0.1:
+        return "retinopathy"
+    if grey.mean() < 0.2 and np.percentile(grey, 99) > 3 * np.median(grey) + 0.1:
+        return "nuclei"
+    return None
+
+
+def set_image_task(project: Project, image_id: int, task: str) -> None:
+    """Give an image another task. Refused while it holds objects of its present task (their classes would
+    not mean anything in the new one): delete them first."""
+    from cellcounter.tasks import get_task
+
+    get_task(task)
+    rec = project.image(image_id)
+    if rec.task == task:
+        return
+    ann = project.load(image_id)
+    if ann.n_objects() or ann.grade is not None:
+        raise ProjectError(f"{rec.path}: holds {ann.n_objects()} object(s){' and a grade' if ann.grade else ''} "
+                           f"of task {rec.task}; delete them before making it a {task} image")
+    project.set_task(image_id, task)
+
+
+def ensure_task(project: Project, image_id: int, fallback: str | None = None) -> str:
+    """The image's task, giving it one when it has none: the pixels' plain answer (:func:`guess_task`), else
+    ``fallback``, else :data:`DEFAULT_TASK`. A person can change it with :func:`set_image_task`."""
+    rec = project.image(image_id)
+    if rec.task:
+        return rec.task
+    task = guess_task(rec.path) or fallback or DEFAULT_TASK
+    if not project.readonly:
+        project.set_task(image_id, task)
+    return task
