@@ -62,6 +62,25 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     return summary
 
 
+def start(args: argparse.Namespace):
+    """The window ``cellcounter-app ARGS`` opens, shown and ready: ``(viewer, window)``. Raises
+    :class:`~cellcounter.errors.CellCounterError` when the path cannot be opened. Tests drive this same window."""
+    import napari
+
+    from app.session import Session
+    from app.window import SAMPLES, CellCounterWindow
+
+    path = Path(args.path) if args.path else SAMPLES["blood"]
+    task = args.task or (None if args.path else "blood")
+    # the bundled sample opens with the default model's predictions, not its reference labels
+    session, first = Session.open_path(path, task, with_labels=bool(args.path))
+    viewer = napari.Viewer(title="cellcounter", show=True)
+    viewer.window._qt_window.resize(1600, 1000)
+    window = CellCounterWindow(viewer, session, task or session.load(first).task or "blood")
+    window.show_image(first)
+    return viewer, window
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from app.logs import log, setup_logging
@@ -70,26 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("cellcounter-app starting: %s", " ".join(sys.argv))
     import napari
 
-    from app.session import Session
-    from app.window import SAMPLES, CellCounterWindow
     from cellcounter.errors import CellCounterError
 
-    path = Path(args.path) if args.path else SAMPLES["blood"]
-    task = args.task or (None if args.path else "blood")
     tmp = None
     if args.selftest:  # leave no project behind: the self-test writes only to a temporary folder
         tmp = tempfile.TemporaryDirectory(prefix="cellcounter-selftest-")
         os.environ["CELLCOUNTER_PROJECTS"] = tmp.name
     try:
-        # the bundled sample opens with the default model's predictions, not its reference labels
-        session, first = Session.open_path(path, task, with_labels=bool(args.path))
+        viewer, window = start(args)
     except CellCounterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    viewer = napari.Viewer(title="cellcounter", show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    window = CellCounterWindow(viewer, session, task or "blood")
-    window.show_image(first)
     if args.selftest:
         try:
             summary = selftest(window, args.model, args.screenshot or Path("cellcounter-selftest.png"))

@@ -85,7 +85,9 @@ class EditModel:
         return self._emit(EditEvent("reset"))
 
     def _raise_top(self, ann: ImageAnnotation) -> None:
-        self._top["boxes"] = max(self._top["boxes"], int(ann.boxes.ids.max(initial=0)))
+        rejected = ann.attributes.get("rejected_boxes")  # ids of deleted model boxes are never reused
+        self._top["boxes"] = max(self._top["boxes"], int(ann.boxes.ids.max(initial=0)),
+                                 int(rejected.ids.max(initial=0)) if rejected is not None else 0)
         self._top["points"] = max(self._top["points"], int(ann.points.ids.max(initial=0)))
         if ann.masks is not None:
             self._top["masks"] = max(self._top["masks"], int(ann.masks.ids.max(initial=0)),

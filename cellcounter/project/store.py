@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
+from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
@@ -60,7 +60,7 @@ CREATE TABLE annotations (
     model_version TEXT,
     updated_at REAL NOT NULL,
     regions TEXT,                       -- JSON [{name, xy}]: areas counted on their own
-    rejected BLOB                       -- float32 x1 y1 x2 y2 of model boxes a person deleted: not predicted again
+    rejected BLOB                       -- float64 rows id class x1 y1 x2 y2: model boxes a person deleted
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
@@ -387,7 +387,7 @@ class Project:
                                           regions=list(ann.regions))
             if rejected is not None:
                 conn.execute("UPDATE annotations SET rejected = ? WHERE image_id = ?",
-                             (rejected.astype("<f4").tobytes(), image_id))
+                             (_rejected_blob(rejected), image_id))
                 old = dataclasses.replace(old, attributes={**old.attributes, REJECTED: rejected})
         return changed, old
 
@@ -614,32 +614,40 @@ class Project:
         return [self.load(i) for i in ids]
 
 
-REJECTED = "rejected_boxes"  # ImageAnnotation.attributes key: model boxes a person deleted, (N, 4) x1 y1 x2 y2
+REJECTED = "rejected_boxes"  # ImageAnnotation.attributes key: model boxes a person deleted, as Boxes
+_NO_REJECTED = Boxes()
 
 
-def rejected_boxes(blob: bytes | None) -> np.ndarray:
+def rejected_boxes(blob: bytes | None) -> Boxes:
+    """The rejected boxes (place, class and the id they had) stored as float64 rows ``id class x1 y1 x2 y2``."""
     if not blob:
-        return np.zeros((0, 4))
-    if len(blob) % 16:
+        return Boxes()
+    if len(blob) % 48:
         raise ValueError(f"the rejected boxes are {len(blob)} bytes, not a whole number of boxes")
-    return np.frombuffer(blob, dtype="<f4").reshape(-1, 4).astype(np.float64)
+    rows = np.frombuffer(blob, dtype="<f8").reshape(-1, 6)
+    if not np.isfinite(rows).all():
+        raise ValueError("a rejected box is not finite")
+    return Boxes(rows[:, 2:].copy(), rows[:, 1].astype(np.int64), None, None, rows[:, 0].astype(np.int64))
 
 
-def _rejected_after(old: ImageAnnotation, new: ImageAnnotation, origin: str) -> np.ndarray | None:
+def _rejected_blob(b: Boxes) -> bytes:
+    return np.column_stack([b.ids, b.classes, b.xyxy]).astype("<f8").tobytes()
+
+
+def _rejected_after(old: ImageAnnotation, new: ImageAnnotation, origin: str) -> Boxes | None:
     """The image's rejected boxes after a save (``None``: unchanged). A person's edit that removes model boxes
-    adds them; a box standing again where a rejected one was (an undo, a redraw) takes it off the list."""
-    from cellcounter.metrics import box_iou
-
-    before = old.attributes.get(REJECTED, np.zeros((0, 4)))
+    adds them; a rejected box whose id stands again (an undo) is taken off the list."""
+    before = old.attributes.get(REJECTED, _NO_REJECTED)
     rejected = before
     if origin == "human":
         model = old.boxes.origins == Origin.MODEL
         gone = model & ~np.isin(old.boxes.ids, new.boxes.ids)
         if gone.any():
-            rejected = np.concatenate([rejected, old.boxes.xyxy[gone]])
-    if len(rejected) and len(new.boxes):
-        rejected = rejected[box_iou(rejected, new.boxes.xyxy).max(axis=1) < 0.5]
-    return None if rejected.shape == before.shape and np.array_equal(rejected, before) else rejected
+            rejected = rejected.concat(old.boxes.subset(gone))
+    back = np.isin(rejected.ids, new.boxes.ids)
+    if back.any():
+        rejected = rejected.subset(~back)
+    return None if rejected is before else rejected
 
 
 _SQLITE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")

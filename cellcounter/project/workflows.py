@@ -125,12 +125,15 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
                              task=pred.task or saved.task, review=saved.review, model_version=model_version,
                              pixel_size_um=saved.pixel_size_um, regions=list(saved.regions),
                              attributes=dict(saved.attributes))
-    first = int(saved.boxes.ids.max(initial=0)) + 1
+    rejected = saved.attributes.get(REJECTED, Boxes())
+    first = max(int(saved.boxes.ids.max(initial=0)), int(rejected.ids.max(initial=0))) + 1
     kept = saved.boxes.subset(saved.boxes.origins != Origin.MODEL)
     new = pred.boxes
-    taken = np.concatenate([kept.xyxy.reshape(-1, 4), saved.attributes.get(REJECTED, np.zeros((0, 4)))])
-    if len(new) and len(taken):
-        new = new.subset(box_iou(new.xyxy, taken).max(axis=1) < DUPLICATE_IOU)
+    if len(new) and len(kept):  # one cell, one box: whatever class the person gave it
+        new = new.subset(box_iou(new.xyxy, kept.xyxy).max(axis=1) < DUPLICATE_IOU)
+    if len(new) and len(rejected):  # the same finding a person deleted: same place, same class
+        same = (box_iou(new.xyxy, rejected.xyxy) >= DUPLICATE_IOU) & (new.classes[:, None] == rejected.classes[None])
+        new = new.subset(~same.any(axis=1))
     merged.boxes = kept.concat(_same_ids_for_unchanged(saved.boxes, new.renumbered(first)))
     merged.points = saved.points
     merged.masks = merge_masks(saved.masks, pred.masks) if pred.masks is not None else saved.masks

@@ -1,0 +1,181 @@
+"""The correction loop as a person drives it (#31): the window from ``cellcounter-app``'s own entry point, real
+clicks on its buttons, keys on its canvas and slider; nothing here calls a panel's method to do the work."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QPushButton
+
+from app.controller import DEBOUNCE_MS
+from app.layers import BOXES
+from app.main import build_parser, start
+from app.window import SAMPLES
+from cellcounter.metrics import box_iou
+
+
+@pytest.fixture
+def app_window(tmp_path, monkeypatch, qtbot):
+    """``app_window(*argv)``: the window ``cellcounter-app ARGV`` opens; closed after the test."""
+    monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
+    opened = []
+
+    def _open(*argv):
+        viewer, win = start(build_parser().parse_args([str(a) for a in argv]))
+        opened.append((viewer, win))
+        qtbot.wait(50)
+        return viewer, win
+
+    yield _open
+    for viewer, win in opened:
+        win.controller.flush()
+        win.session.close()
+        viewer.close()
+
+
+def _button(widget, text: str) -> QPushButton:
+    return next(b for b in widget.findChildren(QPushButton) if b.text().startswith(text))
+
+
+def _counted(win) -> dict[str, int]:
+    text = win.counts.summary.text()
+    return {k: int(v) for k, v in re.findall(r"(\w+) (\d+)", text.split(":", 1)[1])} if ":" in text else {}
+
+
+def _drawn(viewer, win) -> int:
+    return len(viewer.layers[BOXES].data) + len(win.controller.parked)
+
+
+def _predict(qtbot, win) -> None:
+    qtbot.mouseClick(win.predict.run_one, Qt.LeftButton)
+    qtbot.waitUntil(lambda: win.predict.worker is None and win.predict.status.text().startswith("Done"),
+                    timeout=180_000)
+    qtbot.wait(50)
+
+
+def _key(qtbot, viewer, key) -> None:
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, key)
+    qtbot.wait(DEBOUNCE_MS + 200)  # the edit is committed after the debounce
+
+
+def _select_box(viewer, index: int):
+    layer = viewer.layers[BOXES]
+    viewer.layers.selection.active = layer
+    layer.mode = "select"
+    layer.selected_data = {index}
+    return layer
+
+
+def test_a_plain_image_without_a_task_opens_and_its_task_can_be_changed_from_the_menu(app_window, tmp_path, qtbot):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(90, 230, (100, 140, 3), dtype=np.uint8)).save(tmp_path / "smear.png")
+    viewer, win = app_window(tmp_path / "smear.png")  # `cellcounter-app smear.png`: no --task
+    assert win.session.saved.task == "blood" and win.session.saved.class_names == ("RBC", "WBC", "Platelets")
+    assert not win.grade_dock.isVisible() and not win.masks_dock.isVisible()
+    assert _counted(win) == {"RBC": 0, "WBC": 0, "Platelets": 0}
+    menu = next(a.menu() for a in viewer.window.main_menu.actions() if a.text() == "&Cellcounter")
+    tasks = next(a.menu() for a in menu.actions() if a.text() == "Image task")
+    next(a for a in tasks.actions() if a.text().startswith("nuclei")).trigger()
+    qtbot.wait(50)
+    assert win.session.saved.task == "nuclei" and win.masks_dock.isVisible()
+    assert win.predict.task.currentText() == "nuclei" and _counted(win) == {"nucleus": 0}
+    with win.session.project as _:
+        pass
+    from cellcounter.project import Project
+
+    win.session.close()
+    with Project.open(win.session.project.path, readonly=True) as p:  # the choice is the image's, remembered
+        assert p.images()[0].task == "nuclei"
+
+
+def test_a_fundus_photo_opened_in_a_blood_window_is_graded_not_counted(app_window, tmp_path, qtbot):
+    viewer, win = app_window()  # the bundled blood sample
+    yy, xx = np.mgrid[:1000, :1200]
+    disc = ((yy - 500) ** 2 + (xx - 600) ** 2) < 450 ** 2
+    img = np.zeros((1000, 1200, 3), np.uint8)
+    img[disc] = (180, 90, 40)
+    (tmp_path / "eye").mkdir()
+    Image.fromarray(img).save(tmp_path / "eye" / "fundus.jpg")
+    assert win.open_path(tmp_path / "eye" / "fundus.jpg")  # what Open image... does with the chosen file
+    qtbot.wait(50)
+    assert win.session.saved.task == "retinopathy" and win.grade_dock.isVisible()
+    assert "counted" not in win.counts.summary.text()
+
+
+def test_a_second_prediction_keeps_the_deleted_box_deleted_and_the_relabelled_one_single(app_window, tmp_path,
+                                                                                         qtbot):
+    shutil.copy(SAMPLES["blood"], tmp_path / "smear.jpg")
+    viewer, win = app_window(tmp_path / "smear.jpg", "--task", "blood")
+    win.counts.summary.setText("")
+    _predict(qtbot, win)
+    first = _drawn(viewer, win)
+    assert first >= 3
+    layer = _select_box(viewer, 0)
+    _key(qtbot, viewer, Qt.Key_Delete)
+    assert _drawn(viewer, win) == first - 1
+    layer = _select_box(viewer, 0)
+    relabelled = layer.data[0][[0, 2]][:, ::-1].ravel()  # (row, col) corners -> x1 y1 x2 y2
+    _key(qtbot, viewer, Qt.Key_2)  # number keys set the class: 2 is WBC
+    before = _counted(win)
+    assert sum(before.values()) == first - 1 == _drawn(viewer, win)
+
+    _predict(qtbot, win)  # the person clicks Predict again
+    after = _counted(win)
+    assert after == before and _drawn(viewer, win) == first - 1
+    boxes = win.controller.current().boxes
+    shown = boxes.subset(boxes.above(win.controller.score_threshold))
+    on_it = box_iou(relabelled[None], shown.xyxy)[0] >= 0.5
+    assert on_it.sum() == 1 and shown.classes[on_it][0] == 1  # one box on the relabelled cell: the WBC
+
+
+def test_counts_follow_the_slider_and_a_box_a_person_touched_always_counts(app_window, tmp_path, qtbot):
+    shutil.copy(SAMPLES["blood"], tmp_path / "smear.jpg")
+    viewer, win = app_window(tmp_path / "smear.jpg", "--task", "blood")
+    _predict(qtbot, win)
+    slider = win.review.threshold
+    slider.setFocus()
+    for _ in range(3):  # 0.50 -> 0.20: more of the model's boxes are drawn
+        qtbot.keyClick(slider, Qt.Key_PageDown)
+    qtbot.wait(50)
+    assert abs(slider.value() - 20) <= 1
+    assert sum(_counted(win).values()) == _drawn(viewer, win)
+    boxes = win.controller.current().boxes
+    low = np.nonzero((boxes.scores < 0.5) & (boxes.scores >= 0.2))[0]
+    assert len(low), "the sample has model boxes between 0.2 and 0.5"
+    shown_ids = viewer.layers[BOXES].features["id"].to_numpy()
+    index = int(np.nonzero(shown_ids == boxes.ids[low[0]])[0][0])
+    _select_box(viewer, index)
+    _key(qtbot, viewer, Qt.Key_2)  # relabelled at 0.20: the person has checked this one
+    slider.setFocus()
+    for _ in range(3):
+        qtbot.keyClick(slider, Qt.Key_PageUp)
+    qtbot.wait(50)
+    counted = _counted(win)
+    assert sum(counted.values()) == _drawn(viewer, win) and counted["WBC"] >= 1
+    touched = win.controller.current().boxes
+    assert boxes.ids[low[0]] in viewer.layers[BOXES].features["id"].to_numpy()  # still drawn at 0.50
+    assert touched.classes[touched.ids == boxes.ids[low[0]]][0] == 1
+
+
+def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_folder, qtbot):
+    folder = voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]})
+    viewer, win = app_window(folder, "--task", "blood")
+    for _ in range(2):
+        qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
+        qtbot.mouseClick(_button(win.review, "Next"), Qt.LeftButton)
+    assert {r.review.value for r in win.session.project.images()} == {"reviewed"}
+    panel = win.train
+    panel.base.setCurrentIndex(panel.base.findData(None))  # from scratch: quick on two small images
+    panel.epochs.setValue(1)
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is not None, timeout=5_000)
+    assert "'bool'" not in panel.status.text()
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
+    models = win.session.project.models("blood")
+    assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2], panel.status.text()
+    assert panel.activate_b.isEnabled()
