@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,9 @@ def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
     base = Path(os.environ.get("CELLCOUNTER_CACHE") or user_cache_dir("cellcounter", appauthor=False))
     from cellcounter.inference.export import EXPORT_FORMAT
 
-    return base / "onnx" / f"{card.name}-{card.version}-{h.hexdigest()[:16]}-f{EXPORT_FORMAT}.onnx"
+    h.update(json.dumps(card.architecture, sort_keys=True, default=str).encode())
+    # the file name is the hash of the weights and settings only: card text never becomes part of a path
+    return base / "onnx" / f"{h.hexdigest()[:32]}-f{EXPORT_FORMAT}.onnx"
 
 
 def graph_path(directory: Path, card: ModelCard, net, int8: bool = False) -> Path:

@@ -99,6 +99,12 @@ def _check_fields(card: ModelCard) -> None:
     for name in ("name", "task", "version", "pretrained", "notes", "weights_dtype"):
         if not isinstance(getattr(card, name), str):
             raise CellCounterError(f"{name} must be text, got {getattr(card, name)!r}")
+    for name in ("name", "version"):  # names appear in file names, menus and exports: one plain line
+        text = getattr(card, name)
+        if not text or len(text) > 200 or any(c in text for c in "/\\\0\n\r") or text in (".", "..") \
+                or text.startswith("-"):
+            raise CellCounterError(f"{name} must be a short plain name (no slashes, line breaks or '..'), "
+                                   f"got {text[:80]!r}")
     if (not isinstance(card.class_names, list) or not card.class_names
             or not all(isinstance(c, str) and c for c in card.class_names)):
         raise CellCounterError(f"class_names must be a list of names, got {card.class_names!r}")

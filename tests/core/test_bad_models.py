@@ -89,3 +89,32 @@ def test_resuming_from_a_checkpoint_carrying_code_is_a_clear_refusal(tmp_path, c
     torch.save([1, 2], ckpt)
     with pytest.raises(CellCounterError, match="not a cellcounter training checkpoint"):
         list(iter_training(cfg))
+
+
+@pytest.mark.parametrize("field,value", [("name", "../../trap/escape"), ("name", "/tmp/abs"), ("version", "1/../../x"),
+                                         ("version", ".."), ("name", "a\nb")])
+def test_card_text_never_becomes_a_path(detector_copy, tmp_path, monkeypatch, field, value):
+    """#32 point 2: a card whose name or version holds a path is refused at load, naming the field; the export
+    cache's file names come from the weights' hash, never from card text."""
+    import json
+
+    from cellcounter.inference import Predictor
+
+    card_path = detector_copy / "card.json"
+    card = json.loads(card_path.read_text())
+    card[field] = value
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setenv("CELLCOUNTER_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(CellCounterError, match=field):
+        Predictor.load(str(detector_copy), "onnx")
+    assert not any(p.suffix == ".onnx" for p in tmp_path.rglob("*") if "cache" not in p.parts)
+
+
+def test_the_onnx_cache_is_named_by_hash_inside_the_cache(detector_copy, tmp_path, monkeypatch):
+    from cellcounter.inference.predictor import onnx_cache_path
+    from cellcounter.models.card import ModelCard
+
+    monkeypatch.setenv("CELLCOUNTER_CACHE", str(tmp_path / "cache"))
+    card = ModelCard.from_file(detector_copy / "card.json")
+    path = onnx_cache_path(detector_copy, card)
+    assert path.parent == tmp_path / "cache" / "onnx" and card.name not in path.name
