@@ -3,7 +3,12 @@
 Nothing in this package imports Qt or napari; the GUI lives in :mod:`app`.
 """
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# ONNX Runtime's usage telemetry writes a device id and an event queue under ~/.cache/Microsoft at import and
+# uploads them: off before anything imports it (a lab's machine sends nothing and keeps nothing of it).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 try:
     __version__ = version("cellcounter")

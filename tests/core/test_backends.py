@@ -193,3 +193,20 @@ def test_running_openvino_sends_nothing_and_writes_nothing_under_home(tiny_model
     env = {**os.environ, "HOME": str(tmp_path), "CELLCOUNTER_CACHE": str(tmp_path / "cache")}
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     assert not (tmp_path / "intel").exists()
+
+
+def test_onnx_runtime_keeps_no_device_id_or_event_queue_under_home(tiny_models, tmp_path):
+    """#32 point 7: ONNX Runtime's telemetry wrote ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,
+    onnxruntime.db}; through cellcounter nothing of it is written (only our own export cache)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from cellcounter.inference import Predictor; "
+            f"p = Predictor.load({str(tiny_models['grader'])!r}, 'onnx', 'cpu'); "
+            "p.grade_probabilities(np.full((64, 64, 3), 128, np.uint8))")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "ORT_DISABLE_TELEMETRY")}
+    env.update(HOME=str(tmp_path), CELLCOUNTER_CACHE=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    written = [p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(parts[0] == "cache" for parts in written), written
