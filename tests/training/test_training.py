@@ -357,3 +357,26 @@ def test_the_trunk_can_learn_slower_than_the_heads(tmp_path):
     assert heads["lr"] == 1e-3 and body["lr"] == pytest.approx(1e-4)
     assert {id(p) for p in body["params"]} == {id(p) for p in trunk(model).parameters()}
     assert len(heads["params"]) + len(body["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("scheduler", ["sgdr", "step"])
+def test_a_short_fine_tune_leaves_its_warmup_and_reaches_its_learning_rate(scheduler):
+    """#38 point 1: 40 steps under the recipe's 100-step warmup peaked at 0.004 of 0.01; the warmup now takes
+    at most a tenth of the run and the cosine cycle fits in it."""
+    import torch
+
+    from training.config import TrainConfig
+    from training.setup import make_scheduler
+
+    cfg = TrainConfig(lr=0.01, warmup_iters=100, scheduler=scheduler, sgdr_t0=500)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(cfg, opt, total_steps=40)
+    lrs = []
+    for _ in range(40):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert max(lrs) == pytest.approx(0.01, rel=0.05)
+    assert lrs[3] == pytest.approx(0.01, rel=0.05)  # warm after four steps
+    if scheduler == "sgdr":
+        assert lrs[-1] < 0.002  # annealed by the end of the run, not mid-cycle
