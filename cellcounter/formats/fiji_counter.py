@@ -98,7 +98,7 @@ def counter_xml(ann: ImageAnnotation) -> bytes:
     props = ET.SubElement(root, "Image_Properties")
     ET.SubElement(props, "Image_Filename").text = ann.name
     data = ET.SubElement(root, "Marker_Data")
-    ET.SubElement(data, "Current_Type").text = "1"
+    ET.SubElement(data, "Current_Type").text = "0"  # Fiji reads it as a 0-based index into the marker types
     for k, name in enumerate(ann.class_names):
         mtype = ET.SubElement(data, "Marker_Type")
         ET.SubElement(mtype, "Type").text = str(k + 1)

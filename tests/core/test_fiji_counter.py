@@ -83,3 +83,22 @@ def test_boxes_alone_cannot_be_written_as_markers(tmp_path):
     ann = ImageAnnotation("a.png", 10, 10, ("RBC",), boxes=Boxes(np.array([[1.0, 1, 4, 4]]), [0]))
     with pytest.raises(FormatError):
         write_labels([ann], tmp_path / "x", "fiji-cell-counter")
+
+
+def test_current_type_is_the_zero_based_index_fiji_expects(tmp_path):
+    """#32 point 6: Fiji takes <Current_Type> as an index into the marker types; 1 made a one-class file fail to
+    load and opened a blood file with WBC selected."""
+    import xml.etree.ElementTree as ET
+
+    import numpy as np
+
+    from cellcounter.annotations import ImageAnnotation, Points
+    from cellcounter.formats import write_labels
+
+    ann = ImageAnnotation(str(tmp_path / "n.png"), 50, 40, ("nucleus",), task="nuclei",
+                          points=Points(np.array([[5.0, 6.0]]), [0]))
+    (path,) = write_labels([ann], tmp_path / "out", "fiji-cell-counter")
+    root = ET.parse(path).getroot()
+    types = root.findall("Marker_Data/Marker_Type")
+    assert int(root.findtext("Marker_Data/Current_Type")) in range(len(types)) and len(types) >= 1
+    assert root.findtext("Marker_Data/Current_Type") == "0"
