@@ -110,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     k = ps.add_parser("check", help="integrity check (exit 1 when problems are found)")
     k.add_argument("project", type=Path)
+    k.add_argument("--quick", action="store_true", help="do not compare each image file's content hash")
     k.set_defaults(func=cmd_check)
 
     b = ps.add_parser("backup", help="consistent copy, safe while the app is writing")
@@ -302,7 +303,7 @@ def cmd_models(args) -> int:
 
 def cmd_check(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
-        problems = proj.check()
+        problems = proj.check(quick=args.quick)
     for p in problems:
         print(f"problem: {p}")
     print(f"{args.project}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))

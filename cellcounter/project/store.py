@@ -565,19 +565,32 @@ class Project:
                 conn.execute("UPDATE images SET path = ? WHERE id = ?", (self._rel(f), image_id))
         return found
 
-    def check(self) -> list[str]:
-        """Problems found (empty when the project is sound): SQLite integrity, keys, missing images."""
+    def check(self, quick: bool = False) -> list[str]:
+        """Problems found (empty when the project is sound): see :mod:`cellcounter.project.checks`. ``quick``
+        skips comparing each image file's content hash."""
+        from cellcounter.project import checks
+
+        problems: list[str] = []
         try:
-            problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
+            problems += [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
             problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
-            problems += [f"image missing on disk: {rec.path}" for rec in self.missing_images()]
-            for r in self._conn.execute(self._labels_sql):  # every label blob must decode, not only the pages be sound
-                try:
-                    self._decode(r)
-                except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
-                    problems.append(_damaged(r[0], exc))
-        except sqlite3.DatabaseError as exc:
-            problems = [f"the database is damaged ({exc})"]
+            problems += checks.schema_problems(self._conn, _SCHEMA)
+            rows = checks.image_row_problems(self._conn)
+            problems += rows
+            if not rows:  # the records can be built: their files and labels can be looked at
+                records = self.images()
+                problems += [f"image missing on disk: {rec.path}" for rec in records if not rec.path.is_file()]
+                if not quick:
+                    problems += checks.content_problems(records)
+                for r in self._conn.execute(self._labels_sql):  # every label must decode and make sense
+                    try:
+                        problems += checks.label_problems(self._decode(r))
+                    except Exception as exc:  # noqa: BLE001 - any decoding failure means damaged bytes
+                        problems.append(_damaged(r[0], exc))
+            problems += checks.history_problems(self._conn)
+            problems += checks.model_problems(self._conn)
+        except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:
+            problems.append(f"the database is damaged ({type(exc).__name__}: {exc})")
         if problems:
             problems.append(f"to restore: {backups.restore_hint(self.path)}")
         return problems
