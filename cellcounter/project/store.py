@@ -22,13 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus
+from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
 from cellcounter.project import backups
 from cellcounter.project import serialize as ser
 from cellcounter.project._sql import _tx
+from cellcounter.project.paths import _refuse_hard_links, project_files, refuse_project_output
+from cellcounter.project.rejected import REJECTED, _rejected_after, _rejected_blob, rejected_boxes
 from cellcounter.project.lock import FileLock
 from cellcounter.tasks import TASKS
 from cellcounter.regions import json_regions, regions_json
@@ -625,85 +627,6 @@ class Project:
     def annotations(self, image_ids: Iterable[int] | None = None) -> list[ImageAnnotation]:
         ids = [rec.id for rec in self.images()] if image_ids is None else list(image_ids)
         return [self.load(i) for i in ids]
-
-
-REJECTED = "rejected_boxes"  # ImageAnnotation.attributes key: model boxes a person deleted, as Boxes
-_NO_REJECTED = Boxes()
-
-
-def rejected_boxes(blob: bytes | None) -> Boxes:
-    """The rejected boxes (place, class and the id they had) stored as float64 rows ``id class x1 y1 x2 y2``."""
-    if not blob:
-        return Boxes()
-    if len(blob) % 48:
-        raise ValueError(f"the rejected boxes are {len(blob)} bytes, not a whole number of boxes")
-    rows = np.frombuffer(blob, dtype="<f8").reshape(-1, 6)
-    if not np.isfinite(rows).all():
-        raise ValueError("a rejected box is not finite")
-    return Boxes(rows[:, 2:].copy(), rows[:, 1].astype(np.int64), None, None, rows[:, 0].astype(np.int64))
-
-
-def _rejected_blob(b: Boxes) -> bytes:
-    return np.column_stack([b.ids, b.classes, b.xyxy]).astype("<f8").tobytes()
-
-
-def _rejected_after(old: ImageAnnotation, new: ImageAnnotation, origin: str) -> Boxes | None:
-    """The image's rejected boxes after a save (``None``: unchanged). A person's edit that removes model boxes
-    adds them; a rejected box whose id stands again (an undo) is taken off the list."""
-    before = old.attributes.get(REJECTED, _NO_REJECTED)
-    rejected = before
-    if origin == "human":
-        model = old.boxes.origins == Origin.MODEL
-        gone = model & ~np.isin(old.boxes.ids, new.boxes.ids)
-        if gone.any():
-            rejected = rejected.concat(old.boxes.subset(gone))
-    back = np.isin(rejected.ids, new.boxes.ids)
-    if back.any():
-        rejected = rejected.subset(~back)
-    return None if rejected is before else rejected
-
-
-_SQLITE_SUFFIXES = ("-wal", "-shm", "-journal", ".lock")
-
-
-def project_files(path: str | Path) -> list[Path]:
-    """The project file (resolved) and the companions kept beside it: SQLite's journal, WAL and shared memory,
-    the writer's lock and the rolling backups' folder."""
-    real = Path(os.path.realpath(path))
-    return [real] + [real.with_name(real.name + s) for s in _SQLITE_SUFFIXES] + [backups.backup_dir(real)]
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def refuse_project_output(project: str | Path, dst: str | Path) -> None:
-    """Raise :class:`ProjectError` when ``dst`` is the project, one of its companions, inside its backups, or
-    resolves to any of them (a symlink, a hard link, ``..`` or ``//`` in the path)."""
-    dst = Path(dst)
-    real_dst = Path(os.path.realpath(dst))
-    files = project_files(project)
-    for f in files:
-        if real_dst == f or _same_file(dst, f) or real_dst.is_relative_to(files[-1]):
-            raise ProjectError(f"{dst}: is the project {project} itself or one of its own files ({f.name}); "
-                               "writing there would destroy it. Choose another destination")
-
-
-def _refuse_hard_links(path: Path) -> None:
-    """A project reachable under two names can lose edits: SQLite names its write-ahead log after the name
-    used, so a crash's log left beside one name is not seen (and later replayed over newer edits) through the
-    other."""
-    try:
-        links = os.stat(path).st_nlink
-    except OSError:
-        return
-    if links > 1:
-        raise ProjectError(f"{path}: the project file has {links} hard links (names). Edits saved through one "
-                           "name can be lost through another, so cellcounter opens a project under one name only: "
-                           "remove the other links (keep the name you use; a copy made with cp is independent)")
 
 
 def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:

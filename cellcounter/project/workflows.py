@@ -119,7 +119,7 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
     set is kept. New objects are numbered after every stored id, so none takes the id of one the image held.
     """
     from cellcounter.metrics import box_iou
-    from cellcounter.project.store import REJECTED
+    from cellcounter.project.rejected import REJECTED
 
     merged = ImageAnnotation(saved.image_path, saved.width, saved.height, saved.class_names or pred.class_names,
                              task=pred.task or saved.task, review=saved.review, model_version=model_version,
