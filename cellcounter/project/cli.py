@@ -42,6 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--task", choices=list(TASKS))
     a.set_defaults(func=cmd_add)
 
+    il = ps.add_parser("import-labels", help="bring labels made in another tool onto the project's images",
+                       description="Labels in any readable format (VOC, YOLO, COCO, QuPath, ...) are matched to "
+                                   "the project's images by content hash, else by file name; on each image they "
+                                   "supersede the model's objects and keep a person's. One edit per image.")
+    il.add_argument("project", type=Path)
+    il.add_argument("labels", type=Path, help="label file or folder")
+    il.add_argument("--from", dest="fmt", choices=[n for n, f in FORMATS.items() if f.reader])
+    il.add_argument("--as", dest="kind", choices=["reference", "corrections"], default="reference",
+                    help="reference labels (default) or corrections a person made")
+    il.set_defaults(func=cmd_import_labels)
+
     s = ps.add_parser("status", help="images per review status and objects per class (as a reviewer sees them)")
     s.add_argument("project", type=Path)
     s.add_argument("--json", action="store_true")
@@ -147,6 +158,18 @@ def cmd_add(args) -> int:
                 n += 1
     print(f"added {n} image(s) to {args.project}")
     return 0
+
+
+def cmd_import_labels(args) -> int:
+    from cellcounter.project.importing import import_labels
+
+    with Project.open(args.project) as proj:
+        done, unmatched = import_labels(proj, args.labels, args.fmt, as_corrections=args.kind == "corrections")
+    print(f"imported labels onto {len(done)} image(s) of {args.project} as {args.kind}")
+    if unmatched:
+        print(f"warning: {len(unmatched)} labelled image(s) match no image of the project: "
+              f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}", file=sys.stderr)
+    return 0 if done else 1
 
 
 def cmd_status(args) -> int:

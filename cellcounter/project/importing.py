@@ -48,9 +48,14 @@ def import_image(project: Project, image: Path, task: str | None = None, with_la
         if own is None and task:  # labels without a task of their own: read with the task's class order
             ann = labels_for_image(image, TASKS[task].class_names)
     image_id = project.add_image(image, task)
-    if ann is not None:
+    if ann is not None and _is_new(project, image_id, image):
         project.save(image_id, as_reference(ann), origin="import")
     return image_id
+
+
+def _is_new(project: Project, image_id: int, image: str | Path) -> bool:
+    """Whether ``image_id`` is ``image`` itself (not an identical image already held under another name)."""
+    return project.image(image_id).path.resolve() == Path(image).resolve()
 
 
 def import_folder(project: Project, folder: Path, task: str | None = None) -> list[int]:
@@ -77,7 +82,8 @@ def import_folder(project: Project, folder: Path, task: str | None = None) -> li
             existing = project.find_image(ann.image_path)
             if existing is None:
                 existing = project.add_image(ann.image_path, task or ann.task)
-                project.save(existing, as_reference(ann), origin="import")
+                if _is_new(project, existing, ann.image_path):
+                    project.save(existing, as_reference(ann), origin="import")
             ids.append(existing)
     else:
         for f in sorted(folder.rglob("*")):
@@ -86,3 +92,60 @@ def import_folder(project: Project, folder: Path, task: str | None = None) -> li
     if not ids:
         raise FormatError(folder, "holds no images")
     return ids
+
+
+def import_labels(project: Project, source: Path, fmt: str | None = None, as_corrections: bool = False
+                  ) -> tuple[list[int], list[str]]:
+    """Bring labels made in another tool (CVAT, QuPath, LabelImg, ...) onto images the project already holds.
+
+    Each labelled image is matched to a project image by content hash (when its file is at hand), else by file
+    name. The imported objects supersede the model's on that image (its model objects are dropped); a person's
+    objects stay, and an imported object duplicating one of them is left out. They come in as reference labels,
+    or as corrections (a person checked them) with ``as_corrections``; one edit per image in the history.
+    Returns the ids of the images that took labels and the names of the labelled images that matched none.
+    """
+    import numpy as np
+
+    from cellcounter.annotations import Origin
+    from cellcounter.imageio import file_hash
+    from cellcounter.metrics import box_iou
+
+    tasks = {rec.task for rec in project.images()} - {None}
+    task = TASKS.get(tasks.pop()) if len(tasks) == 1 else None
+    anns = read_labels(source, fmt, task.class_names if task is not None and task.kind != "grade" else None)
+    by_name: dict[str, list[int]] = {}
+    for rec in project.images():
+        by_name.setdefault(rec.path.name, []).append(rec.id)
+    done, unmatched = [], []
+    origin = Origin.CORRECTED if as_corrections else Origin.REFERENCE
+    for ann in anns:
+        image_id = project.find_content(file_hash(ann.image_path)) if Path(ann.image_path).is_file() else None
+        if image_id is None:
+            hits = by_name.get(Path(ann.image_path).name, [])
+            image_id = hits[0] if len(hits) == 1 else None
+        if image_id is None:
+            unmatched.append(Path(ann.image_path).name)
+            continue
+        saved = project.load(image_id)
+        if (ann.width, ann.height) != (saved.width, saved.height):
+            raise FormatError(source, f"labels of {ann.name} are for a {ann.width}x{ann.height} image, but the "
+                                      f"project's {saved.name} is {saved.width}x{saved.height}")
+        imported = as_reference(ann)
+        imported.boxes.origins[:] = origin
+        kept = saved.boxes.subset(saved.boxes.origins != Origin.MODEL)
+        new = imported.boxes
+        if len(new) and len(kept):
+            new = new.subset(box_iou(new.xyxy, kept.xyxy).max(axis=1) < 0.5)
+        merged = saved
+        merged.class_names = saved.class_names or imported.class_names
+        merged.boxes = kept.concat(new.renumbered(int(saved.boxes.ids.max(initial=0)) + 1))
+        if imported.masks is not None and len(imported.masks):
+            imported.masks.origins[:] = origin
+            merged.masks = imported.masks
+        if len(imported.points):
+            merged.points = imported.points
+        if imported.grade is not None:
+            merged.grade = imported.grade
+        project.save(image_id, merged, origin="import")
+        done.append(image_id)
+    return done, unmatched

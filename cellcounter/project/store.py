@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
-from cellcounter.errors import ProjectError
+from cellcounter.errors import CellCounterWarning, ProjectError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
 from cellcounter.project import backups
@@ -241,12 +242,18 @@ class Project:
         return p if p.is_absolute() else Path(os.path.normpath(self.root / p))
 
     def add_image(self, image: str | Path, task: str | None = None) -> int:
-        """Add an image (size, hash and pixel size read from it); returns its id. Adding it twice is a no-op."""
+        """Add an image (size, hash and pixel size read from it); returns its id. Adding it twice is a no-op, and
+        so is adding a copy of an image the project holds (same bytes under another name): a warning names both."""
         image = Path(image)
         rel = self._rel(image)
         row = self._conn.execute("SELECT id FROM images WHERE path = ?", (rel,)).fetchone()
         if row:
             return int(row[0])
+        same = self.find_content(file_hash(image))
+        if same is not None:
+            warnings.warn(f"{image}: the same image as {self.image(same).path} (identical content), already in "
+                          "the project; not added twice", CellCounterWarning, stacklevel=2)
+            return same
         with open_image(image, lazy=True) as src:
             w, h, px = src.width, src.height, src.pixel_size_um
         conn = self._write()
@@ -306,6 +313,12 @@ class Project:
 
     def find_image(self, path: str | Path) -> int | None:
         row = self._conn.execute("SELECT id FROM images WHERE path = ?", (self._rel(Path(path)),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def find_content(self, content_hash: str) -> int | None:
+        """The image with these bytes (under whatever name), if the project holds one."""
+        row = self._conn.execute("SELECT id FROM images WHERE content_hash = ? ORDER BY id",
+                                 (content_hash,)).fetchone()
         return None if row is None else int(row[0])
 
     # --- annotations ---------------------------------------------------------
