@@ -87,6 +87,9 @@ class LayerController(QObject):
                                   multiscale=len(pixels) > 1)
             self.viewer.reset_view()  # before filling: with many boxes the view decides which are editable
             self._bind(ann)
+            heat = self.__dict__.get("_heatmaps", {}).get(image_id)
+            if heat is not None:
+                self.show_heatmap(image_id, heat)
             self.viewer.title = f"cellcounter - {self.image_layer_name}"
         finally:
             self._muted = False
@@ -179,7 +182,13 @@ class LayerController(QObject):
         layer.colormap = DirectLabelColormap(color_dict=colours)
 
     def show_heatmap(self, image_id: int, heat: np.ndarray) -> None:
-        """Overlay a grader's Grad-CAM map on the image it explains (a view, not a label: never saved)."""
+        """Overlay a grader's Grad-CAM map on the image it explains (a view, not a label: never saved); it comes
+        back when the image is shown again in this session."""
+        heats = self.__dict__.setdefault("_heatmaps", {})
+        heats.pop(image_id, None)
+        heats[image_id] = heat
+        while len(heats) > 16:  # the most recent maps only: each is an image-sized float array
+            heats.pop(next(iter(heats)))
         if image_id != self.session.current_id:
             return
         if HEATMAP in self.viewer.layers:

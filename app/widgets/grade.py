@@ -6,6 +6,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QProgressBar, QVBoxLa
 
 from app.controller import LayerController
 from cellcounter.annotations import Grade, Origin
+from cellcounter.grading import grade_call
 from cellcounter.tasks import TASKS
 
 
@@ -15,9 +16,12 @@ class GradePanel(QWidget):
         self.controller = controller
         names = TASKS["retinopathy"].class_names
         self.predicted = QLabel("no prediction")
+        self.predicted.setWordWrap(True)
+        self.referral = QLabel("")
         self.bars = []
         form = QFormLayout()
         form.addRow("Model", self.predicted)
+        form.addRow("Referral", self.referral)
         for i, name in enumerate(names):
             bar = QProgressBar()
             bar.setRange(0, 1000)
@@ -43,7 +47,14 @@ class GradePanel(QWidget):
         try:
             g = ann.grade
             probs = g.probabilities if g is not None and g.probabilities is not None else None
-            self.predicted.setText("no prediction" if probs is None else f"grade {int(probs.argmax())}")
+            if probs is None:
+                self.predicted.setText("no prediction")
+                self.referral.setText("")
+            else:  # how sure it is, not only the argmax: 24/17/22/17/17 is no "Grade 0"
+                call = grade_call(probs)
+                self.predicted.setText(call.text(TASKS["retinopathy"].class_names))
+                self.predicted.setStyleSheet("" if call.sure else "color: #ff9500")
+                self.referral.setText(call.referral_text())
             for i, bar in enumerate(self.bars):
                 bar.setValue(0 if probs is None or i >= len(probs) else int(round(probs[i] * 1000)))
             self.override.setCurrentIndex(0 if g is None else g.value + 1)

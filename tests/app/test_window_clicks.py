@@ -179,3 +179,26 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     models = win.session.project.models("blood")
     assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled()
+
+
+def test_the_grade_panel_says_how_sure_and_the_heat_map_comes_back(app_window, tmp_path, qtbot):
+    from cellcounter.annotations import Grade, Origin
+
+    for i in range(2):
+        Image.fromarray(np.full((90, 120, 3), 60 + 40 * i, np.uint8)).save(tmp_path / f"eye{i}.png")
+    viewer, win = app_window(tmp_path, "--task", "retinopathy")
+    proj, first = win.session.project, win.session.current_id
+    ann = proj.load(first)
+    ann.grade = Grade(0, np.array([0.24, 0.17, 0.22, 0.17, 0.20]), Origin.MODEL)
+    proj.save(first, ann, origin="model:m@1")
+    win.controller.show_heatmap(first, np.random.default_rng(0).random((90, 120)))  # as a prediction delivers it
+    from app.controller import HEATMAP
+
+    assert HEATMAP in viewer.layers
+    qtbot.mouseClick(_button(win.review, "Next"), Qt.LeftButton)
+    assert win.session.current_id != first and HEATMAP not in viewer.layers
+    qtbot.mouseClick(_button(win.review, "< Previous"), Qt.LeftButton)
+    assert win.session.current_id == first
+    assert HEATMAP in viewer.layers  # the heat map is back with its image
+    assert win.grade.predicted.text().startswith("uncertain: 0 or 2")
+    assert win.grade.referral.text().startswith("referable")
