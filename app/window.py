@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QWidget
 
 from app.controller import LayerController
 from app.layers import BOXES, MASKS, POINTS, REGIONS, describe_object
@@ -45,6 +45,18 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def _scrolled(panel: QWidget) -> QScrollArea:
+    """``panel`` in a scroll area: a dock can then be shorter than its panel (a laptop screen) and scrolls."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+    area.setWidget(panel)
+    area.setMinimumHeight(min(120, panel.sizeHint().height()))
+    area.setMinimumWidth(panel.minimumSizeHint().width() + 16)
+    return area
+
+
 class CellCounterWindow:
     """Owns the session, the controller and the panels of one napari viewer."""
 
@@ -59,13 +71,15 @@ class CellCounterWindow:
         self.train = TrainPanel(self.controller, task)
         self.train.models_changed.connect(self.predict.refresh_models)
         self.train.models_changed.connect(self.train.refresh_bases)
-        viewer.window.add_dock_widget(self.predict, name="Predict", area="right")
-        viewer.window.add_dock_widget(self.counts, name="Counts", area="right")
-        viewer.window.add_dock_widget(self.review, name="Review", area="right")
-        self.grade_dock = viewer.window.add_dock_widget(self.grade, name="Grade", area="right")
+        # each panel scrolls inside its dock, so the window fits a 1366 x 768 laptop screen however full they are
+        dock = viewer.window.add_dock_widget
+        dock(_scrolled(self.predict), name="Predict", area="right")
+        dock(_scrolled(self.counts), name="Counts", area="right")
+        dock(_scrolled(self.review), name="Review", area="right")
+        self.grade_dock = dock(_scrolled(self.grade), name="Grade", area="right")
         self.masks = MaskToolsPanel(self.controller)
-        self.masks_dock = viewer.window.add_dock_widget(self.masks, name="Masks", area="right")
-        viewer.window.add_dock_widget(self.train, name="Fine-tune", area="left")
+        self.masks_dock = dock(_scrolled(self.masks), name="Masks", area="right")
+        dock(_scrolled(self.train), name="Fine-tune", area="left")
         self.click_count = False
         self._bind_keys()
         self._menus()

@@ -202,3 +202,17 @@ def test_the_grade_panel_says_how_sure_and_the_heat_map_comes_back(app_window, t
     assert HEATMAP in viewer.layers  # the heat map is back with its image
     assert win.grade.predicted.text().startswith("uncertain: 0 or 2")
     assert win.grade.referral.text().startswith("referable")
+
+
+def test_the_window_fits_a_laptop_screen_with_every_panel_reachable(app_window, qtbot):
+    """#31 point 7: on 1366 x 768 the Counts and Review panels were off-screen (minimum height 1041 px)."""
+    viewer, win = app_window()  # the bundled sample, every panel filled
+    qt_window = viewer.window._qt_window
+    qt_window.resize(1366, 728)  # a 1366 x 768 screen less its task bar
+    qtbot.wait(200)
+    assert qt_window.height() <= 728 and qt_window.minimumSizeHint().height() <= 728
+    for panel in (win.counts, win.review, win.predict):
+        area = panel.parentWidget().parentWidget()  # the scroll area's viewport, then the scroll area
+        top_left = area.mapTo(qt_window, area.rect().topLeft())
+        assert 0 <= top_left.y() < qt_window.height() - 40, (type(panel).__name__, top_left.y())
+        assert area.height() >= 60
