@@ -320,16 +320,18 @@ class CellCounterWindow:
     def _click_count(self, viewer, event):
         if not self.click_count or POINTS not in viewer.layers:
             return
-        start = np.asarray(event.position)[-2:]
+        # measured on the screen: while panning, the image point under the mouse stays put (the image moves with
+        # it), so a drag measured in image coordinates looked like a click and added a mark
+        start, where = np.asarray(event.pos, dtype=float), np.asarray(event.position)[-2:]
         yield
-        moved = False
+        travelled = 0.0
         while event.type == "mouse_move":
-            moved = True
+            travelled = max(travelled, float(np.hypot(*(np.asarray(event.pos, dtype=float) - start))))
             yield
-        end = np.asarray(event.position)[-2:]
-        if moved and np.hypot(*(end - start)) > 3:
+        travelled = max(travelled, float(np.hypot(*(np.asarray(event.pos, dtype=float) - start))))
+        if travelled > 4:
             return  # a drag pans; only a click counts
-        self.toggle_mark(end)
+        self.toggle_mark(where)
 
     def toggle_mark(self, rc) -> None:
         """Remove the mark under ``rc`` or add one of the current class there."""

@@ -351,13 +351,19 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
 
     from cellcounter.models.card import CARD_NAME, ModelCard
 
+    from cellcounter.fileutil import atomic_write_text
+
     card = ModelCard.from_file(Path(model_dir) / CARD_NAME)
-    base = name = f"{card.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = version = time.strftime("%Y%m%d-%H%M%S")
     taken = {m["name"] for m in project.models()}
     for i in range(1, len(taken) + 2):  # two runs within a second
-        if name not in taken:
+        if f"{card.name}@{version}" not in taken:
             break
-        name = f"{base}-{i}"
+        version = f"{base}-{i}"
+    # one name everywhere: the list, the Predict panel and the objects' provenance all say name@version
+    card.version = version
+    atomic_write_text(Path(model_dir) / CARD_NAME, card.to_json())
+    name = f"{card.name}@{version}"
     parent = None
     if init and init != "none":
         same = [m["name"] for m in project.models(card.task) if Path(m["file"]).resolve() == Path(init).resolve()]

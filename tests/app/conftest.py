@@ -44,12 +44,13 @@ def voc_folder(tmp_path):
         root = root or tmp_path / "voc"
         (root / "Annotations").mkdir(parents=True, exist_ok=True)
         (root / "JPEGImages").mkdir(exist_ok=True)
-        for name, classes in images.items():
+        for k, (name, classes) in enumerate(images.items()):
             objs = "".join(obj.format(c, 10 + 40 * i, 40 + 40 * i) for i, c in enumerate(classes))
             (root / "Annotations" / f"{name}.xml").write_text(
                 f"<annotation><filename>{name}.jpg</filename><size><width>200</width><height>60</height>"
                 f"<depth>3</depth></size>{objs}</annotation>")
-            Image.fromarray(np.full((60, 200, 3), 200, np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+            # each image its own pixels: identical files are one image to a project
+            Image.fromarray(np.full((60, 200, 3), 200 - k, np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
         return root
 
     return _make

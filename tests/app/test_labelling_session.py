@@ -147,7 +147,8 @@ def test_grader_prediction_shows_grade_and_a_heat_map_layer(make_napari_viewer, 
     qtbot.waitUntil(lambda: win.predict.worker is None, timeout=60_000)
     grade = win.session.saved.grade
     assert grade is not None and grade.origin == Origin.MODEL
-    assert win.grade.predicted.text() == f"grade {grade.value}"
+    text = win.grade.predicted.text()  # the grade, or the two it hesitates between
+    assert text.startswith(f"grade {grade.value}") or (text.startswith("uncertain") and str(grade.value) in text)
     heat = viewer.layers[HEATMAP]
     assert heat.data.shape == (90, 140) and 0 < heat.data.max() <= 1
     assert not heat.data[:, :20].any()  # outside the 90 x 90 centre crop the grader saw

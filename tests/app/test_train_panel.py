@@ -82,8 +82,8 @@ def test_rehearsal_that_cannot_be_had_is_refused_at_start_not_from_the_run(open_
     import app.widgets.train as train_panel
     from tests.core.conftest import make_tiny_model
 
-    for name in ("a", "b"):
-        Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / f"{name}.png")
+    for k, name in enumerate(("a", "b")):
+        Image.fromarray(np.full((60, 80, 3), 200 + k, np.uint8)).save(tmp_path / f"{name}.png")
     _, win, first = open_window(tmp_path)
     for image_id in win.session.queue():
         win.show_image(image_id)

@@ -173,7 +173,7 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     panel.base.setCurrentIndex(panel.base.findData(None))  # from scratch: quick on two small images
     panel.epochs.setValue(1)
     qtbot.mouseClick(panel.start_b, Qt.LeftButton)
-    qtbot.waitUntil(lambda: panel.worker is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: panel.worker is not None, timeout=60_000)
     assert "'bool'" not in panel.status.text()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
     models = win.session.project.models("blood")
@@ -216,3 +216,39 @@ def test_the_window_fits_a_laptop_screen_with_every_panel_reachable(app_window, 
         top_left = area.mapTo(qt_window, area.rect().topLeft())
         assert 0 <= top_left.y() < qt_window.height() - 40, (type(panel).__name__, top_left.y())
         assert area.height() >= 60
+
+
+def _mouse(widget, kind, pos, buttons):
+    from qtpy.QtCore import QEvent, QPointF
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtWidgets import QApplication
+
+    types = {"press": QEvent.MouseButtonPress, "move": QEvent.MouseMove, "release": QEvent.MouseButtonRelease}
+    local = QPointF(*pos)
+    event = QMouseEvent(types[kind], local, widget.mapToGlobal(local), Qt.LeftButton if kind != "move" else
+                        Qt.NoButton, buttons, Qt.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+def test_panning_in_click_count_mode_adds_no_mark_and_a_click_adds_one(app_window, voc_folder, qtbot):
+    """#31 point 6: a drag to pan added a mark where it started."""
+    from app.layers import POINTS
+
+    viewer, win = app_window(voc_folder({"a": ["RBC"]}), "--task", "blood")
+    viewer.camera.zoom *= 4
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_C, Qt.ShiftModifier)  # Shift-C: click-count on
+    assert win.click_count
+    canvas = viewer.window._qt_viewer.canvas.native
+    centre = viewer.camera.center
+    _mouse(canvas, "press", (300, 300), Qt.LeftButton)
+    for step in range(1, 11):
+        _mouse(canvas, "move", (300 + 12 * step, 300 + 6 * step), Qt.LeftButton)
+        qtbot.wait(5)
+    _mouse(canvas, "release", (420, 360), Qt.NoButton)
+    qtbot.wait(DEBOUNCE_MS + 200)
+    assert viewer.camera.center != centre  # it panned
+    assert len(viewer.layers[POINTS].data) == 0  # and marked nothing
+    _mouse(canvas, "press", (300, 300), Qt.LeftButton)
+    _mouse(canvas, "release", (300, 300), Qt.NoButton)
+    qtbot.wait(DEBOUNCE_MS + 200)
+    assert len(viewer.layers[POINTS].data) == 1

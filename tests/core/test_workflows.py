@@ -326,3 +326,15 @@ def test_predicted_masks_under_kept_instances_are_not_added_again():
     merged = wf.merge_masks(saved, InstanceMasks(pred_lab, [1, 2], [0, 0], [0.9, 0.8], [Origin.MODEL] * 2))
     assert len(merged) == 2 and merged.origins.tolist() == [Origin.REFERENCE, Origin.MODEL]
     assert (merged.label_image == 5).sum() == 36 and 0 < (merged.label_image[12:18, 12:18] > 0).sum() == 36
+
+
+def test_a_registered_version_has_one_name_everywhere(proj, tmp_path):
+    """#31 point 8: the list said blood-project-20261203-084052 while its boxes said blood-project@4."""
+    from cellcounter.inference import Predictor
+
+    p, _ = proj
+    model = make_tiny_model("detector", tmp_path / "m")
+    rec = wf.register_model(p, model, None, [1])
+    assert Predictor.load(str(model)).model_version == rec["name"]
+    again = wf.register_model(p, model, None, [1])  # a second run within the same second
+    assert again["name"] != rec["name"] and Predictor.load(str(model)).model_version == again["name"]
