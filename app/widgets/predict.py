@@ -185,6 +185,11 @@ class PredictPanel(QWidget):
             ids = select_images(session.project, "unreviewed")
         else:
             ids = [session.current_id] if session.current_id is not None else []
+        if not ids:  # say so at once, rather than load a model for nothing
+            what = "unreviewed images" if all_unreviewed else "image open"
+            self.status.setText(f"Nothing to predict: no {what}")
+            show_info(f"Nothing to predict: no {what}")
+            return None
         jobs = prediction_jobs(session.project, ids)
         self._stop = False
         # a flag, not worker.quit(): the generator then ends at its own checks, and a cancel is not a failure

@@ -16,6 +16,7 @@ from importlib.metadata import entry_points
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.formats import FORMATS
+from cellcounter.inference.choice import BACKENDS
 from cellcounter.project import workflows as wf
 from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.store import Project
@@ -68,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("--images", choices=["unreviewed", "all"], default="unreviewed",
                     help="unreviewed (default: not yet reviewed) or all images; reviewed labels are never touched "
                          "unless 'all'")
-    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    pr.add_argument("--backend", default="auto", choices=list(BACKENDS),
+                    help="auto (default): the fastest accepted backend here, as the app's Predict panel")
     pr.add_argument("--device", default="auto")
     pr.add_argument("--scheduler", metavar="ADDRESS",
                     help="predict on a Dask distributed cluster (local:N, or tcp://host:8786); see docs/cluster.md")
@@ -289,15 +291,18 @@ def cmd_predict(args) -> int:
                 if chosen is None:
                     raise CellCounterError(f"no model for task {t!r}: give --model")
                 model = Predictor.load(chosen, args.backend, args.device)
-            objects = 0
+            shown = stored = 0
             jobs = wf.prediction_jobs(proj, ids)
             for job, ann in _results(model, jobs, args):
                 if isinstance(ann, str):
                     print(f"error: {job.image_path}: {ann}; skipped", file=sys.stderr)
                     continue
                 wf.apply_prediction(proj, job, ann, model.model_version)
-                objects += ann.n_objects()
-            print(f"{t}: {len(ids)} image(s) predicted with {model.model_version} ({objects} object(s))")
+                labels = proj.load(job.image_id)  # what is stored now: merged with a person's objects
+                stored += labels.n_objects()
+                shown += sum(labels.counts(score_threshold=DEFAULT_SCORE_THRESHOLD).values())
+            print(f"{t}: {len(ids)} image(s) predicted with {model.model_version}: {shown} object(s) shown and "
+                  f"counted at score >= {DEFAULT_SCORE_THRESHOLD} ({stored} stored with lower-scoring candidates)")
             total += len(ids)
     return 0
 

@@ -252,3 +252,11 @@ def test_panning_in_click_count_mode_adds_no_mark_and_a_click_adds_one(app_windo
     _mouse(canvas, "release", (300, 300), Qt.NoButton)
     qtbot.wait(DEBOUNCE_MS + 200)
     assert len(viewer.layers[POINTS].data) == 1
+
+
+def test_run_on_unreviewed_with_nothing_to_run_says_so_at_once(app_window, voc_folder, qtbot):
+    """#31 point 10: it said "loading the model..." for 18 s, then "Done: 0 image(s)"."""
+    viewer, win = app_window(voc_folder({"a": ["RBC"]}), "--task", "blood")
+    qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
+    qtbot.mouseClick(win.predict.run_all, Qt.LeftButton)
+    assert win.predict.worker is None and win.predict.status.text().startswith("Nothing to predict")
