@@ -45,9 +45,18 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+class _PanelScroll(QScrollArea):
+    """A scroll area that asks for its panel's natural size (docks get their full height where the screen has
+    room) but can be squeezed below it (a laptop screen), scrolling then."""
+
+    def sizeHint(self):  # noqa: N802 - Qt's name
+        hint = self.widget().sizeHint()
+        return hint.expandedTo(super().sizeHint()) if hint.isValid() else super().sizeHint()
+
+
 def _scrolled(panel: QWidget) -> QScrollArea:
     """``panel`` in a scroll area: a dock can then be shorter than its panel (a laptop screen) and scrolls."""
-    area = QScrollArea()
+    area = _PanelScroll()
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
@@ -73,13 +82,16 @@ class CellCounterWindow:
         self.train.models_changed.connect(self.train.refresh_bases)
         # each panel scrolls inside its dock, so the window fits a 1366 x 768 laptop screen however full they are
         dock = viewer.window.add_dock_widget
-        dock(_scrolled(self.predict), name="Predict", area="right")
-        dock(_scrolled(self.counts), name="Counts", area="right")
-        dock(_scrolled(self.review), name="Review", area="right")
+        right = [dock(_scrolled(self.predict), name="Predict", area="right"),
+                 dock(_scrolled(self.counts), name="Counts", area="right"),
+                 dock(_scrolled(self.review), name="Review", area="right")]
         self.grade_dock = dock(_scrolled(self.grade), name="Grade", area="right")
         self.masks = MaskToolsPanel(self.controller)
         self.masks_dock = dock(_scrolled(self.masks), name="Masks", area="right")
         dock(_scrolled(self.train), name="Fine-tune", area="left")
+        # the Predict panel has room to spare: where the screen allows, Counts and Review get their full height
+        QTimer.singleShot(0, lambda: viewer.window._qt_window.resizeDocks(
+            right, [p.sizeHint().height() for p in (self.predict, self.counts, self.review)], Qt.Vertical))
         self.click_count = False
         self._bind_keys()
         self._menus()
