@@ -21,10 +21,10 @@ def _dataset(root, names_file="yaml"):
     for split in ("train", "val"):
         (root / "images" / split).mkdir(parents=True)
         (root / "labels" / split).mkdir(parents=True)
-    make_image(root / "images" / "train" / "a.png", 100, 50)
-    make_image(root / "images" / "train" / "b.png", 100, 50)
-    make_image(root / "images" / "val" / "c.png", 200, 100)
-    make_image(root / "images" / "val" / "d.png", 200, 100)
+    make_image(root / "images" / "train" / "a.png", 100, 50, seed=1)
+    make_image(root / "images" / "train" / "b.png", 100, 50, seed=2)
+    make_image(root / "images" / "val" / "c.png", 200, 100, seed=3)
+    make_image(root / "images" / "val" / "d.png", 200, 100, seed=4)
     # a WBC in the middle, an RBC touching the right edge (rounding past 1), a Platelet
     (root / "labels" / "train" / "a.txt").write_bytes(
         b"0 0.5 0.5 0.2 0.4\r\n1 0.9 0.5 0.2000004 0.2\r\n2 0.1 0.1 0.04 0.08\r\n")
