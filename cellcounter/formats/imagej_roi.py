@@ -10,6 +10,8 @@ to the first ``-``.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +43,14 @@ def _props(name: str, score: float, origin: int) -> dict:
     return props
 
 
+def _entry(class_name: str) -> str:
+    """A class name as it may appear in a ROI's name, which ImageJ also uses as the zip entry's file name:
+    no folders, no '..' (a class called ``../../x`` must not unpack outside the folder). The class itself
+    travels in the ROI's properties, unchanged."""
+    safe = re.sub(r"[^\w+ -]+", "_", class_name).strip(" _") or "object"
+    return safe[:80]
+
+
 def rois(ann: ImageAnnotation) -> list:
     """The image's objects as roifile ``ImagejRoi`` objects."""
     rf = _roi_module()
@@ -48,7 +58,7 @@ def rois(ann: ImageAnnotation) -> list:
     for i in range(len(ann.boxes)):
         x1, y1, x2, y2 = ann.boxes.xyxy[i]
         name = ann.class_names[int(ann.boxes.classes[i])]
-        roi = rf.ImagejRoi.frompoints(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]), name=f"{name}-{i + 1:04d}")
+        roi = rf.ImagejRoi.frompoints(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]), name=f"{_entry(name)}-{i + 1:04d}")
         roi.roitype = rf.ROI_TYPE.RECT
         roi.left, roi.top = int(np.floor(x1)), int(np.floor(y1))
         roi.right, roi.bottom = int(np.ceil(x2)), int(np.ceil(y2))
@@ -70,7 +80,7 @@ def rois(ann: ImageAnnotation) -> list:
             poly = shape(geom)
             poly = max(getattr(poly, "geoms", [poly]), key=lambda p: p.area)  # its largest piece, no holes
             name = ann.class_names[int(ann.masks.classes[i])]
-            roi = rf.ImagejRoi.frompoints(np.asarray(poly.exterior.coords)[:-1], name=f"{name}-{int(k):04d}")
+            roi = rf.ImagejRoi.frompoints(np.asarray(poly.exterior.coords)[:-1], name=f"{_entry(name)}-{int(k):04d}")
             roi.roitype = rf.ROI_TYPE.POLYGON
             roi.properties = _props(name, ann.masks.scores[i], ann.masks.origins[i])
             out.append(roi)
@@ -78,7 +88,7 @@ def rois(ann: ImageAnnotation) -> list:
         sel = ann.points.classes == k
         if sel.any():
             rc = ann.points.rc[sel]
-            roi = rf.ImagejRoi.frompoints(rc[:, ::-1] + 0.5, name=f"{name}-marks")  # mark at the pixel's centre
+            roi = rf.ImagejRoi.frompoints(rc[:, ::-1] + 0.5, name=f"{_entry(name)}-marks")  # mark at the pixel's centre
             roi.roitype = rf.ROI_TYPE.POINT
             roi.properties = {"class": name, "origin": "human"}
             out.append(roi)

@@ -79,3 +79,27 @@ def test_convert_counts_csv_from_a_roi_set(tmp_path, capsys):
     assert main(["convert", "--task", "blood", "--to", "counts-csv", str(tmp_path / "a_rois.zip"),
                  str(tmp_path / "out" / "counts.csv")]) == 0
     assert "WBC" in (tmp_path / "out" / "counts.csv").read_text()
+
+
+def test_a_class_name_cannot_make_a_zip_entry_outside_the_folder(tmp_path):
+    """#36: a class '../../../escape' gave the entry '../../../escape-0001.roi' (zip-slip for whoever unpacks it);
+    the class itself still comes back from the ROI's properties."""
+    import zipfile
+
+    import numpy as np
+
+    from cellcounter.annotations import Boxes, ImageAnnotation
+    from cellcounter.formats import read_labels, write_labels
+    from tests.conftest import make_image
+
+    img = make_image(tmp_path / "a.png", 64, 48)
+    ann = ImageAnnotation(str(img), 64, 48, ("../../../escape", "/abs"), boxes=Boxes(np.array([[1, 1, 9, 9.0],
+                                                                                           [10, 10, 20, 20]]), [0, 1]))
+    (path,) = write_labels([ann], tmp_path / "out", "imagej-roi")
+    import shutil
+
+    shutil.copy(img, tmp_path / "out" / "a.png")  # the image beside its ROI set, as ImageJ keeps them
+    names = zipfile.ZipFile(path).namelist()
+    assert all("/" not in n and ".." not in n and not n.startswith("\\\\") for n in names), names
+    (back,) = read_labels(path)
+    assert set(back.class_names) == {"../../../escape", "/abs"}
