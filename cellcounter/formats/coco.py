@@ -247,6 +247,27 @@ def encode_mask(binary: np.ndarray) -> dict[str, Any]:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
+def encode_crop(crop: np.ndarray, top: int, left: int, height: int, width: int) -> dict[str, Any]:
+    """The COCO RLE of a full ``height`` x ``width`` mask that is zero outside ``crop`` (placed at ``top``,
+    ``left``), built from the crop alone: an instance costs its bounding box, not the whole image (5,000 nuclei on
+    a 2048 x 2048 tile took minutes when each was encoded from a full-image mask)."""
+    h, w = crop.shape
+    cols = np.zeros((w, h + 2), dtype=np.int8)
+    cols[:, 1:-1] = crop.T.astype(bool)  # column-major, as COCO counts run
+    j, i = np.nonzero(np.diff(cols, axis=1))  # per column: where a run of ones starts, then where it ends
+    pos = (left + j).astype(np.int64) * height + top + i
+    if len(pos) > 2:  # a run ending at a column's last row and going on at the next column's first row is one
+        keep = np.ones(len(pos), dtype=bool)
+        same = np.nonzero(pos[1:-1:2] == pos[2::2])[0] * 2 + 1  # an end equal to the next start
+        keep[same] = keep[same + 1] = False
+        pos = pos[keep]
+    counts = np.diff(np.concatenate([[0], pos, [height * width]])).tolist()
+    if len(counts) > 1 and counts[-1] == 0:  # ones to the very end: no closing run of zeros, as pycocotools
+        counts.pop()
+    rle = mask_utils.frPyObjects({"size": [height, width], "counts": counts}, height, width)
+    return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
+
+
 def coco_document(anns: Sequence[ImageAnnotation], base: Path) -> dict[str, Any]:
     """Build the COCO document; file names are relative to ``base`` where possible."""
     class_names: list[str] = []
@@ -272,11 +293,14 @@ def coco_document(anns: Sequence[ImageAnnotation], base: Path) -> dict[str, Any]
             m = a.masks
             bbs = m.bounding_boxes().xyxy
             areas = m.areas()
+            lab = m.label_image
             for i in range(len(m)):
                 x1, y1, x2, y2 = (float(v) for v in bbs[i])
+                r0, c0, r1, c1 = int(y1), int(x1), int(np.ceil(y2)), int(np.ceil(x2))
+                crop = lab[r0:r1, c0:c1] == m.ids[i]
                 rec = {"id": ann_id, "image_id": img_id, "category_id": lut[int(m.classes[i])],
                        "bbox": [x1, y1, x2 - x1, y2 - y1], "area": int(areas[i]), "iscrowd": 0,
-                       "segmentation": encode_mask(m.binary_mask(i))}
+                       "segmentation": encode_crop(crop, r0, c0, *lab.shape)}
                 _score_origin(rec, m.scores[i], m.origins[i])
                 annotations.append(rec)
                 ann_id += 1
