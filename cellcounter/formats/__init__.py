@@ -206,7 +206,30 @@ def write_labels(anns: Sequence[ImageAnnotation], dst: str | Path, fmt: str) -> 
     return spec.writer(_adapt(anns, spec, dst), dst)
 
 
-__all__ = ["FORMATS", "LabelFormat", "Boxes", "detect_format", "get_format", "read_labels", "write_labels"]
+__all__ = ["FORMATS", "LabelFormat", "Boxes", "detect_format", "get_format", "image_files", "is_label_file",
+           "read_labels", "write_labels"]
+
+_LABEL_FOLDERS = {"masks", "labels", "annotations", "2. groundtruths", "groundtruth", "ground_truth"}
+_LABEL_STEMS = ("_label", "_labels", "_mask", "_masks", "_colour", "_color") + tuple(LABEL_SUFFIXES)
+
+
+def is_label_file(path: str | Path) -> bool:
+    """Whether an image-suffixed file is a label in one of the known layouts, not an image to count: DSB's
+    ``masks/*.png``, YOLO's ``labels/``, ``*_label.png``, ``*_labels.tif``, ``*_mask.png`` and the like."""
+    p = Path(path)
+    if any(part.lower() in _LABEL_FOLDERS for part in p.parts[:-1]):
+        return True
+    return p.stem.lower().endswith(_LABEL_STEMS)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The images of a folder, in name order, whatever layout it has: the one rule for ``predict``, ``info`` and
+    ``project create/add`` (label files with image suffixes are not images)."""
+    from cellcounter.imageio import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    return sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+                  and not is_label_file(f.relative_to(root)))
 
 
 def labels_for_image(image_path: str | Path, class_names: Sequence[str] | None = None) -> ImageAnnotation | None:

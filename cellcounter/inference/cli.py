@@ -12,7 +12,8 @@ import numpy as np
 
 from cellcounter.errors import CellCounterError, FormatError, missing_reason
 from cellcounter.formats import read_labels, write_labels
-from cellcounter.imageio import IMAGE_SUFFIXES, open_image
+from cellcounter.formats import image_files
+from cellcounter.imageio import open_image
 from cellcounter.inference.choice import BACKENDS
 from cellcounter.tasks import TASKS
 
@@ -100,7 +101,7 @@ def _images(inputs: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in inputs:
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+            out += image_files(p)  # the layout's images, not its label PNGs (a DSB folder's masks/)
         elif p.exists():
             out.append(p)
         else:

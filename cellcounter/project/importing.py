@@ -13,8 +13,7 @@ from pathlib import Path
 
 from cellcounter.annotations import as_reference
 from cellcounter.errors import CellCounterWarning, FormatError, ProjectError
-from cellcounter.formats import detect_format, labels_for_image, read_labels
-from cellcounter.imageio import IMAGE_SUFFIXES
+from cellcounter.formats import detect_format, image_files, labels_for_image, read_labels
 from cellcounter.project.store import Project
 from cellcounter.tasks import TASKS
 
@@ -86,9 +85,8 @@ def import_folder(project: Project, folder: Path, task: str | None = None) -> li
                     project.save(existing, as_reference(ann), origin="import")
             ids.append(existing)
     else:
-        for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and "_mask" not in f.stem:
-                ids.append(import_image(project, f, task))
+        for f in image_files(folder):
+            ids.append(import_image(project, f, task))
     if not ids:
         raise FormatError(folder, "holds no images")
     return ids
@@ -104,8 +102,6 @@ def import_labels(project: Project, source: Path, fmt: str | None = None, as_cor
     or as corrections (a person checked them) with ``as_corrections``; one edit per image in the history.
     Returns the ids of the images that took labels and the names of the labelled images that matched none.
     """
-    import numpy as np
-
     from cellcounter.annotations import Origin
     from cellcounter.imageio import file_hash
     from cellcounter.metrics import box_iou

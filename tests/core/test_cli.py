@@ -75,3 +75,26 @@ def test_commands_that_need_no_model_import_neither_torch_nor_onnxruntime(tmp_pa
     helped = subprocess.run([sys.executable, "-c", "import sys\nfrom cellcounter.cli import build_parser\n"
                              "build_parser()\nprint('torch' in sys.modules)"], capture_output=True, text=True, cwd=REPO)
     assert helped.stdout.strip() == "False"
+
+
+def test_a_dsb_folder_is_one_image_to_predict_info_and_project_create(tmp_path, capsys):
+    """#32 point 7: predict took the 70 mask PNGs of a DSB sample's masks/ for images; one rule now."""
+    import numpy as np
+    from PIL import Image
+
+    from cellcounter.formats import image_files
+    from cellcounter.inference.cli import _images
+    from tests.conftest import make_image
+
+    sample = tmp_path / "abc"
+    (sample / "images").mkdir(parents=True)
+    (sample / "masks").mkdir()
+    make_image(sample / "images" / "abc.png", 32, 32)
+    for k in range(3):
+        m = np.zeros((32, 32), np.uint8)
+        m[k * 10:k * 10 + 5, 2:8] = 255
+        Image.fromarray(m).save(sample / "masks" / f"m{k}.png")
+    assert image_files(sample) == [sample / "images" / "abc.png"] == _images([sample])
+    proj = tmp_path / "p.ccproj"
+    assert main(["project", "create", str(proj), str(sample)]) == 0
+    assert "with 1 image(s)" in capsys.readouterr().out
