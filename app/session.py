@@ -89,9 +89,9 @@ class Session:
 
     def load(self, image_id: int) -> ImageAnnotation:
         self.current_id = image_id
-        task = ensure_task(self.project, image_id, self.task)  # a plain image gets a task it can be counted as
         self.saved = self.project.load(image_id)
-        self.saved.task = self.saved.task or task  # (a read-only project keeps it in memory only)
+        if self.saved.task is None:  # a plain image gets a task it can be counted as (in memory only, read-only)
+            self.saved.task = ensure_task(self.project, image_id, self.task)
         if not self.saved.class_names:
             self.saved.class_names = TASKS[self.saved.task].class_names
         if self.saved.review == ReviewStatus.UNREVIEWED:

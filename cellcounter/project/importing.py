@@ -104,7 +104,7 @@ def import_labels(project: Project, source: Path, fmt: str | None = None, as_cor
     """
     from cellcounter.annotations import Origin
     from cellcounter.imageio import file_hash
-    from cellcounter.metrics import box_iou
+    from cellcounter.project.workflows import not_duplicating
 
     tasks = {rec.task for rec in project.images()} - {None}
     task = TASKS.get(tasks.pop()) if len(tasks) == 1 else None
@@ -129,9 +129,7 @@ def import_labels(project: Project, source: Path, fmt: str | None = None, as_cor
         imported = as_reference(ann)
         imported.boxes.origins[:] = origin
         kept = saved.boxes.subset(saved.boxes.origins != Origin.MODEL)
-        new = imported.boxes
-        if len(new) and len(kept):
-            new = new.subset(box_iou(new.xyxy, kept.xyxy).max(axis=1) < 0.5)
+        new = not_duplicating(imported.boxes, kept)
         merged = saved
         merged.class_names = saved.class_names or imported.class_names
         merged.boxes = kept.concat(new.renumbered(int(saved.boxes.ids.max(initial=0)) + 1))

@@ -387,7 +387,8 @@ class Project:
                 else:
                     before, after = old_parts[kind], new_parts[kind]
                     self._event(conn, image_id, kind, origin, _b(before), _b(after))
-            rejected = _rejected_after(old, ann, origin)
+            # boxes unchanged: nothing was deleted and no rejected id came back (a save at 100,000 boxes skips it)
+            rejected = _rejected_after(old, ann, origin) if "boxes" in changed else None
             if changed or tuple(old.class_names) != tuple(ann.class_names):
                 conn.execute(
                     "INSERT INTO annotations (image_id, class_names, boxes, masks, points, grade, model_version,"

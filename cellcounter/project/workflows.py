@@ -128,9 +128,7 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
     rejected = saved.attributes.get(REJECTED, Boxes())
     first = max(int(saved.boxes.ids.max(initial=0)), int(rejected.ids.max(initial=0))) + 1
     kept = saved.boxes.subset(saved.boxes.origins != Origin.MODEL)
-    new = pred.boxes
-    if len(new) and len(kept):  # one cell, one box: whatever class the person gave it
-        new = new.subset(box_iou(new.xyxy, kept.xyxy).max(axis=1) < DUPLICATE_IOU)
+    new = not_duplicating(pred.boxes, kept)
     if len(new) and len(rejected):  # the same finding a person deleted: same place, same class
         same = (box_iou(new.xyxy, rejected.xyxy) >= DUPLICATE_IOU) & (new.classes[:, None] == rejected.classes[None])
         new = new.subset(~same.any(axis=1))
@@ -140,6 +138,16 @@ def merge_prediction(saved: ImageAnnotation, pred: ImageAnnotation, model_versio
     human_grade = saved.grade is not None and saved.grade.origin != Origin.MODEL
     merged.grade = saved.grade if human_grade or pred.grade is None else pred.grade
     return merged
+
+
+def not_duplicating(new: Boxes, kept: Boxes) -> Boxes:
+    """``new`` without the boxes lying on one of ``kept`` (IoU >= :data:`DUPLICATE_IOU`): one cell, one box,
+    whatever class a person gave it."""
+    from cellcounter.metrics import box_iou
+
+    if not len(new) or not len(kept):
+        return new
+    return new.subset(box_iou(new.xyxy, kept.xyxy).max(axis=1) < DUPLICATE_IOU)
 
 
 def _same_ids_for_unchanged(saved: Boxes, new: Boxes) -> Boxes:
@@ -181,7 +189,6 @@ def merge_masks(saved: InstanceMasks | None, pred: InstanceMasks) -> InstanceMas
     lab[free] = p.label_image[free] + offset
     present = np.zeros(n, dtype=bool)
     present[np.unique(p.label_image[free])] = True
-    present[0] = False
     sel = np.nonzero(present[1:])[0]
     return InstanceMasks(lab, np.concatenate([kept.ids, sel + 1 + offset]),
                          np.concatenate([kept.classes, p.classes[sel]]), np.concatenate([kept.scores, p.scores[sel]]),
