@@ -19,7 +19,7 @@ import pandas as pd
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_layers,
-                        overview_layer_data, pin_class_colours, point_numbers, style_boxes, sync_layers)
+                        mask_colours, overview_layer_data, pin_class_colours, point_numbers, style_boxes, sync_layers)
 from app.session import Session
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
 from cellcounter.editing import EditEvent, EditModel
@@ -64,6 +64,7 @@ class LayerController(QObject):
         viewer.scene.camera.events.center.connect(self._view_moved)
         viewer.scene.camera.events.zoom.connect(self._view_moved)
         self.image_layer_name = ""
+        self.before_flush: list[Callable[[], None]] = []
 
     # --- showing ---------------------------------------------------------------
 
@@ -157,29 +158,14 @@ class LayerController(QObject):
             self._number_points()
 
     def _hide_masks_below_threshold(self) -> None:
-        """The masks layer draws what is counted: the model's instances below the Review slider are transparent
-        (kept in the store, as hidden boxes are), every other instance keeps its colour."""
-        if MASKS not in self.viewer.layers or self.model is None:
+        """The masks layer draws what is counted, coloured by who made each instance (:func:`mask_colours`): the
+        model's instances below the Review slider are transparent (kept in the store, as hidden boxes are)."""
+        if MASKS not in self.viewer.layers or self.model is None or self.model.annotation.masks is None:
             return
-        from napari.utils.colormaps import CyclicLabelColormap, DirectLabelColormap
+        from napari.utils.colormaps import DirectLabelColormap
 
-        layer = self.viewer.layers[MASKS]
-        if isinstance(layer.colormap, CyclicLabelColormap):
-            self._mask_colours = layer.colormap  # the colours instances have when all are shown
-        base = getattr(self, "_mask_colours", None)
-        hidden = self.model.hidden_instances()
-        if base is None or not len(hidden):
-            if base is not None and layer.colormap is not base:
-                layer.colormap = base
-            return
-        masks = self.model.annotation.masks
-        shown = masks.ids[~np.isin(masks.ids, hidden)]
-        colours = {int(i): c for i, c in zip(shown, base.map(shown))}
-        clear = np.zeros(4, dtype=np.float32)
-        colours.update({int(i): clear for i in hidden})
-        colours[0] = clear
-        colours[None] = base.map(np.array([int(masks.ids.max(initial=0)) + 1]))[0]  # a freshly painted instance
-        layer.colormap = DirectLabelColormap(color_dict=colours)
+        colours = mask_colours(self.model.annotation.masks, self.model.hidden_instances())
+        self.viewer.layers[MASKS].colormap = DirectLabelColormap(color_dict=colours)
 
     def show_heatmap(self, image_id: int, heat: np.ndarray) -> None:
         """Overlay a grader's Grad-CAM map on the image it explains (a view, not a label: never saved); it comes
@@ -344,6 +330,8 @@ class LayerController(QObject):
 
     def flush(self) -> None:
         """Commit a pending edit now (before switching images, exporting or closing)."""
+        for hook in self.before_flush:  # edits the panels hold back (a grade still settling) go first
+            hook()
         self._live.stop()  # a commit refreshes the counts itself
         if self._timer.isActive():
             self._timer.stop()

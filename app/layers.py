@@ -66,6 +66,40 @@ def box_style(class_names: tuple[str, ...], classes, origins) -> tuple[list[floa
     return widths, faces
 
 
+# How an instance mask's origin shows: a model's in bright colours of every hue, a person's (drawn or corrected)
+# in warm yellows and oranges, imported reference masks faint in cool blue-greens; an instance being painted
+# now is bright yellow, visible on H&E pink and purple as on a dark fluorescence ground.
+NEW_INSTANCE_COLOUR = (1.0, 0.9, 0.0, 1.0)
+_GOLDEN = 0.6180339887
+
+
+def _hsv(h: np.ndarray, s: float, v: float) -> np.ndarray:
+    from matplotlib.colors import hsv_to_rgb
+
+    return hsv_to_rgb(np.stack([h % 1.0, np.full_like(h, s), np.full_like(h, v)], axis=-1))
+
+
+def mask_colours(masks: InstanceMasks, hidden=()) -> dict:
+    """A ``DirectLabelColormap`` colour dict for ``masks``: colour by origin (see above), each instance its own
+    shade so that touching ones stay apart; ``hidden`` instances (below the Review slider) transparent."""
+    ids = np.asarray(masks.ids, dtype=np.int64)
+    frac = (ids * _GOLDEN) % 1.0
+    rgba = np.ones((len(ids), 4), dtype=np.float32)
+    origins = np.asarray(masks.origins, dtype=np.int64)
+    model = origins == int(Origin.MODEL)
+    person = np.isin(origins, [int(Origin.HUMAN), int(Origin.CORRECTED)])
+    reference = ~(model | person)
+    rgba[model, :3] = _hsv(frac[model], 0.85, 1.0)
+    rgba[person, :3] = _hsv(0.07 + 0.09 * frac[person], 1.0, 1.0)
+    rgba[reference, :3] = _hsv(0.45 + 0.17 * frac[reference], 0.55, 0.95)
+    rgba[reference, 3] = 0.5
+    rgba[np.isin(ids, np.asarray(hidden, dtype=np.int64))] = 0.0
+    colours = {int(i): c for i, c in zip(ids, rgba)}
+    colours[0] = np.zeros(4, dtype=np.float32)
+    colours[None] = np.array(NEW_INSTANCE_COLOUR, dtype=np.float32)  # an instance not saved yet: being painted
+    return colours
+
+
 def style_boxes(layer, class_names: tuple[str, ...]) -> None:
     """Restyle a boxes layer from its features (after a fill, an edit's save, or a correction)."""
     n = len(layer.data)

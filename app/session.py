@@ -18,13 +18,23 @@ from platformdirs import user_data_dir
 from cellcounter.annotations import ImageAnnotation, ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
-from cellcounter.project.importing import import_folder, import_image
+from cellcounter.project.importing import ToImport, import_folder, import_image, read_folder, read_image
+from cellcounter.project.queue import ordered, uncertainty
 from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import (PredictionJob, ensure_task, review_image, set_image_task,
                                            store_prediction)
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
+
+
+def read_for_open(path: str | Path, task: str | None = None, with_labels: bool = True) -> list[ToImport] | None:
+    """What opening ``path`` reads from files before it touches a project (the slow part, safe in a thread);
+    ``None`` for a project file or a plain image opened without labels: nothing to read."""
+    path = Path(path)
+    if path.suffix == ".ccproj" or (path.is_file() and not with_labels):
+        return None
+    return read_folder(path, task) if path.is_dir() else [read_image(path, task, with_labels)]
 
 
 def default_project_path(folder: Path) -> Path:
@@ -48,17 +58,20 @@ class Session:
         self.current_id: int | None = None
         self.saved: ImageAnnotation | None = None  # the current image's labels as stored
         self.history = UndoHistory(UNDO_DEPTH)  # small steps: boxes packed, masks as window diffs
+        self._uncertainty: dict[tuple[int, float, int], float] = {}  # the review order's, per image and threshold
 
     # --- opening -------------------------------------------------------------
 
     @classmethod
     def open_path(cls, path: str | Path, task: str | None = None, user: str | None = None,
-                  with_labels: bool = True, current: Session | None = None) -> tuple[Session, int]:
+                  with_labels: bool = True, current: Session | None = None,
+                  read: list[ToImport] | None = None) -> tuple[Session, int]:
         """Open an image, a folder or a project file; returns the session and the image to show first.
 
         ``with_labels=False`` opens a single image without the labels stored beside it (the samples:
         they open with the default model's predictions, not with the reference labels). ``current`` is the
-        session already open, returned as it is when the path belongs to its project."""
+        session already open, returned as it is when the path belongs to its project. ``read`` is what
+        :func:`read_for_open` read of ``path`` beforehand."""
         path = Path(path)
         if path.suffix == ".ccproj":
             proj = Project.open(path, user=user)
@@ -75,7 +88,12 @@ class Session:
             proj = Project.open(proj_path, user=user) if proj_path.exists() else Project.create(proj_path, user=user)
             session = cls(proj, task)
         proj = session.project  # the task asked for now, not the one the reused session was opened with
-        first = import_folder(proj, folder, task)[0] if path.is_dir() else import_image(proj, path, task, with_labels)
+        if read is not None:  # read already (off the GUI thread): only stored here
+            first = import_folder(proj, folder, task, read)[0]
+        elif path.is_dir():
+            first = import_folder(proj, folder, task)[0]
+        else:
+            first = import_image(proj, path, task, with_labels)
         return session, first
 
     def import_image(self, image: Path, with_labels: bool = True) -> int:
@@ -176,25 +194,22 @@ class Session:
 
     # --- the review queue ----------------------------------------------------
 
-    def queue(self, status: str | None = None, order: str = "added") -> list[int]:
-        """Image ids to review: optionally one status only; ``order="least-confident"`` puts images whose
-        model predictions are least certain first (mean score of predicted objects, grade probability)."""
-        recs = self.project.images(status or None)
-        ids = [r.id for r in recs]
-        if order == "least-confident":
-            ids.sort(key=self.confidence)
-        return ids
+    def queue(self, status: str | None = None, order: str = "added", threshold: float = 0.5) -> list[int]:
+        """Image ids to review: optionally one status only; ``order="least-confident"`` puts first the images
+        whose result a look could change most (:func:`cellcounter.project.queue.uncertainty` at ``threshold``)."""
+        ids = [r.id for r in self.project.images(status or None)]
+        return ordered(ids, order, lambda i: self.uncertainty(i, threshold))
 
-    def confidence(self, image_id: int) -> float:
-        ann = self.project.load(image_id)
-        scores = [s for part in (ann.boxes.scores, ann.masks.scores if ann.masks is not None else np.zeros(0))
-                  for s in part[~np.isnan(part)]]
-        if ann.grade is not None and ann.grade.probabilities is not None:
-            scores.append(float(np.max(ann.grade.probabilities)))
-        return float(np.mean(scores)) if scores else 1.0
+    def uncertainty(self, image_id: int, threshold: float = 0.5) -> float:
+        """:func:`~cellcounter.project.queue.uncertainty` of an image, kept until its labels change."""
+        key = (image_id, threshold, self.project.label_revision(image_id))
+        if key not in self._uncertainty:
+            self._uncertainty[key] = uncertainty(self.project.load(image_id), threshold)
+        return self._uncertainty[key]
 
-    def neighbour(self, step: int, status: str | None = None, order: str = "added") -> int | None:
-        ids = self.queue(status, order)
+    def neighbour(self, step: int, status: str | None = None, order: str = "added",
+                  threshold: float = 0.5) -> int | None:
+        ids = self.queue(status, order, threshold)
         if not ids:
             return None
         if self.current_id not in ids:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from napari.layers import Labels
+from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFileDialog, QFrame, QScrollArea, QWidget
 
 from app.controller import LayerController
 from app.layers import BOXES, MASKS, POINTS, REGIONS, describe_object
-from app.session import Session
+from app.session import Session, read_for_open
 from app.widgets.counts import CountsPanel
 from app.widgets.grade import GradePanel
 from app.widgets.masks import MaskToolsPanel
@@ -72,6 +74,7 @@ class CellCounterWindow:
     def __init__(self, viewer, session: Session, task: str = "blood") -> None:
         self.viewer = viewer
         self.session = session
+        self._opening = None  # the worker reading an image's labels before it opens
         self.controller = LayerController(viewer, session)
         self.counts = CountsPanel(self.controller)
         self.predict = PredictPanel(self.controller, task)
@@ -99,6 +102,7 @@ class CellCounterWindow:
         self.controller.image_changed.connect(self._bind_layer_keys)
         self.controller.image_changed.connect(self.follow_task)
         self.controller.changed.connect(self._bind_layer_keys)
+        self.controller.changed.connect(self._refresh_selected)
         viewer.mouse_drag_callbacks.append(self._click_count)
         settle_heap()
 
@@ -154,13 +158,43 @@ class CellCounterWindow:
             return None
         return self.predict.run_default(task)
 
-    def open_path(self, path: str | Path, task: str | None = None, with_labels: bool = True) -> bool:
-        """Open an image, folder or project in this window; ``False`` (and a message) when it cannot be."""
+    def open_path(self, path: str | Path, task: str | None = None, with_labels: bool = True,
+                  wait: bool = False, then: Callable[[], object] | None = None) -> bool:
+        """Open an image, folder or project in this window; ``False`` (and a message) when it cannot be.
+
+        Labels stored with an image or folder (hundreds of outlines on a tissue tile) are read in a worker
+        thread while the window stays responsive; the image is shown when they are in (at once with ``wait``),
+        then ``then`` is called.
+        """
         self.controller.flush()
+        if self._opening is not None:
+            show_info("Still opening the previous image: try again in a moment")
+            return False
+        if wait or Path(path).suffix == ".ccproj" or (Path(path).is_file() and not with_labels):
+            try:
+                read = None if wait is False else read_for_open(path, task, with_labels)
+            except CellCounterError as exc:
+                show_error(str(exc))
+                return False
+            return self._open_read(path, task, with_labels, read, then)
+        worker = thread_worker(read_for_open, start_thread=False)(path, task, with_labels)
+        worker.returned.connect(lambda read: self._open_read(path, task, with_labels, read, then))
+        worker.errored.connect(lambda exc: show_error(str(exc)))
+        worker.finished.connect(self._opened)
+        self._opening = worker
+        self.viewer.status = f"Reading {Path(path).name} and its labels..."
+        worker.start()
+        return True
+
+    def _opened(self) -> None:
+        self._opening = None
+
+    def _open_read(self, path, task, with_labels: bool, read, then=None) -> bool:
+        """The rest of opening, on the GUI thread: store what was read in the project, show the first image."""
         try:
             # only a task asked for is imposed: each image keeps its own, or gets one by what it shows
             session, first = Session.open_path(path, task, self.session.project.user, with_labels,
-                                               current=self.session)
+                                               current=self.session, read=read)
         except CellCounterError as exc:
             show_error(str(exc))
             return False
@@ -171,6 +205,8 @@ class CellCounterWindow:
         self.predict.refresh_models()
         self.train.refresh_bases()
         self.show_image(first)
+        if then is not None:
+            then()
         return True
 
     def _accept_drops(self) -> None:
@@ -186,11 +222,13 @@ class CellCounterWindow:
         qt_viewer.dropEvent = drop
 
     def open_dropped(self, paths: list[str]) -> None:
-        self.open_path(paths[0])
-        for extra in paths[1:]:  # more files: add them to the project too
-            if Path(extra).is_file():
-                self.session.import_image(Path(extra))
-        self.review.refresh()
+        def add_more() -> None:  # more files: add them to the project too
+            for extra in paths[1:]:
+                if Path(extra).is_file():
+                    self.session.import_image(Path(extra))
+            self.review.refresh()
+
+        self.open_path(paths[0], then=add_more)
 
     def _menus(self) -> None:
         menu = self.viewer.window.main_menu.addMenu("&Cellcounter")
@@ -289,7 +327,7 @@ class CellCounterWindow:
             if name and name in self.viewer.layers:
                 layer = self.viewer.layers[name]
                 for k in range(1, 10):
-                    layer.bind_key(str(k), lambda _l, i=k - 1: self.controller.relabel_selected(i), overwrite=True)
+                    layer.bind_key(str(k), lambda _l, i=k - 1: self._relabel(i), overwrite=True)
                 if name in (BOXES, POINTS) and not getattr(layer, "_cellcounter_hint", False):
                     layer.events.mode.connect(lambda _e, lyr=layer: self._hint(lyr))  # after napari's own
                     if name == BOXES:
@@ -303,6 +341,15 @@ class CellCounterWindow:
                 layer.events.mode.connect(lambda _e, lyr=layer: self._hint(lyr))
                 layer._cellcounter_hint = True
             self._hint(layer)
+
+    def _relabel(self, class_index: int) -> None:
+        self.controller.relabel_selected(class_index)
+        self._refresh_selected()
+
+    def _refresh_selected(self) -> None:
+        """The "Selected:" line follows a relabel, and the origin a save gives (a model's box becomes corrected)."""
+        if BOXES in self.viewer.layers:
+            self.show_selected(self.viewer.layers[BOXES])
 
     def show_selected(self, layer) -> None:
         """Who made the selected box, and the model's score: provenance visible, not only stored."""

@@ -367,6 +367,10 @@ class Grade:
         return self.probabilities is None or np.allclose(self.probabilities, other.probabilities, atol=atol)
 
 
+#: how far the threshold moves for a count's range: the span a person might reasonably set the slider in
+COUNT_SPREAD = 0.1
+
+
 @dataclass
 class ImageAnnotation:
     """Everything known about one image: where it is, its labels and its review state."""
@@ -440,6 +444,14 @@ class ImageAnnotation:
                 raise ValueError(f"{self.image_path}: class id {cls.max()} has no class name")
             per_class += np.bincount(cls, minlength=len(per_class))[: len(per_class)]
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
+
+    def count_range(self, score_threshold: float = 0.5, spread: float = COUNT_SPREAD) -> dict[str, tuple[int, int]]:
+        """Per class, the count with the threshold ``spread`` higher and ``spread`` lower: how much the count
+        rests on objects the model was unsure of ("RBC 23 (21-26)"). Objects without a score, or a person
+        touched, count at every threshold."""
+        hi = self.counts(score_threshold=min(1.0, score_threshold + spread))
+        lo = self.counts(score_threshold=max(0.0, score_threshold - spread))
+        return {name: (hi[name], lo[name]) for name in self.class_names}
 
     def densities_per_mm2(self, kind: CountKind | None = None, score_threshold: float | None = None
                           ) -> dict[str, float] | None:

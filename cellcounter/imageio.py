@@ -36,8 +36,9 @@ _MAX_PLAUSIBLE_UM_PER_PX = 50.0
 
 Image.MAX_IMAGE_PIXELS = None  # pathology images are legitimately huge: the limit below is ours, with its own message
 #: Most pixels an image may have to be decoded whole into memory (a tiled TIFF larger than this is read lazily,
-#: region by region). About 1 GB of RGB. Raise it with the CELLCOUNTER_MAX_PIXELS environment variable.
-DEFAULT_MAX_PIXELS = 2**28
+#: region by region). Decoding peaks at about 10 bytes per pixel (an 8192 x 8192 PNG: 0.64 GB), so about 1.3 GB
+#: at this limit. Raise it with the CELLCOUNTER_MAX_PIXELS environment variable.
+DEFAULT_MAX_PIXELS = 2**27
 #: Longest side any image or label file may claim (the largest whole slides are about 200,000 pixels wide).
 MAX_SIDE = 2**20
 
@@ -276,8 +277,9 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
             lazy = n_pixels > LAZY_PIXELS
         if not lazy:
             check_decodable(p, yx_shape[1], yx_shape[0])
-            data = series.asarray()
-            plane = _select_plane(data, axes, page)
+            plane = _one_page(series, page, yx_shape)  # a stack's other pages stay on disk
+            if plane is None:
+                plane = _select_plane(series.asarray(), axes, page)
             tif.close()
             plane = _drop_alpha(np.asarray(plane))
             return ImageSource(p, plane.shape, plane.dtype, pixel_size, n_pages, plane, lazy=False)
@@ -294,6 +296,18 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
     except Exception as exc:
         tif.close()
         raise ImageReadError(p, f"damaged or unsupported TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _one_page(series, page: int, yx_shape: tuple[int, int]) -> np.ndarray | None:
+    """Plane ``page`` of a stack stored one plane per TIFF page, decoding that page alone (a 256-page stack
+    would otherwise be decoded whole to show its first page); ``None`` where planes and pages differ."""
+    pages = series.pages
+    if len(pages) < 2 or page >= len(pages) or pages[page] is None:
+        return None
+    one = pages[page]
+    if tuple(int(s) for s in one.shape[:2]) != tuple(yx_shape):
+        return None
+    return np.asarray(one.asarray())
 
 
 def _channels(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -411,8 +425,8 @@ def _tiff_pixel_size(tif: tifffile.TiffFile) -> float | None:
             pass
     page = tif.pages.first
     desc = page.description or ""
-    m = re.search(r"MPP\s*=\s*([0-9.]+)", desc)  # Aperio SVS
-    if m:
+    m = re.search(r"MPP\s*=\s*([0-9]*\.?[0-9]+)", desc)  # Aperio SVS; "MPP = ..." or "MPP = n/a" says nothing
+    if m and float(m.group(1)) > 0:
         return float(m.group(1))
     xres = page.tags.get("XResolution")
     if xres is None:

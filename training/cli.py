@@ -13,7 +13,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from cellcounter.errors import CellCounterError
+from cellcounter.errors import CellCounterError, os_error_reason
 from training.config import TrainConfig, field_help
 from training.loop import TrainEvent, iter_training
 from training.recipes import RECIPES, apply_recipe
@@ -106,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except CellCounterError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the run reads or writes: named, in words, without a traceback
+        name = exc.filename2 if exc.filename2 is not None else exc.filename
+        print(f"\nerror: {name if name is not None else 'a file'}: {os_error_reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; resume with --resume", file=sys.stderr)

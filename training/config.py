@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,33 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 
+    def check(self) -> TrainConfig:
+        """Raise, naming the setting, where a value makes no sense (a negative epoch count, a NaN learning
+        rate...): such a run would end at once or diverge and still write a model."""
+        from cellcounter.tasks import TASKS
+
+        if self.task not in TASKS:
+            raise CellCounterError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        choices = {"optimizer": ("sgd", "adamw", "adagrad"), "scheduler": ("sgdr", "step", "constant")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise CellCounterError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name, (low, high, open_low) in _RANGES.items():
+            value = getattr(self, name)
+            for v in value if isinstance(value, tuple) else (value,):
+                bad = not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                bad = bad or v < low or (open_low and v == low) or (high is not None and v > high)
+                if bad:
+                    where = f"above {low}" if open_low else f"at least {low}"
+                    raise CellCounterError(f"{name} must be {where}" + (f" and at most {high}" if high is not None
+                                                                          else "") + f", got {v!r}")
+        if self.max_size and self.min_size > self.max_size:
+            raise CellCounterError(f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})")
+        if self.gridmask_d_min > self.gridmask_d_max:
+            raise CellCounterError(f"gridmask_d_min ({self.gridmask_d_min}) must not exceed gridmask_d_max "
+                                   f"({self.gridmask_d_max})")
+        return self
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         hints = typing.get_type_hints(cls)
@@ -131,6 +159,32 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+_P = (0.0, 1.0, False)  # a probability or share
+# (lowest, highest or None, whether the lowest itself is refused)
+_RANGES: dict[str, tuple[float, float | None, bool]] = {
+    "epochs": (1, None, False), "max_steps": (0, None, False), "batch_size": (1, 4096, False),
+    "lr": (0, 10, True), "momentum": (0, 1, False), "weight_decay": (0, 1, False), "warmup_iters": (0, None, False),
+    "sgdr_t0": (1, None, False), "sgdr_t_mult": (1, 100, False), "sgdr_eta_min": (0, 10, False),
+    "step_milestones": _P, "step_gamma": (0, 1, True), "heads_only_epochs": (0, None, False),
+    "trunk_lr": (0, 10, False), "rehearsal": (0, 0.9, False), "base_check": (0, None, False),
+    "grad_clip": (0, None, False), "val_split": (0, 0.9, False), "limit_images": (0, None, False),
+    "synthetic_train": (1, None, False), "synthetic_val": (1, None, False), "synthetic_size": (32, 4096, False),
+    "unet_width": (1, 512, False), "min_size": (0, 8192, False), "max_size": (0, 8192, False),
+    "input_size": (16, 4096, False), "local_contrast": (0, 10, False), "fpn_channels": (1, 4096, False),
+    "representation_size": (1, 65536, False), "anchor_sizes": (1, 65536, False), "anchor_scales": (1e-3, 1e3, False),
+    "focal_alpha": _P, "focal_gamma": (0, 100, False), "prior_probability": (0, 1, True),
+    "detections_per_img": (0, 1_000_000, False), "ignore_min_score": _P, "class_weights": (0, 1e6, False),
+    "hflip": _P, "vflip": _P, "brightness": _P, "contrast": _P, "saturation": _P, "hue": (0, 0.5, False),
+    "rotate": (0, 180, False), "mosaic_p": _P, "gridmask_p": _P, "gridmask_ratio": _P,
+    "gridmask_rotate": (0, 360, False),
+    "gridmask_d_min": (1, None, False), "gridmask_d_max": (1, None, False), "dropblock_size": (1, 64, False),
+    "dropblock_prob": _P, "random_crop": (0, 8192, False), "multiscale": (32, 8192, False),
+    "scale_jitter": (0, 0.9, False), "stain_jitter": (0, 0.9, False), "seed": (0, None, False),
+    "num_workers": (0, 256, False), "checkpoint_every": (0, None, False), "eval_every_epochs": (1, None, False),
+    "count_threshold": _P,
+}
 
 
 def field_help() -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Split:
     val: list[Loader]
     train_names: list[str]
     val_names: list[str]
+    val_anns: list[ImageAnnotation] = field(default_factory=list)  # what ``val`` loads (its labels, unloaded)
 
 
 IGNORE_LABEL = -1  # an ignore box travelling through the augmentations beside the labelled ones
@@ -108,7 +109,7 @@ def load_split(cfg: TrainConfig, annotations: Sequence[ImageAnnotation] | None =
     if not train:
         raise CellCounterError(f"{cfg.data}: no training images with labels found")
     train_loaders, train_names = training_loaders(cfg, train)
-    return Split(train_loaders, validation_loaders(cfg, val), train_names, [a.image_path for a in val])
+    return Split(train_loaders, validation_loaders(cfg, val), train_names, [a.image_path for a in val], list(val))
 
 
 def _max_side(cfg: TrainConfig) -> int:

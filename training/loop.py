@@ -136,11 +136,35 @@ def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold
     return res
 
 
+def _start_scores(cfg: TrainConfig, model: nn.Module, card, loaders, anns, device: str) -> tuple[dict, bool]:
+    """The start model's scores on ``loaders`` (labels ``anns``): kept from an earlier run where one computed
+    them, since they depend on the model and the images only (:mod:`training.scorecache`)."""
+    from training.scorecache import kept_scores
+
+    def compute() -> dict:
+        res = evaluate_model(model, card, loaders, device, cfg.count_threshold)
+        res.pop("_pairs")
+        return res
+
+    if len(anns) != len(loaders):
+        return compute(), False
+    settings = {k: v for k, v in json.loads(card.to_json()).items() if k != "created"}  # all that shapes a prediction
+    return kept_scores(cfg.init, anns, cfg.count_threshold, compute, extra=json.dumps(settings, sort_keys=True))
+
+
+def _images_digest(split) -> str:
+    """Which images a run trains and validates on: a resumed run must find the same ones."""
+    import hashlib
+
+    names = "\n".join(sorted(map(str, split.train_names))) + "\n--\n" + "\n".join(sorted(map(str, split.val_names)))
+    return hashlib.sha256(names.encode()).hexdigest()
+
+
 def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = None,
                   annotations: Sequence[ImageAnnotation] | None = None) -> Iterator[TrainEvent]:
     """Train as ``config`` says, yielding events; ``annotations`` (in memory, e.g. a project's reviewed labels)
     replace ``config.data`` as the training set."""
-    cfg = config if config.recipe_applied else apply_recipe(config)
+    cfg = (config if config.recipe_applied else apply_recipe(config)).check()
     rank, world, local_rank = _dist_info()
     distributed = world > 1
     device = resolve_device(cfg.device)
@@ -202,7 +226,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
 
     step, best, history, evals = 0, -math.inf, [], []
+    before: dict = {}  # the start model's scores on this run's validation images
     base_before: dict = {}  # the start model's score on its own validation images
+    image_set = _images_digest(split)
     last_pairs = None
     last = ckpt_dir / "last.pt"
     if cfg.resume:
@@ -213,6 +239,10 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         step, best = int(state["step"]), float(state["best"])
         history, evals = json.loads(state["history"]), json.loads(state["evals"])
         base_before = json.loads(state.get("base_before", "{}"))
+        before = json.loads(state.get("before", "{}"))
+        if state.get("image_set", image_set) != image_set:
+            raise CellCounterError(f"{last}: the training or validation images are not those this run started "
+                                   "with (were images reviewed or un-reviewed since?); start a new run")
         # Replay the schedule on the fresh optimiser first (chained schedules such as the warmup multiply
         # the current rate, so they must start from the configured one), then restore the optimiser's
         # state, whose rate is the one the replay reached.
@@ -233,19 +263,23 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         if is_main:
             _save_checkpoint(last, model, opt, {"step": step, "best": best, "history": json.dumps(history),
                                                 "evals": json.dumps(evals), "config": cfg.to_json(),
-                                                "base_before": json.dumps(base_before)})
+                                                "base_before": json.dumps(base_before),
+                                                "before": json.dumps(before), "image_set": image_set})
 
-    before: dict = {}
     if parent and is_main and not cfg.resume:  # the parent's scores on the same images as the new model's
         if split.val:
-            before = evaluate_model(model, card, split.val, device, cfg.count_threshold)
-            before.pop("_pairs")
-            yield TrainEvent("eval", 0, total, 0, cfg.epochs, metrics=before, message="before training (parent model)")
+            yield TrainEvent("prepare", 0, total, 0, cfg.epochs,
+                             message=f"scoring the start model on {len(split.val)} validation images")
+            before, kept = _start_scores(cfg, model, card, split.val, split.val_anns, device)
+            yield TrainEvent("eval", 0, total, 0, cfg.epochs, metrics=before,
+                             message="before training (parent model" + (", kept from an earlier run)" if kept else ")"))
         if base_val:
-            base_before = evaluate_model(model, card, base_val, device, cfg.count_threshold)
-            base_before.pop("_pairs")
+            yield TrainEvent("prepare", 0, total, 0, cfg.epochs, message=f"scoring the start model on "
+                             f"{len(base_val)} of {guard.model}'s own validation images")
+            base_before, kept = _start_scores(cfg, model, card, base_val, guard.anns, device)
             yield TrainEvent("base_eval", 0, total, 0, cfg.epochs, metrics=base_before,
-                             message=f"before training, on {guard.model}'s own validation images")
+                             message=f"before training, on {guard.model}'s own validation images"
+                                     + (" (kept from an earlier run)" if kept else ""))
         model.train()
     yield TrainEvent("start", step, total, step // max(1, steps_per_epoch), cfg.epochs,
                      message=f"{len(split.train)} training and {len(split.val)} validation images; {init_desc}; "
@@ -329,6 +363,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         if before:
             card.metrics["parent_validation"] = before
         base = (guard, base_before, base_val) if base_val else None
+        if base:
+            yield TrainEvent("prepare", step, total, cfg.epochs, cfg.epochs, message=f"scoring the new model on "
+                             f"{len(base_val)} of {guard.model}'s own validation images")
         model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0,
                                    last_pairs, base)
         yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
@@ -384,12 +421,13 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
 
 @dataclass
 class BaseCheck:
-    """The start model's own data, as a fine-tune uses it: ``val`` to score before and after, ``rehearsed``
-    of its training images mixed in."""
+    """The start model's own data, as a fine-tune uses it: ``val`` to score before and after (loading
+    ``anns``), ``rehearsed`` of its training images mixed in."""
 
     model: str
     val: list
     rehearsed: int
+    anns: list = field(default_factory=list)
 
     def describe(self) -> str:
         parts = [f"{self.rehearsed} of {self.model}'s training images rehearsed"] if self.rehearsed else []
@@ -418,25 +456,33 @@ def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
     split.train += loaders
     split.train_names += names
     val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
-    val = validation_loaders(cfg, sample(val, cfg.base_check, 0)) if cfg.base_check else []
-    return BaseCheck(sets.model, val, len(rehearse))
-
-
-MIN_CALIBRATION_IMAGES = 5
+    val = sample(val, cfg.base_check, 0) if cfg.base_check else []
+    return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), val)
 
 
 def _calibrate(cfg: TrainConfig, card, pairs) -> None:
-    """The new model's own per-class score calibration, fitted on the selected weights' validation predictions
-    (a fine-tune's scores are not its parent's: the parent's calibration would not fit them)."""
+    """The new model's per-class score calibration, fitted on the selected weights' validation predictions and
+    kept per class only where it counts better on validation images it was not fitted on
+    (:func:`cellcounter.calibration.checked_thresholds`). With too few validation images to check one, a
+    fine-tune keeps its parent's calibration and a run from scratch keeps raw scores; the card says which."""
+    from cellcounter.calibration import MIN_CHECK_IMAGES, checked_thresholds
+    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+
     card.score_calibration = {}
     if not cfg.calibrate or pairs is None or get_task(cfg.task).kind == "grade":
         return
     gts, preds = pairs
-    if len(gts) < MIN_CALIBRATION_IMAGES:
+    if len(gts) < MIN_CHECK_IMAGES:
+        parent = {}
+        if card.parent:
+            parent = dict(ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).score_calibration or {})
+        card.score_calibration = parent
+        card.metrics["score_calibration"] = {
+            "kept_from": f"the parent, {card.parent}" if parent else "none: raw scores",
+            "why": f"only {len(gts)} validation image(s); a calibration is fitted only where at least "
+                   f"{MIN_CHECK_IMAGES} can check it on images it was not fitted on"}
         return
-    from cellcounter.calibration import fit_thresholds
-
-    thresholds, report = fit_thresholds(gts, preds)
+    thresholds, report = checked_thresholds(gts, preds, seed=cfg.seed)
     card.score_calibration = thresholds
     card.metrics["score_calibration"] = {"data": "this run's validation images", "images": len(gts),
                                          "per_class": report}

@@ -8,12 +8,14 @@ frozen when the run starts; the new model is registered as a project version
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
+from cellcounter.models.card import CARD_NAME
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
 from training.base import rehearsal_unavailable
@@ -51,11 +53,9 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     """
     if recipe is not None and recipe not in RECIPES:
         raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
-    ids = [r.id for r in project.images("reviewed") if r.task in (None, task)]
-    anns = training_set(project, task)
+    ids, anns = _reviewed(project, task)
     start = init if init is not None else (default_model(project, task) or "none")
-    run = Path(out) if out else project.path.with_name(project.path.stem + "-training") / time.strftime(
-        "run-%Y%m%d-%H%M%S")
+    run = Path(out) if out else runs_folder(project) / time.strftime("run-%Y%m%d-%H%M%S")
     run.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
                       recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
@@ -70,6 +70,49 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     if why:
         raise CellCounterError(f"rehearsal is not possible: {why}")
     return cfg, anns, ids
+
+
+def _reviewed(project: Project, task: str) -> tuple[list[int], list[ImageAnnotation]]:
+    return [r.id for r in project.images("reviewed") if r.task in (None, task)], training_set(project, task)
+
+
+def runs_folder(project: Project) -> Path:
+    """Where a project's fine-tunes write their runs unless told otherwise."""
+    return project.path.with_name(project.path.stem + "-training")
+
+
+def stopped_runs(project: Project, task: str | None = None) -> list[Path]:
+    """The project's runs that were stopped (or died) before writing a model, newest first: each has a
+    checkpoint to resume from. Only runs in :func:`runs_folder` are found."""
+    folder = runs_folder(project)
+    if not folder.is_dir():
+        return []
+    data = f"{PROJECT_PREFIX}{project.path.resolve()}"
+    found = []
+    for run in folder.iterdir():
+        if not (run / "checkpoints" / "last.pt").is_file() or (run / "model" / CARD_NAME).is_file():
+            continue
+        try:
+            cfg = TrainConfig.load(run / "config.json")
+        except (OSError, ValueError, TypeError, CellCounterError):
+            continue
+        if cfg.data == data and (task is None or cfg.task == task):
+            found.append(run)
+    return sorted(found, key=lambda r: (r / "checkpoints" / "last.pt").stat().st_mtime, reverse=True)
+
+
+def resume_run(project: Project, run: str | Path) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+    """A stopped run's config, set to resume, with the project's reviewed images as its training set (the run
+    refuses them if they are not the images it started with)."""
+    run = Path(run)
+    try:
+        cfg = TrainConfig.load(run / "config.json")
+    except (OSError, ValueError, TypeError) as exc:
+        raise CellCounterError(f"{run}: not a training run that can be resumed ({exc})") from None
+    if not (run / "checkpoints" / "last.pt").is_file():
+        raise CellCounterError(f"{run}: no checkpoint to resume from")
+    ids, anns = _reviewed(project, cfg.task)
+    return dataclasses.replace(cfg, resume=True, out=str(run)), anns, ids
 
 
 def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnnotation], image_ids: list[int],

@@ -34,23 +34,36 @@ def register_cli(ps: argparse._SubParsersAction) -> None:
                    help="make the new version active (refused when it forgot what its start model knew; "
                         "add --force to activate anyway)")
     t.add_argument("--force", action="store_true", help="with --activate: activate even a version that forgot")
+    t.add_argument("--resume", action="store_true",
+                   help="go on with the project's newest stopped run of the task (or the run folder given by --out) "
+                        "from its last checkpoint, then register it")
     t.set_defaults(func=cmd_train)
 
 
 def cmd_train(args) -> int:
     from cellcounter.project.store import Project
     from cellcounter.project.workflows import activate_model, forgot
-    from training.loop import command_line
-    from training.project import project_run, project_task, train_project
+    from training.project import project_run, project_task, resume_run, stopped_runs, train_project
 
     if args.epochs < 1:
         raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
     if args.rehearsal is not None and not 0 <= args.rehearsal < 1:
         raise CellCounterError(f"--rehearsal must be at least 0 and below 1, got {args.rehearsal}")
     with Project.open(args.project) as proj:
-        task = project_task(proj, args.task)
-        cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out, args.rehearsal)
-        print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}", flush=True)
+        if args.resume:
+            runs = [args.out] if args.out else stopped_runs(proj, args.task)
+            if not runs:
+                raise CellCounterError(f"{args.project}: no stopped run to resume"
+                                       + (f" for {args.task}" if args.task else ""))
+            cfg, anns, ids = resume_run(proj, runs[0])
+            task = cfg.task
+            print(f"resuming {task} in {cfg.out} on {len(anns)} reviewed image(s)", flush=True)
+        else:
+            task = project_task(proj, args.task)
+            cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out,
+                                         args.rehearsal)
+            print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}",
+                  flush=True)
         version = None
         for ev in train_project(proj, cfg, anns, ids):
             if isinstance(ev, dict):
@@ -61,12 +74,15 @@ def cmd_train(args) -> int:
             elif ev.kind in ("prepare", "start"):
                 print(ev.message, flush=True)
             elif ev.kind == "stopped":
-                print(f"stopped; resume with: {command_line(cfg)} --resume")
+                print(f"stopped; resume with: cellcounter project train {args.project} --resume"
+                      f"{' --out ' + str(cfg.out) if args.out else ''}")
                 return 1
         if version is None:
             raise CellCounterError("training ended without a model")
         metrics = version["metrics"]
         print(f"registered {version['name']}: after {metrics.get('after')}, before {metrics.get('before')}")
+        if metrics.get("calibration"):
+            print(metrics["calibration"])
         if metrics.get("base"):
             base = metrics["base"]
             print(f"on {base['images']} of {base['model']}'s own validation images: after {base['after']}, "

@@ -111,6 +111,10 @@ def apply_recipe(cfg: TrainConfig, explicit: set[str] | None = None) -> TrainCon
     ``explicit`` names the fields the user set; when ``None``, fields still at their
     dataclass default count as not set.
     """
+    from cellcounter.tasks import TASKS
+
+    if cfg.task not in TASKS:
+        raise CellCounterError(f"unknown task {cfg.task!r}; tasks: {', '.join(TASKS)}")
     name = cfg.recipe or default_recipe(cfg.task, cfg.init, cfg.architecture)
     if name not in RECIPES:
         raise CellCounterError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}")

@@ -86,7 +86,9 @@ class CountsPanel(QWidget):
         self.table.setVisible(True)
         rows = self.rows()
         total = sum(r[2] for r in rows)
-        self.summary.setText(f"{total} counted: " + ", ".join(f"{r[0]} {r[2]}" for r in rows) if rows else "")
+        spans = self._ranges()
+        self.summary.setText(f"{total} counted: " + ", ".join(f"{r[0]} {r[2]}{spans.get(r[0], '')}" for r in rows)
+                             if rows else "")
         colours = class_colours(tuple(r[0] for r in rows))
         self.table.setRowCount(len(rows) + 1)
         tm = tn = 0
@@ -102,6 +104,15 @@ class CountsPanel(QWidget):
             self.table.setItem(len(rows), j, QTableWidgetItem(f"{v:+d}" if j == 3 else str(v)))
         self._fit_table(self.table)
         self._show_regions(None if self.project_wide.isChecked() else self.controller.current())
+
+    def _ranges(self) -> dict[str, str]:
+        """" (21-26)" per class whose count moves when the threshold moves by 0.1 either way: how much the count
+        rests on objects the model was unsure of. Nothing for a class that does not move, or the whole project."""
+        ann = None if self.project_wide.isChecked() else self.controller.current()
+        if ann is None:
+            return {}
+        spans = ann.count_range(self.controller.score_threshold or 0.5)
+        return {name: f" ({lo}-{hi})" for name, (lo, hi) in spans.items() if lo != hi}
 
     def region_rows(self) -> list[tuple[str, int, str, str]]:
         """``(region, objects, area, density)`` as the table shows them, for the image on screen."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QFormLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from app.controller import LayerController
 from cellcounter.annotations import Grade, Origin
 from cellcounter.grading import grade_call
 from cellcounter.tasks import TASKS
+
+
+COMMIT_AFTER_MS = 600
 
 
 class GradePanel(QWidget):
@@ -38,6 +42,13 @@ class GradePanel(QWidget):
         self.override.activated.connect(self._set)
         controller.changed.connect(self.refresh)
         self._updating = False
+        # arrow keys on the combo pass through grades one by one: the grade settled on is saved, as one step
+        self._pending: int | None = None
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(COMMIT_AFTER_MS)
+        self._timer.timeout.connect(self.commit_pending)
+        controller.before_flush.append(self.commit_pending)  # before the image switches, exports or closes
 
     def refresh(self, *_args) -> None:
         ann = self.controller.session.saved
@@ -57,7 +68,8 @@ class GradePanel(QWidget):
                 self.referral.setText(call.referral_text())
             for i, bar in enumerate(self.bars):
                 bar.setValue(0 if probs is None or i >= len(probs) else int(round(probs[i] * 1000)))
-            self.override.setCurrentIndex(0 if g is None else g.value + 1)
+            if self._pending is None:  # a choice still settling stays shown
+                self.override.setCurrentIndex(0 if g is None else g.value + 1)
         finally:
             self._updating = False
 
@@ -78,4 +90,11 @@ class GradePanel(QWidget):
 
     def _set(self, index: int) -> None:
         if not self._updating:
-            self.set_grade(int(self.override.itemData(index)))
+            self._pending = int(self.override.itemData(index))
+            self._timer.start()
+
+    def commit_pending(self) -> None:
+        self._timer.stop()
+        value, self._pending = self._pending, None
+        if value is not None:
+            self.set_grade(value)

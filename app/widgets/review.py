@@ -69,7 +69,7 @@ class ReviewPanel(QWidget):
     def go(self, step: int) -> None:
         self.controller.flush()
         target = self.controller.session.neighbour(step, FILTERS[self.filter.currentText()],
-                                                   ORDERS[self.order.currentText()])
+                                                   ORDERS[self.order.currentText()], self.controller.score_threshold)
         if target is not None and target != self.controller.session.current_id:
             self.controller.show(target)
 
@@ -85,6 +85,7 @@ class ReviewPanel(QWidget):
         if s.saved is None:
             return
         self.status.setText(s.saved.review.value.replace("_", " "))
-        ids = s.queue(FILTERS[self.filter.currentText()], ORDERS[self.order.currentText()])
+        ids = s.queue(FILTERS[self.filter.currentText()], ORDERS[self.order.currentText()],
+                      self.controller.score_threshold)
         pos = ids.index(s.current_id) + 1 if s.current_id in ids else 0
         self.position.setText(f"{pos} / {len(ids)}")

@@ -9,8 +9,10 @@ scores before and after, ready to be made active or rolled back.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -30,7 +32,7 @@ from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_
                                            rollback_model, worse_than_parent)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
-from training.project import DEFAULT_REHEARSAL, project_run
+from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs
 from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
@@ -67,6 +69,11 @@ class TrainPanel(QWidget):
         self.start_b = QPushButton("Fine-tune on reviewed images")
         self.cancel_b = QPushButton("Cancel")
         self.cancel_b.setEnabled(False)
+        self.resume_b = QPushButton("Resume")
+        self.resume_b.setEnabled(False)
+        self.resume_b.setToolTip("Go on with the stopped run from its last checkpoint")
+        # a run that can go on: (config, annotations, image ids, project path), or (run folder, None, None, project)
+        self._resumable: tuple | None = None
         self.progress = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -83,6 +90,7 @@ class TrainPanel(QWidget):
         self.scores.setHorizontalHeaderLabels(["score", "before", "after"])
         self.scores.verticalHeader().setVisible(False)
         self.scores.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.scores.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeToContents)  # names never cut
         self.scores.setVisible(False)
         self.activate_b = QPushButton("Make active")
         self.rollback_b = QPushButton("Roll back")
@@ -98,6 +106,7 @@ class TrainPanel(QWidget):
         layout.addLayout(form)
         row = QHBoxLayout()
         row.addWidget(self.start_b)
+        row.addWidget(self.resume_b)
         row.addWidget(self.cancel_b)
         layout.addLayout(row)
         layout.addWidget(self.progress)
@@ -111,6 +120,7 @@ class TrainPanel(QWidget):
         self.start_b.clicked.connect(lambda: self.start())  # not start(checked): clicked passes a bool
         self.base.currentIndexChanged.connect(self._base_changed)
         self.cancel_b.clicked.connect(self.stop)
+        self.resume_b.clicked.connect(self.resume)
         self.activate_b.clicked.connect(self.activate)
         self.rollback_b.clicked.connect(self.rollback)
         self._losses: list[tuple[int, float]] = []
@@ -144,6 +154,37 @@ class TrainPanel(QWidget):
         chosen = default_model(None if project.closed else project, self.task)  # active version, else bundled
         idx = self.base.findData(chosen) if chosen else -1
         self.base.setCurrentIndex(idx if idx >= 0 else min(1, self.base.count() - 1))
+        self._find_stopped_run()
+
+    def _find_stopped_run(self) -> None:
+        """A run of this project and task stopped earlier (in this window or a previous one) can be resumed."""
+        project = self.controller.session.project
+        runs = [] if project.closed or self.worker is not None else stopped_runs(project, self.task)
+        here = None if project.closed else project.path.resolve()
+        kept = self._resumable
+        if (kept is None or isinstance(kept[0], Path) or kept[0].task != self.task or kept[3] != here):
+            self._resumable = (runs[0], None, None, here) if runs else None
+        self.resume_b.setEnabled(self._resumable is not None and self.worker is None)
+        if self._resumable is not None:
+            where = self._resumable[0] if isinstance(self._resumable[0], Path) else self._resumable[0].out
+            self.resume_b.setToolTip(f"Go on with the stopped run in {where} from its last checkpoint")
+
+    def resume(self) -> None:
+        """Go on with the stopped run from its checkpoint, on the same images (refused, by name, if the
+        reviewed images changed since)."""
+        if self._resumable is None or self.worker is not None:
+            return
+        cfg, anns, ids, _ = self._resumable
+        try:
+            if isinstance(cfg, Path):  # found on disk: its training set is the project's reviewed images now
+                self.controller.flush()
+                cfg, anns, ids = resume_run(self.controller.session.project, cfg)
+            else:
+                cfg = dataclasses.replace(cfg, resume=True)
+        except (CellCounterError, OSError) as exc:
+            show_error(str(exc))
+            return
+        self.start(cfg, anns, ids)
 
     def start(self, config: TrainConfig | None = None, annotations: list[ImageAnnotation] | None = None,
               image_ids: list[int] | tuple = ()):
@@ -161,9 +202,13 @@ class TrainPanel(QWidget):
             show_error(str(exc))
             return None
         cfg = config
-        self._losses, self._evals = [], []
+        self._resumable = None
+        self.resume_b.setEnabled(False)
+        if not cfg.resume:
+            self._losses, self._evals = [], []
         self.scores.setVisible(False)
         self._stop = False
+        self._anns = anns
         self.result = {"config": cfg, "parent": None if cfg.init == "none" else cfg.init, "images": ids,
                        "project": self.controller.session.project.path.resolve(), "task": cfg.task}
 
@@ -178,7 +223,8 @@ class TrainPanel(QWidget):
         self.worker = worker
         self.start_b.setEnabled(False)
         self.cancel_b.setEnabled(True)
-        self.status.setText("starting...")
+        self.status.setText("resuming..." if cfg.resume else "starting...")
+        self.progress.setRange(0, 0)  # busy until the run says how many steps it has
         worker.start()
         return worker
 
@@ -189,6 +235,10 @@ class TrainPanel(QWidget):
     def _failed(self, exc: BaseException) -> None:
         text = str(exc) if isinstance(exc, CellCounterError) else f"training failed: {exc}"
         self.status.setText(text)
+        self.progress.setRange(0, 1)
+        cfg = self.result["config"] if self.result else None
+        if cfg is not None and (Path(cfg.out) / "checkpoints" / "last.pt").is_file():  # a died child left one
+            self._resumable = (cfg, self._anns, self.result["images"], self.result["project"])
         show_error(text[:1].upper() + text[1:])
 
     def _on_event(self, ev) -> None:
@@ -208,12 +258,22 @@ class TrainPanel(QWidget):
             self.status.setText(f"validation{' ' + ev.message if ev.message else ''}: {shown}")
         elif ev.kind == "base_eval":
             self.status.setText(f"{ev.message}: {self._short(ev.metrics)}")
-        elif ev.kind in ("prepare", "start"):
+        elif ev.kind == "prepare":  # work without steps: finding unlabelled cells, scoring a model
+            self.progress.setRange(0, 0)
+            self.status.setText(ev.message + "...")
+        elif ev.kind == "start":
+            self.progress.setRange(0, max(1, ev.total_steps))
+            self.progress.setValue(ev.step)
             self.status.setText(ev.message)
         elif ev.kind == "done":  # registered here: the project's connection belongs to this (the GUI) thread
+            self.progress.setRange(0, max(1, ev.total_steps))
+            self.progress.setValue(max(1, ev.total_steps))
             self._register(ev.model_dir)
         elif ev.kind == "stopped":
-            self.status.setText("stopped; the run can be resumed from its checkpoint")
+            self.progress.setRange(0, max(1, ev.total_steps))
+            self.progress.setValue(ev.step)
+            self.status.setText(f"stopped at step {ev.step} of {ev.total_steps}; Resume goes on from there")
+            self._resumable = (self.result["config"], self._anns, self.result["images"], self.result["project"])
 
     def _plot(self, force: bool = False) -> None:
         """Training loss per step (and its running mean), validation score per evaluation. Lines are updated
@@ -281,8 +341,10 @@ class TrainPanel(QWidget):
         worse, lost = worse_than_parent(metrics), forgot(metrics)
         warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images."
                    if worse else "") + (f" WARNING: it forgot what its start model knew: {lost}." if lost else "")
+        calibration = f" {metrics['calibration'][:1].upper()}{metrics['calibration'][1:]}." if metrics.get(
+            "calibration") else ""
         self.status.setText(f"new model {version['name']}: validation {self._short(metrics['after'])}{before}."
-                            f"{warning}")
+                            f"{calibration}{warning}")
         self.result["warning"] = warning.strip()
         self.activate_b.setText("Make active (worse than before!)" if worse or lost else "Make active")
         self.activate_b.setEnabled(True)
@@ -300,16 +362,25 @@ class TrainPanel(QWidget):
                 return (m.get("count_mae") or {}).get(key.split(" ", 1)[1])
             return m.get(key)
 
-        rows = [("", key, before, after) for key in keys_of(after)]
-        if base and base.get("after"):
-            where = f"{base.get('model')} val: "
-            rows += [(where, key, base.get("before") or {}, base["after"]) for key in keys_of(base["after"])[:2]]
+        rows: list[tuple] = [(key, before, after) for key in keys_of(after)]
+        if base and base.get("after"):  # a heading row over the whole table width: no cut-off label
+            rows.append((f"on {base.get('images', '')} of {base.get('model')}'s own validation images",))
+            rows += [(key, base.get("before") or {}, base["after"]) for key in keys_of(base["after"])[:2]]
+        self.scores.clearSpans()
         self.scores.setRowCount(len(rows))
-        for i, (where, key, b, a) in enumerate(rows):
-            self.scores.setItem(i, 0, QTableWidgetItem(where + key.replace("count_mae ", "count error ")))
+        for i, row in enumerate(rows):
+            if len(row) == 1:
+                item = QTableWidgetItem(row[0])
+                item.setToolTip(row[0])
+                self.scores.setItem(i, 0, item)
+                self.scores.setSpan(i, 0, 1, 3)
+                continue
+            key, b, a = row
+            self.scores.setItem(i, 0, QTableWidgetItem(key.replace("count_mae ", "count error ")))
             for j, m in enumerate((b, a), start=1):
                 v = value(m, key)
                 self.scores.setItem(i, j, QTableWidgetItem("" if not isinstance(v, float) else f"{v:.3f}"))
+        self.scores.resizeColumnToContents(0)
         self.scores.setVisible(bool(rows))
         self.scores.setFixedHeight(self.scores.horizontalHeader().height()
                                    + sum(self.scores.rowHeight(i) for i in range(len(rows))) + 4)
@@ -322,6 +393,7 @@ class TrainPanel(QWidget):
         self.worker = None
         self.start_b.setEnabled(True)
         self.cancel_b.setEnabled(False)
+        self.resume_b.setEnabled(self._resumable is not None)
 
     def activate(self) -> None:
         if not self.result or "name" not in self.result:

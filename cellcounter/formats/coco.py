@@ -134,6 +134,9 @@ def read_coco(path: str | Path, class_names: Sequence[str] | None = None) -> lis
             if bw <= 0 or bh <= 0:
                 warn(path, f"{where}: box of size {bw:g} x {bh:g} dropped")
                 continue
+            if x >= w or y >= h or x + bw <= 0 or y + bh <= 0:  # as VOC: nothing of it on the image
+                warn(path, f"{where}: box [{x:g}, {y:g}, {bw:g}, {bh:g}] lies outside the {w} x {h} image; dropped")
+                continue
             entry["boxes"].append(((x, y, x + bw, y + bh), *rec))
 
     out = []

@@ -16,7 +16,7 @@ import numpy as np
 from cellcounter.annotations import ImageAnnotation, Origin, Points
 from cellcounter.errors import FormatError
 from cellcounter.fileutil import atomic_write_bytes
-from cellcounter.formats._common import find_image, format_number, output_targets, parse_xml
+from cellcounter.formats._common import find_image, format_number, output_targets, parse_xml, warn
 from cellcounter.imageio import MAX_SIDE, image_size
 
 PREFIX = "CellCounter_"
@@ -80,6 +80,9 @@ def read_counter_file(path: Path, class_names: Sequence[str] | None = None) -> I
         for m in markers:
             where = f"marker type {number}"
             x, y = _number(path, where, m.findtext("MarkerX")), _number(path, where, m.findtext("MarkerY"))
+            if not (0 <= x < width and 0 <= y < height):  # a click off the image counts nothing on it
+                warn(path, f"{where}: marker at ({x:g}, {y:g}) lies outside the {width} x {height} image; dropped")
+                continue
             rc.append((y, x))
             classes.append(cls)
     ann = ImageAnnotation(str(image), width, height, tuple(names) or ("Type 1",))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.errors import CellCounterError, FormatError, missing_reason
+from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
 from cellcounter.formats import read_labels, write_labels
 from cellcounter.formats import image_files
 from cellcounter.imageio import open_image
@@ -85,14 +85,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("calibrate", help="per-class score calibration of a detector or segmenter",
                        description="Predict labelled validation images and find, per class, the score threshold "
-                                   "that counts best (smallest mean count error). With --write it is stored in "
-                                   "the model's card, and every prediction with the model maps it to 0.5: the "
-                                   "default threshold then counts each class as well as it can.")
+                                   "that counts best (smallest mean count error), checked by cross-validation: "
+                                   "each fold is counted with thresholds fitted on the others, beside the raw "
+                                   "scores. A class whose held-back count error the threshold does not lower "
+                                   "keeps its raw scores. With --write the checked calibration (and its held-back "
+                                   "figures) is stored in the model's card, and every prediction with the model "
+                                   "maps it to 0.5.")
     c.add_argument("--task", required=True, choices=list(TASKS))
     c.add_argument("--model", required=True)
     c.add_argument("--data", required=True, help="labelled folder(s) or file(s), comma-separated")
     c.add_argument("--split", help="only the ids of this split (e.g. val)")
-    c.add_argument("--write", action="store_true", help="store the calibration in the model's card")
+    c.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    c.add_argument("--write", action="store_true", help="store the checked calibration in the model's card "
+                   "(a class it does not improve is stored without one: raw scores)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_calibrate)
 
@@ -145,18 +150,25 @@ def cmd_predict(args) -> int:
     for i, (f, ann, image) in enumerate(outcomes, start=1):
         print(f"[{i}/{len(files)}] {f.name}", file=sys.stderr, flush=True)
         if isinstance(ann, str):  # one bad file never stops the batch
-            print(f"error: {f}: {ann}; skipped", file=sys.stderr)
+            why = ann[len(f"{f}: "):] if ann.startswith(f"{f}: ") else ann  # the path once, not twice
+            print(f"error: {f}: {why}; skipped", file=sys.stderr)
             failed.append(f)
             continue
         stem = stems[i - 1]
-        if fmt != "grade-csv":  # grades go into one CSV for the run, written below
-            suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
-            write_labels([ann], args.out / f"{stem}{suffix}", fmt)
-        if image is None and args.scheduler:  # the pixels stayed on the worker; a slide read lazily gets none
-            with open_image(f) as src:
-                image = src.read() if not src.lazy else None
-        if image is not None:
-            save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
+        try:
+            if fmt != "grade-csv":  # grades go into one CSV for the run, written below
+                suffix = {"coco": ".json", "voc": ".xml", "label-tiff": "_labels.tif"}[fmt]
+                write_labels([ann], args.out / f"{stem}{suffix}", fmt)
+            if image is None and args.scheduler:  # the pixels stayed on the worker; a slide read lazily gets none
+                with open_image(f) as src:
+                    image = src.read() if not src.lazy else None
+            if image is not None:
+                save_overlay(args.out / f"{stem}_overlay.png", image, ann, args.score_threshold)
+        except (CellCounterError, OSError) as exc:  # its results could not be written: the others still are
+            why = f"{exc.filename or ''}: {os_error_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            print(f"error: {f}: its results were not written ({why}); skipped", file=sys.stderr)
+            failed.append(f)
+            continue
         results.append(ann)
     if results:
         from cellcounter.formats.grade_csv import write_counts_csv
@@ -174,8 +186,8 @@ MIN_TILE = 64
 def _check_numbers(args) -> None:
     if args.tile and args.tile < MIN_TILE:
         raise CellCounterError(f"--tile must be 0 (the model's) or at least {MIN_TILE} pixels, got {args.tile}")
-    if (args.overlap < 0 and args.overlap != -1) or (args.tile and args.overlap >= args.tile):
-        raise CellCounterError(f"--overlap must be at least 0 and below the tile size, got {args.overlap}")
+    if (args.overlap < 0 and args.overlap != -1) or (args.tile and args.overlap > args.tile // 2):
+        raise CellCounterError(f"--overlap must be at least 0 and at most half the tile size, got {args.overlap}")
     if not 0.0 <= args.score_threshold <= 1.0:
         raise CellCounterError(f"--score-threshold must be between 0 and 1, got {args.score_threshold}")
 
@@ -189,12 +201,26 @@ def output_stems(files: list[Path]) -> list[str]:
         for cand in (f.stem, f"{f.stem}_{f.suffix.lstrip('.')}", f"{f.parent.name}_{f.stem}_{f.suffix.lstrip('.')}"):
             if sum(_stem_key(g, cand, f) for g in files) <= 1 and cand not in taken:
                 break
+        cand = _fits(cand)
         k = 2
         while cand in taken:
             cand, k = f"{cand}_{k}", k + 1
         taken.add(cand)
         out.append(cand)
     return out
+
+
+MAX_STEM_BYTES = 200  # file names end at 255 bytes on most systems; the longest suffix written is 12
+
+
+def _fits(stem: str) -> str:
+    """``stem`` cut to a length every file system takes, a hash of the whole keeping cut names apart."""
+    if len(stem.encode()) <= MAX_STEM_BYTES:
+        return stem
+    import hashlib
+
+    cut = stem.encode()[:MAX_STEM_BYTES - 9].decode(errors="ignore")
+    return f"{cut}-{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
 
 
 def _stem_key(g: Path, cand: str, f: Path) -> bool:
@@ -278,13 +304,20 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from cellcounter.calibration import fit_thresholds
+    from cellcounter.calibration import checked_thresholds
     from cellcounter.evaluate import predict_all
     from cellcounter.fileutil import atomic_write_text
     from cellcounter.inference import Predictor, predict_image
     from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
-    gts = _labelled(args)
+    if args.folds < 2:
+        raise CellCounterError(f"--folds must be at least 2, got {args.folds}")
+    sources = [d.strip() for d in args.data.split(",") if d.strip()]
+    gts, groups = [], []
+    for source in sources:
+        part = _labelled(args, source, args.split)
+        gts += part
+        groups += [Path(source).name] * len(part)
     predictor = Predictor.load(args.model)
     if predictor.config.kind == "grader":
         raise CellCounterError(f"{predictor.model_version} is a grader: there are no object scores to calibrate")
@@ -292,19 +325,26 @@ def cmd_calibrate(args) -> int:
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        gts, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
-    thresholds, report = fit_thresholds(gts, preds)
+        done, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
+    by_path = dict(zip((g.image_path for g in gts), groups))
+    groups = [by_path.get(g.image_path, "?") for g in done]
+    thresholds, report = checked_thresholds(done, preds, args.folds, groups=groups if len(sources) > 1 else None)
     for name, r in report.items():
-        print(f"{name}: threshold {r['threshold']:.3f}: count error {r['count_mae_at_0.5']:.3f} at 0.5 -> "
-              f"{r['count_mae_calibrated']:.3f}")
+        verdict = "kept" if r["kept"] else "not kept: raw scores count these better"
+        print(f"{name}: threshold {r['threshold']:.3f}: count error on held-back images "
+              f"{r['held_back_count_mae_raw']:.3f} raw -> {r['held_back_count_mae_calibrated']:.3f} ({verdict})")
+        for kind, g in (r.get("by_group") or {}).items():
+            print(f"    {kind} ({g['images']}): {g['held_back_count_mae_raw']:.3f} -> "
+                  f"{g['held_back_count_mae_calibrated']:.3f}")
     if args.write:
         card_path = resolve_model(args.model) / CARD_NAME
         card = ModelCard.from_file(card_path)
         card.score_calibration = thresholds
-        card.metrics["score_calibration"] = {"data": args.data, "split": args.split, "images": len(gts),
-                                             "per_class": report}
+        card.metrics["score_calibration"] = {"data": args.data, "split": args.split, "images": len(done),
+                                             "folds": min(args.folds, len(done)), "per_class": report}
         atomic_write_text(card_path, card.to_json())
-        print(f"wrote the calibration into {card_path}", file=sys.stderr)
+        kept = ", ".join(f"{k} {v:.3f}" for k, v in thresholds.items()) or "none: raw scores for every class"
+        print(f"wrote the calibration into {card_path}: {kept}", file=sys.stderr)
     if args.json:
         print(json.dumps({"score_calibration": thresholds, "per_class": report}))
     return 0

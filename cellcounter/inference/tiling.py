@@ -86,8 +86,9 @@ class TiledPredictor:
             self.tile_size = int(getattr(self.predictor.config, "tile_size", 0) or 1024)
         if self.overlap == -1:  # a card may give small tiles: the default must still fit inside one
             self.overlap = min(128, self.tile_size // 4)
-        if self.overlap < 0 or self.overlap >= self.tile_size:
-            raise CellCounterError(f"overlap must be in [0, tile size), got {self.overlap} for {self.tile_size}")
+        if self.overlap < 0 or self.overlap > self.tile_size // 2:  # more: tiles step by a few pixels, for hours
+            raise CellCounterError(f"the tile overlap must be between 0 and half the tile size ({self.tile_size // 2}),"
+                                   f" got {self.overlap}")
         if self.predictor.config.kind == "grader":
             raise CellCounterError("graders look at the whole image; tiling does not apply")
 

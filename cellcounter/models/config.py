@@ -133,7 +133,44 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     for name in ("image_mean", "image_std"):
         if len(getattr(cfg, name)) != 3:
             raise CellCounterError(f"architecture.{name} must hold 3 numbers (R, G, B), got {getattr(cfg, name)!r}")
+    check_size(cfg)
     return cfg
+
+
+#: the largest network a card may describe (1 GB of float32 weights): each setting within its range can still
+#: multiply into one that fills the memory before its weights are even read
+MAX_PARAMETERS = 250_000_000
+_BACKBONE = {"resnet18": (11.2e6, (128, 256, 512)), "resnet34": (21.3e6, (128, 256, 512)),
+             "resnet50": (23.5e6, (512, 1024, 2048))}
+
+
+def estimated_parameters(cfg: ModelConfig) -> float:
+    """About how many weights the network ``cfg`` describes has (within a few percent for the bundled ones)."""
+    if cfg.kind == "unet":
+        chans = [cfg.width * min(2 ** level, 8) for level in range(cfg.depth + 1)]
+        enc = sum(9 * (c_in + c) * c for c_in, c in zip([3] + chans[:-1], chans))
+        dec = sum(9 * (2 * c + c) * c for c in chans[:-1])
+        return float(enc + dec)
+    trunk, outs = _BACKBONE[cfg.backbone]
+    if cfg.kind == "grader":
+        return trunk + outs[-1] * cfg.num_classes
+    c = cfg.fpn_channels
+    fpn = sum(ch * c + 9 * c * c for ch in outs)
+    if cfg.kind == "detector":
+        anchors = max(1, len(cfg.anchor_scales) or 3) * max(1, len(cfg.aspect_ratios) or 3)
+        head = 2 * cfg.head_convs * 9 * c * c + 9 * c * anchors * (cfg.num_classes + 4)
+        return trunk + fpn + 2 * 9 * c * c + head
+    box_head = c * 49 * cfg.representation_size + cfg.representation_size ** 2
+    mask_head = 4 * 9 * c * c + 4 * c * c
+    return trunk + fpn + 9 * c * c + box_head + mask_head
+
+
+def check_size(cfg: ModelConfig) -> None:
+    """Refuse, before building it, a network too large to be a real model of this app."""
+    n = estimated_parameters(cfg)
+    if n > MAX_PARAMETERS:
+        raise CellCounterError(f"the network this card describes would have about {n / 1e6:,.0f} million weights "
+                               f"(at most {MAX_PARAMETERS / 1e6:,.0f} million): a damaged or hostile card")
 
 
 BACKBONES = ("resnet18", "resnet34", "resnet50")
@@ -144,9 +181,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "focal_alpha": (0, 1), "focal_gamma": (0, 100), "prior_probability": (1e-9, 1 - 1e-9), "score_thresh": (0, 1),
     "nms_thresh": (0, 1), "topk_candidates": (1, 1_000_000), "detections_per_img": (1, 1_000_000),
     "rpn_pre_nms_top_n_test": (1, 1_000_000), "rpn_post_nms_top_n_test": (1, 1_000_000),
-    "box_batch_size_per_image": (1, 100_000), "representation_size": (1, 65536), "min_size": (0, _BIG),
-    "max_size": (0, _BIG), "fpn_channels": (1, 4096), "tile_size": (16, _BIG), "head_convs": (0, 16),
-    "mask_threshold": (0, 1), "input_size": (16, _BIG), "dropout": (0, 0.99), "local_contrast": (0, 10),
+    "box_batch_size_per_image": (1, 100_000), "representation_size": (1, 65536), "min_size": (0, 8192),
+    "max_size": (0, 8192), "fpn_channels": (1, 4096), "tile_size": (64, 8192), "head_convs": (0, 16),
+    "mask_threshold": (0, 1), "input_size": (16, 4096), "dropout": (0, 0.99), "local_contrast": (0, 10),
     "image_mean": (-10, 10), "image_std": (1e-6, 10), "width": (1, 512), "depth": (1, 7),
     "fg_threshold": (0, 1), "marker_threshold": (0, 1), "min_area": (0, _BIG),
 }

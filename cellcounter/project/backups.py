@@ -13,6 +13,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from cellcounter.errors import WriteError, os_error_reason
+
 KEEP = 5
 
 
@@ -46,17 +48,31 @@ def restore_hint(project_path: str | Path) -> str:
 
 def copy_database(conn: sqlite3.Connection, dest: Path) -> Path:
     """A consistent copy of the open database at ``dest`` through SQLite's backup API (safe while another
-    connection writes), built beside it and renamed into place: ``dest`` is whole or absent."""
+    connection writes), built beside it and renamed into place: ``dest`` is whole or absent. A destination
+    that cannot be written is named, with why, never blamed on the project."""
+    if not dest.parent.is_dir():
+        raise WriteError(dest, f"the folder {dest.parent} does not exist")
     tmp = dest.with_name(f".{dest.name}.partial")
-    tmp.unlink(missing_ok=True)
     try:
-        target = sqlite3.connect(tmp)
+        tmp.unlink(missing_ok=True)
+        try:
+            target = sqlite3.connect(tmp)
+        except sqlite3.Error as exc:
+            raise WriteError(dest, f"cannot create a file there ({exc})") from None
         try:
             conn.backup(target)
             target.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError as exc:
+            if "full" in str(exc) or "readonly" in str(exc) or "disk I/O" in str(exc):
+                raise WriteError(dest, "the disk is full" if "full" in str(exc) else str(exc)) from None
+            raise
         finally:
             target.close()
         os.replace(tmp, dest)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise WriteError(dest, os_error_reason(exc)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

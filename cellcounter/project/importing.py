@@ -9,11 +9,13 @@ One implementation for ``cellcounter project create|add`` and for the app's open
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
-from cellcounter.annotations import as_reference
+from cellcounter.annotations import ImageAnnotation, as_reference
 from cellcounter.errors import CellCounterWarning, FormatError, ProjectError
 from cellcounter.formats import detect_format, image_files, labels_for_image, read_labels
+from cellcounter.imageio import open_image
 from cellcounter.project.store import Project
 from cellcounter.tasks import TASKS
 
@@ -27,29 +29,89 @@ def _own_task(anns: list, task: str | None) -> str | None:
     return task
 
 
-def import_image(project: Project, image: Path, task: str | None = None, with_labels: bool = True) -> int:
-    """Add one image (and, with ``with_labels``, the labels stored beside it); an image already in the
-    project keeps its labels. The image's task is its labels' own task if they have one, else ``task``."""
-    existing = project.find_image(image)
-    if existing is not None:
-        if task and project.image(existing).task != task:  # asked for anew: the image takes it if it can
-            from cellcounter.project.workflows import set_image_task
+@dataclass
+class ToImport:
+    """An image to add and the labels read for it: what an import reads before it touches the project.
 
-            try:
-                set_image_task(project, existing, task)
-            except ProjectError as exc:
-                warnings.warn(str(exc), CellCounterWarning, stacklevel=2)
-        return existing
+    Reading (parsing label files, rasterising hundreds of outlines) is the slow part of opening an image;
+    it needs no project, so an app can do it off its GUI thread and store the result quickly after.
+    """
+
+    image: Path
+    task: str | None  # the labels' own task, else the one asked for
+    labels: ImageAnnotation | None = None
+    in_layout: bool = False  # listed by a folder's label layout (which decides its task), not found beside it
+
+
+def read_image(image: Path, task: str | None = None, with_labels: bool = True) -> ToImport:
+    """One image and (with ``with_labels``) the labels stored beside it, read with its task's class order."""
     ann = labels_for_image(image) if with_labels else None
     if ann is not None:
         own = _own_task([ann], None)
         task = own or task
         if own is None and task:  # labels without a task of their own: read with the task's class order
             ann = labels_for_image(image, TASKS[task].class_names)
-    image_id = project.add_image(image, task)
-    if ann is not None and _is_new(project, image_id, image):
-        project.save(image_id, as_reference(ann), origin="import")
+    return ToImport(Path(image), task, ann)
+
+
+def read_folder(folder: Path, task: str | None = None) -> list[ToImport]:
+    """A folder's labelled images when it is in a known layout, else every image in it with the labels beside
+    it. Images listed by labels but missing on disk are skipped with a warning."""
+    try:
+        fmt = detect_format(folder)
+    except FormatError:
+        fmt = None
+    if fmt is None:
+        items = [read_image(f, task) for f in image_files(folder)]
+    else:
+        anns = read_labels(folder, fmt)
+        own = _own_task(anns, None)
+        if own is None and task:
+            anns = read_labels(folder, fmt, TASKS[task].class_names)
+        items = []
+        for ann in anns:
+            if not Path(ann.image_path).is_file():
+                warnings.warn(f"{ann.image_path}: image not found; its labels were not imported",
+                              CellCounterWarning, stacklevel=2)
+                continue
+            try:  # the labels name it: a file that is no image is the label file's fault, said as such
+                open_image(ann.image_path, lazy=True).close()
+            except FormatError as exc:
+                warnings.warn(f"{folder}: the labels name {ann.image_path} as their image, which is not one "
+                              f"({exc.message}); those labels were not imported",
+                              CellCounterWarning, stacklevel=2)
+                continue
+            items.append(ToImport(Path(ann.image_path), own or task, ann, in_layout=True))
+    if not items:
+        raise FormatError(folder, "holds no images")
+    return items
+
+
+def add_read(project: Project, item: ToImport, asked: str | None = None) -> int:
+    """Add an image read by :func:`read_image` or :func:`read_folder` with its labels; an image already in the
+    project keeps its labels and takes the task ``asked`` for, where it can."""
+    existing = project.find_image(item.image)
+    if existing is not None:
+        if asked and project.image(existing).task != asked:
+            from cellcounter.project.workflows import set_image_task
+
+            try:
+                set_image_task(project, existing, asked)
+            except ProjectError as exc:
+                warnings.warn(str(exc), CellCounterWarning, stacklevel=2)
+        return existing
+    image_id = project.add_image(item.image, item.task)
+    if item.labels is not None and _is_new(project, image_id, item.image):
+        project.save(image_id, as_reference(item.labels), origin="import")
     return image_id
+
+
+def import_image(project: Project, image: Path, task: str | None = None, with_labels: bool = True) -> int:
+    """Add one image (and, with ``with_labels``, the labels stored beside it); an image already in the
+    project keeps its labels. The image's task is its labels' own task if they have one, else ``task``."""
+    if project.find_image(image) is not None:  # nothing to read
+        return add_read(project, ToImport(Path(image), task), task)
+    return add_read(project, read_image(image, task, with_labels), task)
 
 
 def _is_new(project: Project, image_id: int, image: str | Path) -> bool:
@@ -57,39 +119,11 @@ def _is_new(project: Project, image_id: int, image: str | Path) -> bool:
     return project.image(image_id).path.resolve() == Path(image).resolve()
 
 
-def import_folder(project: Project, folder: Path, task: str | None = None) -> list[int]:
-    """Add a folder: its labelled images when it is in a known layout, else every image in it.
-
-    Returns the ids in folder order. Images listed by labels but missing on disk are skipped with a warning.
-    """
-    try:
-        fmt = detect_format(folder)
-    except FormatError:
-        fmt = None
-    ids: list[int] = []
-    if fmt is not None:
-        anns = read_labels(folder, fmt)
-        own = _own_task(anns, None)
-        if own is None and task:
-            anns = read_labels(folder, fmt, TASKS[task].class_names)
-        task = own or task
-        for ann in anns:
-            if not Path(ann.image_path).is_file():
-                warnings.warn(f"{ann.image_path}: image not found; its labels were not imported",
-                              CellCounterWarning, stacklevel=2)
-                continue
-            existing = project.find_image(ann.image_path)
-            if existing is None:
-                existing = project.add_image(ann.image_path, task or ann.task)
-                if _is_new(project, existing, ann.image_path):
-                    project.save(existing, as_reference(ann), origin="import")
-            ids.append(existing)
-    else:
-        for f in image_files(folder):
-            ids.append(import_image(project, f, task))
-    if not ids:
-        raise FormatError(folder, "holds no images")
-    return ids
+def import_folder(project: Project, folder: Path, task: str | None = None,
+                  read: list[ToImport] | None = None) -> list[int]:
+    """Add a folder (as :func:`read_folder` reads it, or its result ``read``); returns the ids in folder order."""
+    return [add_read(project, item, None if item.in_layout else task)
+            for item in (read if read is not None else read_folder(folder, task))]
 
 
 def import_labels(project: Project, source: Path, fmt: str | None = None, as_corrections: bool = False

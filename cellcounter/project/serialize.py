@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 
 import numpy as np
 
@@ -21,8 +22,29 @@ def pack(**arrays: np.ndarray) -> bytes:
 
 
 def unpack(blob: bytes) -> dict[str, np.ndarray]:
+    """The arrays of a :func:`pack` blob. Each array's declared size is checked against what the blob holds
+    and against the largest label image the app reads, before anything is decompressed: a damaged or hostile
+    blob of a few kilobytes claiming gigabytes is refused, not allocated."""
+    _check_sizes(blob)
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def _check_sizes(blob: bytes) -> None:
+    from cellcounter.imageio import max_pixels
+
+    limit = 8 * max_pixels()  # an int32 label image at the pixel limit, with room to spare
+    with zipfile.ZipFile(io.BytesIO(blob)) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+            n = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            if n > limit or n > info.file_size:
+                raise ValueError(f"the stored array {info.filename} claims {n:,} bytes "
+                                 f"({'more than it holds' if n > info.file_size else 'more than any label image'})")
 
 
 def _id_steps(ids: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ open it read-only.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import getpass
@@ -20,11 +21,12 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
-from cellcounter.errors import CellCounterWarning, ProjectError
+from cellcounter.errors import CellCounterWarning, ProjectError, WriteError, os_error_reason
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
 from cellcounter.project import backups
@@ -110,6 +112,34 @@ def current_user() -> str:
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    return "the disk is full" if "full" in str(exc) else str(exc)
+
+
+def _connect_db(path: Path, readonly: bool) -> sqlite3.Connection:
+    """The project's SQLite connection. Read-only, a project on read-only media (a DVD, a write-protected share,
+    an archive mounted read-only) is opened as immutable: SQLite cannot make the shared-memory file that a
+    read-only open of a WAL database otherwise needs there, and nothing can change the file anyway."""
+    if not readonly:
+        return sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
+    uri = "file:" + quote(path.resolve().as_posix())
+    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=5.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA application_id").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.is_file() and wal.stat().st_size:
+        warnings.warn(f"{path}: on a read-only medium with unsaved changes in {wal.name} (the program that "
+                      "wrote it did not close it); they cannot be read from here: copy the project and its "
+                      f"{wal.name} to a writable folder and open it there to see them", CellCounterWarning,
+                      stacklevel=3)
+    return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=5.0, isolation_level=None)
+
+
 class Project:
     """An open project. Use :meth:`create` or :meth:`open`; close it (or use ``with``)."""
 
@@ -131,20 +161,32 @@ class Project:
         path = Path(path)
         if path.exists():
             raise ProjectError(f"{path}: already exists; open it instead")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock.acquire(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock.acquire(path)
+        except OSError as exc:
+            raise WriteError(path, os_error_reason(exc)) from None
         tmp = path.with_name(f".{path.name}.creating")
-        tmp.unlink(missing_ok=True)
-        conn = sqlite3.connect(tmp)
-        with conn:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("schema_version", str(SCHEMA_VERSION)), ("created_at", repr(time.time())),
-                ("created_by", user or current_user())])
-        conn.close()
-        os.replace(tmp, path)  # the project appears complete or not at all
+        conn = None
+        try:
+            tmp.unlink(missing_ok=True)
+            conn = sqlite3.connect(tmp)
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+                    ("schema_version", str(SCHEMA_VERSION)), ("created_at", repr(time.time())),
+                    ("created_by", user or current_user())])
+            conn.close()
+            os.replace(tmp, path)  # the project appears complete or not at all
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            lock.release()
+            raise WriteError(path, os_error_reason(exc) if isinstance(exc, OSError) else _sqlite_reason(exc)) from None
         lock.lock_file(path)
         return cls._connect(path, lock, readonly=False, user=user)
 
@@ -154,7 +196,12 @@ class Project:
         if not path.is_file():
             raise ProjectError(f"{path}: no such project file")
         _refuse_hard_links(path)
-        lock = None if readonly else FileLock.acquire(path)
+        try:
+            lock = None if readonly else FileLock.acquire(path)
+        except OSError as exc:
+            raise ProjectError(f"{path}: cannot be opened for changes ({os_error_reason(exc)}); it can still be "
+                               "read (status, export, check, backup), or copy it to a writable folder to "
+                               "change it") from None
         try:
             changed_at = backups.last_change(path)
             proj = cls._connect(path, lock, readonly, user)
@@ -172,8 +219,7 @@ class Project:
             head = fh.read(16)
         if head != b"SQLite format 3\x00":
             raise ProjectError(f"{path}: not a cellcounter project (not an SQLite database)")
-        uri = f"file:{path.resolve().as_posix()}?mode=ro" if readonly else str(path)
-        conn = sqlite3.connect(uri, uri=readonly, timeout=5.0, isolation_level=None)
+        conn = _connect_db(path, readonly)
         try:
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             if app_id != APPLICATION_ID:

@@ -378,9 +378,23 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
     metrics = {"after": card.metrics.get("validation", {}), "before": card.metrics.get("parent_validation")}
     if card.metrics.get("base_validation"):  # the start model's own validation images: what it kept
         metrics["base"] = card.metrics["base_validation"]
+    metrics["calibration"] = calibration_words(card)
     project.add_model_version(name, card.task, model_dir, {"name": card.name, "version": card.version},
                               parent=parent, training_data=list(training_data), metrics=metrics)
     return next(m for m in project.models(card.task) if m["name"] == name)
+
+
+def calibration_words(card) -> str:
+    """Which score calibration a model counts with, in a line: checked (which classes), its parent's, or none."""
+    cal = card.metrics.get("score_calibration") or {}
+    if "kept_from" in cal:
+        return f"score calibration: {cal['kept_from']} ({cal.get('why', '')})"
+    per_class = cal.get("per_class") or {}
+    if not card.score_calibration:
+        return ("score calibration: none (raw scores count better on held-back images)" if per_class
+                else "score calibration: none")
+    return ("score calibration for " + ", ".join(sorted(card.score_calibration)) + ", checked on "
+            f"{cal.get('images', '?')} validation images it was not fitted on")
 
 
 KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model

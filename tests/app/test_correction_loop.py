@@ -54,7 +54,7 @@ def test_a_prediction_started_on_image_a_lands_on_a_when_b_is_opened_before_it_e
     _use_model(win, make_tiny_model("detector", tmp_path / "tiny"))
     assert win.predict.start(all_unreviewed=False) is not None
     assert win.open_path(b)  # before the result is delivered (it arrives through the event loop)
-    qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: win.predict.worker is None and win._opening is None, timeout=120_000)
     qtbot.wait(50)
     shown = win.session.saved
     assert shown.image_path == str(b) and len(shown.boxes) == 0 and len(viewer.layers[BOXES].data) == 0

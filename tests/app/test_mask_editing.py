@@ -11,7 +11,7 @@ from cellcounter.annotations import ImageAnnotation, InstanceMasks, Origin
 from cellcounter.project.workflows import prediction_jobs
 
 
-def test_delete_merge_split_and_new_instance(make_napari_viewer, tmp_path, monkeypatch):
+def test_delete_merge_split_and_new_instance(make_napari_viewer, tmp_path, monkeypatch, qtbot):
     monkeypatch.setenv("CELLCOUNTER_PROJECTS", str(tmp_path / "projects"))
     Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "tile.png")
     viewer = make_napari_viewer(show=True)
@@ -43,5 +43,6 @@ def test_delete_merge_split_and_new_instance(make_napari_viewer, tmp_path, monke
     assert new == max(m.ids) + 1
     assert ctl.undo() and len(ctl.current().masks) == 4  # the three edits were one debounced save
     win.open_dropped([str(tmp_path / "tile.png")])
-    assert win.session.current_id is not None
+    qtbot.waitUntil(lambda: win._opening is None and win.session.saved.image_path == str(tmp_path / "tile.png"),
+                    timeout=30_000)
     win.session.close()

@@ -63,11 +63,12 @@ def test_a_run_that_forgot_shows_both_figures_and_make_active_asks_first(open_wi
         "base": {"model": "blood-default@3", "images": 30, "before": {"map50": 0.88, "count_mae": {"RBC": 3.5}},
                  "after": {"map50": 0.70, "count_mae": {"RBC": 6.0}}}}})
     table = panel.scores
-    rows = {table.item(i, 0).text(): (table.item(i, 1).text(), table.item(i, 2).text())
-            for i in range(table.rowCount())}
-    assert rows["map50"] == ("0.410", "0.800")
-    assert rows["blood-default@3 val: map50"] == ("0.880", "0.700")
-    assert rows["blood-default@3 val: count error RBC"] == ("3.500", "6.000")
+    rows = [tuple(table.item(i, j).text() if table.item(i, j) else None for j in range(3))
+            for i in range(table.rowCount())]
+    assert rows == [("map50", "0.410", "0.800"),
+                    ("on 30 of blood-default@3's own validation images", None, None),  # a heading over all columns
+                    ("map50", "0.880", "0.700"), ("count error RBC", "3.500", "6.000")]
+    assert table.columnSpan(1, 0) == 3
     assert "forgot what its start model knew" in panel.status.text()
     assert panel.activate_b.text() == "Make active (worse than before!)"
     asked = []

@@ -33,6 +33,8 @@ def app_window(tmp_path, monkeypatch, qtbot):
 
     yield _open
     for viewer, win in opened:
+        if win.session.project.closed:  # closed by the test itself
+            continue
         win.controller.flush()
         win.session.close()
         viewer.close()
@@ -102,6 +104,7 @@ def test_a_fundus_photo_opened_in_a_blood_window_is_graded_not_counted(app_windo
     (tmp_path / "eye").mkdir()
     Image.fromarray(img).save(tmp_path / "eye" / "fundus.jpg")
     assert win.open_path(tmp_path / "eye" / "fundus.jpg")  # what Open image... does with the chosen file
+    qtbot.waitUntil(lambda: win.session.saved.image_path == str(tmp_path / "eye" / "fundus.jpg"), timeout=30_000)
     qtbot.wait(50)
     assert win.session.saved.task == "retinopathy" and win.grade_dock.isVisible()
     assert "counted" not in win.counts.summary.text()
@@ -179,6 +182,38 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     models = win.session.project.models("blood")
     assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled()
+
+
+def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window(app_window, voc_folder, qtbot):
+    folder = voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]})
+    viewer, win = app_window(folder, "--task", "blood")
+    for _ in range(2):
+        qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
+        qtbot.mouseClick(_button(win.review, "Next"), Qt.LeftButton)
+    panel = win.train
+    assert not panel.resume_b.isEnabled()
+    panel.base.setCurrentIndex(panel.base.findData(None))
+    panel.epochs.setValue(2)
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    assert panel.progress.maximum() == 0  # busy from the first moment, before the run counts its steps
+    qtbot.mouseClick(panel.cancel_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
+    assert "stopped at step" in panel.status.text() and panel.resume_b.isEnabled()
+    assert not win.session.project.models("blood")
+    project = win.session.project.path
+    win.controller.flush()
+    win.session.close()
+    viewer.close()
+
+    # the next window finds the stopped run on disk and goes on with it
+    viewer, win = app_window(project)
+    panel = win.train
+    qtbot.waitUntil(lambda: panel.resume_b.isEnabled(), timeout=10_000)
+    qtbot.mouseClick(panel.resume_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
+    (version,) = win.session.project.models("blood")
+    assert sorted(version["training_data"]) == [1, 2], panel.status.text()
+    assert panel.activate_b.isEnabled() and not panel.resume_b.isEnabled()
 
 
 def test_the_grade_panel_says_how_sure_and_the_heat_map_comes_back(app_window, tmp_path, qtbot):
@@ -260,3 +295,115 @@ def test_run_on_unreviewed_with_nothing_to_run_says_so_at_once(app_window, voc_f
     qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
     qtbot.mouseClick(win.predict.run_all, Qt.LeftButton)
     assert win.predict.worker is None and win.predict.status.text().startswith("Nothing to predict")
+
+
+def test_an_image_with_thousands_of_outlines_opens_from_the_menu_without_freezing_the_window(app_window, tmp_path,
+                                                                                             qtbot, monkeypatch):
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QFileDialog
+
+    _aperio_tile(tmp_path / "tile", 4000)  # ten times as many nuclei as a MoNuSeg tile
+    viewer, win = app_window()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(tmp_path / "tile" / "tile.png"), ""))
+    menu = next(a.menu() for a in viewer.window.main_menu.actions() if a.text() == "&Cellcounter")
+    action = next(a for a in menu.actions() if a.text() == "Open image...")
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: win._opening is not None and ticks.append(1))
+    timer.start(10)
+    action.trigger()  # what clicking the menu entry does
+    assert win._opening is not None  # the labels are being read in the background: the click returned at once
+    qtbot.waitUntil(lambda: win._opening is None, timeout=120_000)
+    timer.stop()
+    assert win.session.saved.image_path == str(tmp_path / "tile" / "tile.png")
+    assert len(win.session.saved.masks) > 3000 and win.session.saved.task == "nuclei"
+    assert len(ticks) >= 3  # the window's event loop ran while the outlines were read
+
+
+def _aperio_tile(folder, n: int, size: int = 1000, seed: int = 3):
+    """A tile with ``n`` nuclei outlined in an Aperio ImageScope file beside it, as MoNuSeg ships them."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(120, 230, (size, size, 3), dtype=np.uint8)).save(folder / "tile.png")
+    regions = []
+    t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    for i in range(n):
+        cy, cx = rng.uniform(20, size - 20, 2)
+        verts = "".join(f'<Vertex X="{cx + 7 * np.cos(a):.1f}" Y="{cy + 6 * np.sin(a):.1f}"/>' for a in t)
+        regions.append(f'<Region Id="{i + 1}"><Vertices>{verts}</Vertices></Region>')
+    (folder / "tile.xml").write_text(f'<Annotations MicronsPerPixel="0.25"><Annotation Id="1"><Regions>'
+                                     f'{"".join(regions)}</Regions></Annotation></Annotations>')
+    return folder / "tile.png"
+
+
+def test_reference_masks_look_imported_and_a_new_instance_is_painted_in_a_colour_that_shows(app_window, tmp_path,
+                                                                                            qtbot):
+    from matplotlib.colors import rgb_to_hsv
+
+    from app.layers import MASKS
+
+    viewer, win = app_window(_aperio_tile(tmp_path / "tile", 30, size=300))
+    layer = viewer.layers[MASKS]
+    masks = win.controller.current().masks
+    ref = layer.colormap.map(masks.ids[:10])
+    assert np.allclose(ref[:, 3], 0.5)  # faint, as imported reference boxes are filled faintly
+    hues = rgb_to_hsv(ref[:, :3])[:, 0]
+    assert ((hues > 0.4) & (hues < 0.7)).all()  # cool blue-greens: not the model's colours of every hue
+    viewer.layers.selection.active = layer
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_N, Qt.ShiftModifier)  # Shift-N: new instance
+    qtbot.wait(50)
+    new = layer.selected_label
+    assert new == int(masks.ids.max()) + 1 and layer.mode == "paint"
+    colour = layer.colormap.map(np.array([new]))[0]
+    assert np.allclose(colour, [1.0, 0.9, 0.0, 1.0])  # bright yellow: visible on H&E pink and purple
+
+
+def test_the_selected_line_follows_a_number_key_relabel_at_once(app_window, voc_folder, qtbot):
+    folder = voc_folder({"a": ["RBC", "RBC", "WBC"]})
+    viewer, win = app_window(folder, "--task", "blood")
+    _select_box(viewer, 0)
+    qtbot.wait(50)
+    assert win.counts.selected.text().startswith("Selected: RBC"), win.counts.selected.text()
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_2)  # 2: the second class, WBC
+    assert win.counts.selected.text().startswith("Selected: WBC"), win.counts.selected.text()
+    qtbot.wait(DEBOUNCE_MS + 200)  # saved: a reference box a person relabelled is now a corrected one
+    assert "corrected by a person" in win.counts.selected.text(), win.counts.selected.text()
+
+
+def test_arrow_keys_through_the_grade_choices_save_the_grade_settled_on_as_one_undo_step(app_window, tmp_path,
+                                                                                        qtbot):
+    from app.widgets.grade import COMMIT_AFTER_MS
+
+    Image.fromarray(np.full((90, 120, 3), 80, np.uint8)).save(tmp_path / "eye.png")
+    viewer, win = app_window(tmp_path / "eye.png", "--task", "retinopathy")
+    combo = win.grade.override
+    combo.setFocus()
+    for _ in range(3):  # (none) -> 0 -> 1 -> 2
+        qtbot.keyClick(combo, Qt.Key_Down)
+    assert win.session.project.load(win.session.current_id).grade is None  # still settling: nothing saved yet
+    qtbot.wait(COMMIT_AFTER_MS + 200)
+    assert win.session.project.load(win.session.current_id).grade.value == 2
+    assert combo.currentText().startswith("2")
+    qtbot.keyClick(viewer.window._qt_viewer.canvas.native, Qt.Key_Z, Qt.ControlModifier)  # one undo step
+    qtbot.wait(50)
+    assert win.session.project.load(win.session.current_id).grade is None
+    assert combo.currentText() == "(none)"
+
+
+def test_the_count_says_how_sure_it_is_and_the_range_follows_the_slider(app_window, tmp_path, qtbot):
+    """#37: "RBC 23 (21-26)": the count at the threshold and where it goes when the threshold moves by 0.1."""
+    shutil.copy(SAMPLES["blood"], tmp_path / "smear.jpg")
+    viewer, win = app_window(tmp_path / "smear.jpg", "--task", "blood")
+    _predict(qtbot, win)
+    boxes = win.controller.current().boxes
+    for threshold in (0.5, 0.3):
+        spans = re.findall(r"(\w+) (\d+) \((\d+)-(\d+)\)", win.counts.summary.text())
+        expect = {n: r for n, r in win.controller.current().count_range(threshold).items() if r[0] != r[1]}
+        assert {n: (int(lo), int(hi)) for n, _, lo, hi in spans} == expect, win.counts.summary.text()
+        rbc = boxes.scores[boxes.classes == 0]
+        assert expect["RBC"] == (int((rbc >= threshold + 0.1).sum()), int((rbc >= threshold - 0.1).sum()))
+        slider = win.review.threshold
+        slider.setFocus()
+        for _ in range(2):  # 0.50 -> 0.30
+            qtbot.keyClick(slider, Qt.Key_PageDown)
+        qtbot.wait(50)

@@ -40,6 +40,10 @@ def _edit(model, change):
     (lambda c: c.update(class_names="RBC"), "class_names must be a list of names"),
     (lambda c: c.update(class_names=["RBC", "WBC"]), "2 class_names for architecture.num_classes 3"),
     (lambda c: c.update(name=["x"]), "name must be text"),
+    # each setting within its range, together a network that would fill the memory before its weights are read
+    (lambda c: c["architecture"].update(fpn_channels=4096, head_convs=16), "million weights"),
+    (lambda c: c["architecture"].update(min_size=65536), "architecture.min_size must be between 0 and 8192"),
+    (lambda c: c["architecture"].update(tile_size=16), "architecture.tile_size must be between 64"),
 ])
 def test_a_card_that_says_nonsense_is_refused_naming_the_field(model, tmp_path, capsys, change, says):
     _edit(model, change)
@@ -118,3 +122,17 @@ def test_the_onnx_cache_is_named_by_hash_inside_the_cache(detector_copy, tmp_pat
     card = ModelCard.from_file(detector_copy / "card.json")
     path = onnx_cache_path(detector_copy, card)
     assert path.parent == tmp_path / "cache" / "onnx" and card.name not in path.name
+
+
+@pytest.mark.parametrize("kind, arch, says", [
+    ("segmenter", {"representation_size": 65536}, "million weights"),
+    ("unet", {"width": 512, "depth": 7}, "million weights"),
+    ("grader", {"input_size": 65536}, "architecture.input_size must be between 16 and 4096"),
+])
+def test_cards_of_other_kinds_describing_a_network_too_large_are_refused_before_it_is_built(kind, arch, says):
+    from cellcounter.models.config import _KINDS, config_from_dict, config_to_dict
+
+    d = {**config_to_dict(_KINDS[kind]()), **arch}
+    with pytest.raises(CellCounterError, match=says):
+        config_from_dict(d)
+    config_from_dict(config_to_dict(_KINDS[kind]()))  # the defaults pass

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
-from cellcounter.calibration import calibrate_scores, fit_thresholds
+from cellcounter.calibration import MIN_CHECK_IMAGES, calibrate_scores, checked_thresholds, fit_thresholds
 from cellcounter.cli import main
 from cellcounter.errors import FormatError
 from cellcounter.inference import Predictor
@@ -48,6 +48,31 @@ def test_fit_picks_the_threshold_that_counts_best_per_class():
     assert thresholds["RBC"] > 0.9 and report["RBC"]["count_mae_at_0.5"] == 1  # only above 0.9 is the false RBC gone
 
 
+def test_a_threshold_is_kept_only_where_it_counts_better_on_images_it_was_not_fitted_on():
+    """#37: a calibration fitted on the images whose count error it then reports looked better than it was."""
+    rng = np.random.default_rng(0)
+    gts, preds = [], []
+    for i in range(20):
+        n_plt = int(rng.integers(1, 4))
+        # platelets: truly found at 0.3 (a real shift: held-back counts improve); RBC: noise around 0.5 that an
+        # in-sample fit can always improve a little, and images it was not fitted on cannot
+        noise = rng.uniform(0.3, 0.7, 6)
+        gts.append(_ann([np.nan] * (n_plt + 3), [2] * n_plt + [0] * 3))
+        preds.append(_ann(list(rng.uniform(0.28, 0.34, n_plt)) + [0.05] + list(noise), [2] * (n_plt + 1) + [0] * 6))
+    for g in gts:
+        g.boxes.origins[:] = Origin.HUMAN
+    kept, report = checked_thresholds(gts, preds, groups=["a"] * 10 + ["b"] * 10)
+    assert "Platelets" in kept and 0.05 < kept["Platelets"] <= 0.28
+    plt = report["Platelets"]
+    assert plt["kept"] and plt["held_back_count_mae_calibrated"] < plt["held_back_count_mae_raw"]
+    assert set(plt["by_group"]) == {"a", "b"} and plt["by_group"]["a"]["images"] == 10
+    for name, r in report.items():  # what is kept improved held-back counts; what is not, did not
+        assert r["kept"] == (name in kept) == (r["held_back_count_mae_calibrated"] < r["held_back_count_mae_raw"])
+        assert r["folds"] == 5 and r["images"] == 20
+    with pytest.raises(Exception, match=f"at least {MIN_CHECK_IMAGES} are needed"):
+        checked_thresholds(gts[:MIN_CHECK_IMAGES - 1], preds[:MIN_CHECK_IMAGES - 1])
+
+
 @pytest.fixture
 def model(detector_copy):
     return detector_copy
@@ -75,12 +100,12 @@ def test_a_nonsense_calibration_is_refused_naming_it(model, calibration, says):
         load_model(model)
 
 
-def test_calibrate_writes_the_thresholds_into_the_card_and_counts_improve(model, tmp_path, capsys):
+def test_calibrate_writes_the_checked_thresholds_into_the_card_with_their_held_back_figures(model, tmp_path, capsys):
     folder = tmp_path / "voc"
     (folder / "Annotations").mkdir(parents=True)
     (folder / "JPEGImages").mkdir()
     rng = np.random.default_rng(0)
-    for i in range(3):
+    for i in range(12):
         Image.fromarray((rng.random((120, 160, 3)) * 255).astype(np.uint8)).save(folder / "JPEGImages" / f"{i}.jpg")
         (folder / "Annotations" / f"{i}.xml").write_text(
             f"<annotation><filename>{i}.jpg</filename><size><width>160</width><height>120</height><depth>3</depth>"
@@ -88,17 +113,33 @@ def test_calibrate_writes_the_thresholds_into_the_card_and_counts_improve(model,
             "</bndbox></object></annotation>")
     written = json.loads((model / "card.json").read_text())
     written["licence"] = "CC-BY 4.0, lab of X"  # a key a person added, unknown to this version
+    written["score_calibration"] = {"RBC": 0.3}  # an earlier calibration: refitted on the raw scores, not on it
     (model / "card.json").write_text(json.dumps(written))
     assert main(["calibrate", "--task", "blood", "--model", str(model), "--data", str(folder), "--write",
                  "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out.strip().splitlines()[-1])
     text = (model / "card.json").read_text()
     card = json.loads(text)
     assert card["licence"] == "CC-BY 4.0, lab of X" and text.endswith("}\n")  # kept; a text file's last line
-    assert card["score_calibration"] == report["score_calibration"] and set(card["score_calibration"]) == set(NAMES)
-    for r in report["per_class"].values():
-        assert r["count_mae_calibrated"] <= r["count_mae_at_0.5"]
+    assert card["score_calibration"] == report["score_calibration"]
+    assert card["metrics"]["score_calibration"]["folds"] == 5 and card["metrics"]["score_calibration"]["images"] == 12
+    for name, r in report["per_class"].items():
+        assert set(NAMES) == set(report["per_class"])
+        assert (name in card["score_calibration"]) == r["kept"]
+        assert r["kept"] == (r["held_back_count_mae_calibrated"] < r["held_back_count_mae_raw"])
+        assert "count error on held-back images" in captured.out
     assert main(["evaluate", "--task", "blood", "--model", str(model), "--data", str(folder), "--json"]) == 0
     after = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["count_mae"]
-    for name, r in report["per_class"].items():  # evaluate at 0.5 now counts as the calibrated threshold did
-        assert after[name] == pytest.approx(r["count_mae_calibrated"], abs=1e-9)
+    for name, r in report["per_class"].items():  # evaluate at 0.5 counts as the kept threshold did on all images
+        if r["kept"]:
+            assert after[name] == pytest.approx(r["in_sample_count_mae_calibrated"], abs=1e-9)
+    few = tmp_path / "few"
+    (few / "Annotations").mkdir(parents=True)
+    (few / "JPEGImages").mkdir()
+    for i in range(3):
+        for sub in ("Annotations", "JPEGImages"):
+            name = f"{i}.xml" if sub == "Annotations" else f"{i}.jpg"
+            (few / sub / name).write_bytes((folder / sub / name).read_bytes())
+    assert main(["calibrate", "--task", "blood", "--model", str(model), "--data", str(few), "--write"]) == 2
+    assert "too few to check a calibration" in capsys.readouterr().err

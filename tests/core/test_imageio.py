@@ -39,6 +39,22 @@ def test_multipage_and_bigtiff_pages(tmp_path):
         open_image(tmp_path / "stack.tif", page=5)
 
 
+def test_one_page_of_a_long_stack_is_decoded_alone(tmp_path):
+    """#36: a 256-page stack decoded every page (5.7 GB) to predict page 0."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (48, 256, 256), dtype=np.uint8)
+    for photometric, data in (("minisblack", stack), ("rgb", np.repeat(stack[..., None], 3, axis=-1))):
+        tifffile.imwrite(tmp_path / f"{photometric}.tif", data, photometric=photometric)
+        tracemalloc.start()
+        page = read_image(tmp_path / f"{photometric}.tif", page=7)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert np.array_equal(page, data[7])
+        assert peak < 4 * data[7].nbytes, f"{photometric}: {peak} bytes to read one {data[7].nbytes}-byte page"
+
+
 def test_pixel_size_from_ome_imagej_and_resolution_tags(tmp_path):
     a = np.zeros((16, 16), np.uint8)
     tifffile.imwrite(tmp_path / "o.ome.tif", a, metadata={"PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm"})

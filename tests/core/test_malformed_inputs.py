@@ -192,6 +192,7 @@ def test_a_card_with_a_text_format_version_names_the_field(tiny_models, tmp_path
 
 
 @pytest.mark.parametrize("flags, says", [(["--tile", "1"], "--tile must be"), (["--overlap", "-3"], "--overlap"),
+                                         (["--tile", "64", "--overlap", "63"], "at most half the tile size"),
                                          (["--score-threshold", "7"], "--score-threshold")])
 def test_predict_refuses_nonsense_numbers_before_loading_anything(tmp_path, capsys, flags, says):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
@@ -276,3 +277,19 @@ def test_coco_files_that_crashed_the_mask_decoder_are_clear_errors(tmp_path, cas
     res = _run_limited(["info", str(tmp_path / "a.json")], tmp_path)  # a child: a segfault would show as -11
     assert res.returncode == 2 and "a.json" in res.stderr, res.stderr[-500:]
     assert ("megapixels" if case == "huge_rle" else "far outside") in res.stderr
+
+
+def test_an_image_whose_name_is_too_long_for_a_result_file_still_gets_its_results(tiny_models, tmp_path, capsys):
+    """#36: one overlong name stopped the whole batch and no counts.csv was written."""
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    long_name = "smear_" + "x" * 240 + ".png"  # 250 bytes: fine as a name, too long with "_overlay.png"
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(folder / long_name)
+    Image.fromarray(np.full((40, 50, 3), 160, np.uint8)).save(folder / "b.png")
+    assert main(["predict", str(folder), "--task", "blood", "--model", str(tiny_models["detector"]),
+                 "--out", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    names = {f.name for f in (tmp_path / "out").iterdir()}
+    assert "counts.csv" in names and "b.json" in names
+    assert any(n.startswith("smear_xxx") and n.endswith("_overlay.png") and len(n.encode()) <= 255 for n in names)
+    rows = (tmp_path / "out" / "counts.csv").read_text().splitlines()
+    assert len(rows) == 4 and any(long_name in r for r in rows)  # header, two images, TOTAL

@@ -9,7 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from cellcounter.annotations import Boxes, Origin
+from cellcounter.annotations import Boxes, InstanceMasks, Origin
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
 from cellcounter.project import Project
@@ -95,3 +95,41 @@ def test_a_full_disk_during_a_save_is_a_clear_error_and_the_previous_labels_stay
     with Project.open(path, readonly=True) as proj:
         assert proj.load(image_id).equals(ann)
     assert not any(p.name.endswith(".partial") for p in os.scandir(path.parent))
+
+
+def test_a_stored_blob_claiming_gigabytes_is_refused_before_it_is_decompressed(tmp_path):
+    """#36: a 2 MB npz blob declaring an 8 GB array reached 2.1 GB of memory before its error."""
+    import io
+    import sqlite3
+    import tracemalloc
+    import zipfile
+
+    from cellcounter.errors import ProjectError
+    from cellcounter.project import Project
+    from tests.conftest import make_image
+
+    make_image(tmp_path / "a.png")
+    path = tmp_path / "p.ccproj"
+    with Project.create(path) as p:
+        image_id = p.add_image(tmp_path / "a.png", "nuclei")
+        ann = p.load(image_id)
+        lab = np.zeros((ann.height, ann.width), np.int32)
+        lab[2:6, 2:6] = 1
+        ann.masks = InstanceMasks(lab)
+        p.save(image_id, ann)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i4", "fortran_order": False,
+                                                   "shape": (46341, 46341)})  # 8.6 GB of int32
+    blob = io.BytesIO()
+    with zipfile.ZipFile(blob, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("label_image.npy", header.getvalue() + b"\0" * 2_000_000)
+    conn = sqlite3.connect(path)
+    assert conn.execute("UPDATE annotations SET masks = ? WHERE image_id = ?", (blob.getvalue(), image_id)).rowcount
+    conn.commit()
+    conn.close()
+    tracemalloc.start()
+    with Project.open(path, readonly=True) as p, pytest.raises(ProjectError, match="claims"):
+        p.load(image_id)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50_000_000, peak

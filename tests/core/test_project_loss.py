@@ -109,3 +109,79 @@ def test_status_and_backup_through_a_hard_link_are_refused_with_the_reason(revie
         assert main(["project", *cmd]) == 2
         assert "hard links" in capsys.readouterr().err
     assert not (tmp_path / "b.ccproj").exists()
+
+
+def _mount(folder, *options: str):
+    """``folder`` as its own small file system (a tmpfs; read-only with ``ro``); skips where mounting is not
+    allowed (not root, or a container without the right). Unmounted by the returned function."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(("size=1m",) + tuple(o for o in options
+                                                                                    if o != "ro")),
+                           "tmpfs", str(folder)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a file system here: {done.stderr.decode().strip()}")
+    return lambda: subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(path, leave: int = 0) -> None:
+    """Write ``path`` until its file system is full, then give ``leave`` bytes back."""
+    with open(path, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError:
+            pass
+        fh.truncate(max(0, fh.tell() - leave))
+
+
+def test_a_project_on_read_only_media_is_read_by_every_reading_command(reviewed, tmp_path, capsys):
+    import shutil
+
+    medium = tmp_path / "dvd"
+    unmount = _mount(medium)
+    try:
+        shutil.copy(reviewed, medium / "p.ccproj")
+        shutil.copy(tmp_path / "a.png", medium / "a.png")
+        assert subprocess.run(["mount", "-o", "remount,ro", str(medium)]).returncode == 0
+        assert not os.access(medium, os.W_OK)
+        out = tmp_path / "out"
+        out.mkdir()
+        for argv in (["status"], ["check"], ["export", str(out / "c.csv"), "--to", "counts-csv"],
+                     ["audit", str(out / "audit.csv")], ["backup", str(out / "copy.ccproj")]):
+            assert main(["project", argv[0], str(medium / "p.ccproj"), *argv[1:]]) == 0, capsys.readouterr().err
+        assert "reviewed" in capsys.readouterr().out
+        with Project.open(out / "copy.ccproj", readonly=True) as copy:  # whole (its image stayed on the medium)
+            assert copy.images()[0].review.value == "reviewed"
+        with pytest.raises(ProjectError):  # writing is refused with a reason, nothing is half written
+            Project.open(medium / "p.ccproj")
+    finally:
+        unmount()
+
+
+def test_a_backup_to_a_missing_folder_or_a_full_disk_names_the_destination_not_the_project(reviewed, tmp_path,
+                                                                                            capsys):
+    assert main(["project", "backup", str(reviewed), str(tmp_path / "nowhere" / "b.ccproj")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "does not exist" in err and "damaged" not in err
+    small = tmp_path / "small"
+    unmount = _mount(small)
+    try:
+        _fill(small / "filler", leave=24 * 1024)  # too little for a copy of the project
+        with Project.open(reviewed) as p:  # a project larger than what is left
+            for i in range(30):
+                make_image(tmp_path / f"x{i}.png", seed=i)
+                p.add_image(tmp_path / f"x{i}.png", "blood")
+        assert main(["project", "backup", str(reviewed), str(small / "b.ccproj")]) == 2
+        err = capsys.readouterr().err
+        assert "b.ccproj" in err and "full" in err and "damaged" not in err, err
+        assert not list(small.glob("*b.ccproj*"))  # nothing half written
+        _fill(small / "filler2")  # the disk entirely full now
+        assert main(["project", "create", str(small / "new.ccproj")]) == 2
+        err = capsys.readouterr().err
+        assert "new.ccproj" in err and ("full" in err), err
+        assert not (small / "new.ccproj").exists()
+    finally:
+        unmount()
+    _still_sound(reviewed)

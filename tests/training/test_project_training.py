@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -59,6 +60,29 @@ def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(
     assert main(["project", "train", str(path), "--init", str(parent), "--rehearsal", "0.5"]) == 2
     assert "rehearsal is not possible" in capsys.readouterr().err
     assert main(["project", "train", str(path), "--rehearsal", "1.5"]) == 2
+
+
+def test_a_stopped_project_run_is_found_and_resumed_by_project_train_resume(tmp_path, capsys):
+    from training import iter_training
+    from training.project import stopped_runs
+
+    parent = make_tiny_model("detector", tmp_path / "parent")
+    with _reviewed_project(tmp_path) as proj:
+        path = proj.path
+        assert stopped_runs(proj) == []
+        cfg, anns, _ = project_run(proj, "blood", epochs=1, init=str(parent))
+        events = list(iter_training(cfg, should_stop=lambda: True, annotations=anns))
+        assert events[-1].kind == "stopped"
+        assert stopped_runs(proj, "blood") == [Path(cfg.out)] and stopped_runs(proj, "nuclei") == []
+    assert main(["project", "train", str(path), "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"resuming blood in {cfg.out}" in out and "registered" in out
+    with Project.open(path, readonly=True) as proj:
+        (version,) = proj.models("blood")
+        assert version["parent"] == str(parent) and len(version["training_data"]) == 2
+        assert stopped_runs(proj) == []  # it wrote its model: nothing is left to resume
+    assert main(["project", "train", str(path), "--resume"]) == 2
+    assert "no stopped run to resume" in capsys.readouterr().err
 
 
 def test_training_validation_and_the_app_predict_an_image_through_one_entry_point_and_agree(tmp_path):

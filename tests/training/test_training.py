@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,10 +55,12 @@ def test_each_recipe_trains_and_writes_a_model_the_core_loads(task, tmp_path):
     assert card.pretrained.startswith("none")
     assert json.loads((tmp_path / task / "config.json").read_text())["recipe"] == cfg.recipe
     assert (tmp_path / task / "loss_lr.png").is_file()
-    if task == "blood":  # its own score calibration, fitted on its validation predictions
-        assert set(card.score_calibration) == {"RBC", "WBC", "Platelets"}
-        assert card.metrics["score_calibration"]["images"] == card.metrics["validation_images"] >= 5
-    else:  # a grader has no scores to calibrate; the others validated on fewer than 5 images
+    if task == "blood":  # its own score calibration, checked on validation images it was not fitted on
+        cal = card.metrics["score_calibration"]
+        assert cal["images"] == card.metrics["validation_images"] >= 10
+        assert set(cal["per_class"]) == {"RBC", "WBC", "Platelets"}
+        assert set(card.score_calibration) == {n for n, r in cal["per_class"].items() if r["kept"]}
+    else:  # a grader has no scores to calibrate; the others validated on too few images to check one
         assert card.score_calibration == {}
     rng = np.random.default_rng(0)
     ann = Predictor.load(model_dir).predict((rng.random((96, 128, 3)) * 255).astype(np.uint8))
@@ -132,6 +135,19 @@ def test_cli_trains_and_prints_the_model(tmp_path, capsys):
     assert out["model"].endswith("model") and "accuracy" in out["metrics"]
     assert (tmp_path / "r" / "model" / "model.onnx").is_file() and (tmp_path / "r" / "confusion.png").is_file()
     assert main(["--task", "retinopathy", "--data", "/nonexistent", "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("flags, says", [(["--epochs", "-1"], "epochs must be at least 1"),
+                                         (["--batch-size", "-4"], "batch_size must be at least 1"),
+                                         (["--lr", "nan"], "lr must be above 0"),
+                                         (["--hflip", "1.5"], "hflip must be at least 0.0 and at most 1.0"),
+                                         (["--optimizer", "adam"], "optimizer must be one of sgd")])
+def test_the_cli_refuses_settings_that_make_no_sense_and_writes_nothing(tmp_path, capsys, flags, says):
+    rc = main(["--task", "leaves", "--data", "synthetic", "--out", str(tmp_path / "r"), "--quiet", *flags])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+    assert not (tmp_path / "r" / "model").exists()
 
 
 def test_seeds_report_mean_and_std(tmp_path):
@@ -295,7 +311,8 @@ def test_a_unet_is_fine_tuned_with_the_unet_recipe(tmp_path):
                        explicit={"task", "init", "data", "out", "max_steps", "random_crop", "batch_size", "val_split",
                                  "checkpoint_every"})
     events = list(iter_training(cfg))
-    assert events[0].kind == "eval" and "aji" in events[0].metrics  # the parent scored first
+    assert events[0].kind == "prepare" and "scoring the start model" in events[0].message  # said, then done:
+    assert events[1].kind == "eval" and "aji" in events[1].metrics  # the parent scored first
     assert events[-1].kind == "done"
     _, card = load_model(tmp_path / "ft" / "model")
     assert card.config.kind == "unet" and card.parent == "tiny-nuclei@1" and card.version == "2"
@@ -345,6 +362,64 @@ def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp
     assert "no check of what the start model knew" in next(e for e in events if e.kind == "start").message
     monkeypatch.setenv("CELLCOUNTER_DATA", str(tmp_path / "moved"))  # found again by its folder name
     assert not isinstance(base_sets(str(tmp_path / "b" / "model"), "nuclei"), str)
+
+
+def test_the_start_models_scores_are_computed_once_and_a_resumed_fine_tune_keeps_them(tmp_path, monkeypatch):
+    """Scoring the start model is the same work on every fine-tune from it (#31: minutes before step 1): the
+    second run takes the kept figures; a stopped and resumed run still has its "before" column, and a resume
+    onto other images than the run started with is refused."""
+    import training.loop as loop
+
+    monkeypatch.setenv("CELLCOUNTER_CACHE", str(tmp_path / "cache"))
+    base = _disc_folder(tmp_path / "base", 4)
+    explicit = {"task", "recipe", "data", "out", "unet_width", "random_crop", "batch_size", "max_steps", "val_split",
+                "checkpoint_every", "init", "base_check"}
+    first = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", data=str(base), out=str(tmp_path / "b"),
+                            unet_width=8, random_crop=48, batch_size=2, max_steps=1, val_split=0.5,
+                            checkpoint_every=0), explicit=explicit)
+    assert run_training(first).kind == "done"
+    new = _disc_folder(tmp_path / "new", 4, seed=5, prefix="n")
+    cfg = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", init=str(tmp_path / "b" / "model"), data=str(new),
+                          out=str(tmp_path / "ft1"), unet_width=8, random_crop=48, batch_size=1, max_steps=3,
+                          val_split=0.5, checkpoint_every=0, base_check=2), explicit=explicit)
+    scored = []
+    real = loop.evaluate_model
+    monkeypatch.setattr(loop, "evaluate_model", lambda *a, **k: scored.append(1) or real(*a, **k))
+    events = list(iter_training(cfg))
+    phases = [e.message for e in events if e.kind == "prepare"]
+    assert any("scoring the start model" in m for m in phases) and any("scoring the new model" in m for m in phases)
+    first_before = next(e for e in events if e.kind == "eval" and e.step == 0).metrics
+    first_base = next(e for e in events if e.kind == "base_eval").metrics
+    n_first = len(scored)
+
+    scored.clear()
+    events = list(iter_training(dataclasses.replace(cfg, out=str(tmp_path / "ft2"))))
+    before = next(e for e in events if e.kind == "eval" and e.step == 0)
+    base_eval = next(e for e in events if e.kind == "base_eval")
+    assert "kept from an earlier run" in before.message and "kept from an earlier run" in base_eval.message
+    assert before.metrics == json.loads(json.dumps(first_before)) and base_eval.metrics["aji"] == first_base["aji"]
+    assert len(scored) == n_first - 2  # only the new model is scored: 2 evaluations fewer
+
+    # stopped after a step, resumed: the card still carries the parent's figures
+    stop_cfg = dataclasses.replace(cfg, out=str(tmp_path / "ft3"))
+    steps = []
+    last = run_training(stop_cfg, should_stop=lambda: len(steps) >= 1,
+                        on_event=lambda e: e.kind == "step" and steps.append(e))
+    assert last.kind == "stopped"
+    resumed = dataclasses.replace(stop_cfg, resume=True)
+    assert run_training(resumed).kind == "done"
+    _, card = load_model(tmp_path / "ft3" / "model")
+    assert card.metrics["parent_validation"]["aji"] == first_before["aji"]
+    assert card.metrics["base_validation"]["before"]["aji"] == first_base["aji"]
+
+    # a resume onto other images is refused by name
+    stop4 = dataclasses.replace(cfg, out=str(tmp_path / "ft4"))
+    assert run_training(stop4, should_stop=lambda: True).kind == "stopped"
+    _disc_folder(tmp_path / "more", 1, seed=9, prefix="m")
+    for f in (tmp_path / "more").iterdir():
+        shutil.copy(f, new / f.name)
+    with pytest.raises(Exception, match="not those this run started with"):
+        run_training(dataclasses.replace(stop4, resume=True))
 
 
 def test_the_trunk_can_learn_slower_than_the_heads(tmp_path):
