@@ -61,6 +61,7 @@ class TrainConfig:
     # optimisation
     epochs: int = 10
     max_steps: int = 0  # stop after this many steps (0: run all epochs)
+    time_budget_min: float = 0.0  # end the run after this many minutes, writing the best model so far (0: none)
     batch_size: int = 4
     optimizer: str = "sgd"  # sgd | adamw | adagrad
     lr: float = 0.01
@@ -114,6 +115,7 @@ class TrainConfig:
     resume: bool = False
     export_onnx: bool = False
     half: bool = False  # store weights in float16
+    keep_checkpoints: bool = True  # keep checkpoints/ when the run has written its model (resuming needs them)
     count_threshold: float = 0.5
     calibrate: bool = True  # boxes and masks: fit per-class score thresholds on the validation images (5 or more)
     recipe_applied: bool = False  # set once the recipe's settings are filled in (not a user setting)
@@ -164,11 +166,11 @@ class TrainConfig:
 _P = (0.0, 1.0, False)  # a probability or share
 # (lowest, highest or None, whether the lowest itself is refused)
 _RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "epochs": (1, None, False), "max_steps": (0, None, False), "batch_size": (1, 4096, False),
+    "epochs": (1, None, False), "max_steps": (0, None, False), "time_budget_min": (0, None, False), "batch_size": (1, 4096, False),
     "lr": (0, 10, True), "momentum": (0, 1, False), "weight_decay": (0, 1, False), "warmup_iters": (0, None, False),
     "sgdr_t0": (1, None, False), "sgdr_t_mult": (1, 100, False), "sgdr_eta_min": (0, 10, False),
     "step_milestones": _P, "step_gamma": (0, 1, True), "heads_only_epochs": (0, None, False),
-    "trunk_lr": (0, 10, False), "rehearsal": (0, 0.9, False), "base_check": (0, None, False),
+    "trunk_lr": (0, 1, True), "rehearsal": (0, 0.9, False), "base_check": (0, None, False),
     "grad_clip": (0, None, False), "val_split": (0, 0.9, False), "limit_images": (0, None, False),
     "synthetic_train": (1, None, False), "synthetic_val": (1, None, False), "synthetic_size": (32, 4096, False),
     "unet_width": (1, 512, False), "min_size": (0, 8192, False), "max_size": (0, 8192, False),

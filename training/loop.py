@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import platform
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -337,6 +338,10 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 checkpoint()
                 yield TrainEvent("checkpoint", step, total, epoch, cfg.epochs, message=str(last))
+            if cfg.time_budget_min and time.time() - t0 > 60 * cfg.time_budget_min and step < total:
+                total = step  # the budget is spent: validate, select and write what there is, as at the end
+                yield TrainEvent("prepare", step, total, epoch, cfg.epochs, message=f"the time budget of "
+                                 f"{cfg.time_budget_min:g} min is spent: ending at step {step}")
             if step >= total:
                 break
         end_of_epoch = step % steps_per_epoch == 0 or step >= total
@@ -368,6 +373,8 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
                              f"{len(base_val)} of {guard.model}'s own validation images")
         model_dir = _write_outputs(cfg, model, card, split, history, evals, device, init_desc, time.time() - t0,
                                    last_pairs, base)
+        if not cfg.keep_checkpoints:  # the model is written: the optimiser's state and the rest are dead weight
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
         yield TrainEvent("done", step, total, cfg.epochs, cfg.epochs, metrics=evals[-1] if evals else {},
                          model_dir=str(model_dir), message=f"model written to {model_dir}")
     if dropblock is not None:

@@ -42,14 +42,16 @@ DEFAULT_REHEARSAL = 0.0
 
 
 def project_run(project: Project, task: str, recipe: str | None = None, epochs: int = 10, init: str | None = None,
-                out: str | Path | None = None,
-                rehearsal: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+                out: str | Path | None = None, rehearsal: float | None = None, trunk_lr: float | None = None,
+                time_budget_min: float = 0.0) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its frozen training set and the ids of the images in it.
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
     project's active version of the task, else the bundled default model. ``rehearsal`` (default
     :data:`DEFAULT_REHEARSAL`) mixes that share of the start model's own training images into the run
-    (:mod:`training.base`); the run refuses it, naming why, where they are not on this machine.
+    (:mod:`training.base`); the run refuses it, naming why, where they are not on this machine. ``trunk_lr``
+    (a fraction of the learning rate for the backbone; the recipe's when ``None``) keeps more of the start
+    model; ``time_budget_min`` ends the run after that many minutes with the best model so far.
     """
     if recipe is not None and recipe not in RECIPES:
         raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -60,11 +62,17 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
                       recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
                       val_split=0.2, name=f"{task}-project",
-                      rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal)
+                      rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal,
+                      time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
+    # a project's fine-tune keeps its model (float16 weights and card), not its checkpoints: about 295 MB a run
+    explicit = {"task", "data", "out", "recipe", "epochs", "init", "val_split", "name", "rehearsal",
+                "time_budget_min", "half", "keep_checkpoints"}
+    if trunk_lr is not None:
+        cfg = dataclasses.replace(cfg, trunk_lr=trunk_lr)
+        explicit.add("trunk_lr")
     # what is given here is set, even where it equals a dataclass default (10 epochs is not "unset": left to
     # the recipe it would become the recipe's 30)
-    cfg = apply_recipe(cfg, explicit={"task", "data", "out", "recipe", "epochs", "init", "val_split", "name",
-                                      "rehearsal"})
+    cfg = apply_recipe(cfg, explicit=explicit).check()
     # from scratch, the loop itself refuses rehearsal before any work
     why = rehearsal_unavailable(start, task) if cfg.rehearsal and start != "none" else None
     if why:

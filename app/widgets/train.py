@@ -28,8 +28,8 @@ from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
-from cellcounter.project.workflows import (KEY_METRICS, activate_model, default_model, forgot, register_model,
-                                           rollback_model, worse_than_parent)
+from cellcounter.project.workflows import (KEY_METRICS, activate_model, activation_warning, default_model,
+                                           register_model, rollback_model)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs
@@ -37,11 +37,12 @@ from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
 def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int, base: str | None,
-                rehearsal: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+                rehearsal: float | None = None,
+                trunk_lr: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its training set (the reviewed images' labels, in memory, frozen now) and their ids."""
     controller.flush()
     return project_run(controller.session.project, task, recipe, epochs, base or "none",
-                       rehearsal=rehearsal if base else 0.0)
+                       rehearsal=rehearsal if base else 0.0, trunk_lr=trunk_lr if base else None)
 
 
 class TrainPanel(QWidget):
@@ -66,6 +67,12 @@ class TrainPanel(QWidget):
         self.rehearsal.setValue(DEFAULT_REHEARSAL)
         self.rehearsal.setToolTip("Share of the training images drawn from the start model's own training data, "
                                   "so that it keeps what it knew (needs that data on this computer)")
+        self.trunk = QDoubleSpinBox()
+        self.trunk.setRange(0.01, 1.0)
+        self.trunk.setSingleStep(0.1)
+        self.trunk.setValue(1.0)
+        self.trunk.setToolTip("The backbone's learning rate as a fraction of the recipe's: below 1 keeps more of "
+                              "what the start model knew")
         self.start_b = QPushButton("Fine-tune on reviewed images")
         self.cancel_b = QPushButton("Cancel")
         self.cancel_b.setEnabled(False)
@@ -101,6 +108,7 @@ class TrainPanel(QWidget):
         form.addRow("Epochs", self.epochs)
         form.addRow("Start from", self.base)
         form.addRow("Rehearsal", self.rehearsal)
+        form.addRow("Trunk rate", self.trunk)
         layout = QVBoxLayout(self)
         layout.setSizeConstraint(QLayout.SetMinimumSize)  # a short dock scrolls instead of overlapping rows
         layout.addLayout(form)
@@ -197,7 +205,7 @@ class TrainPanel(QWidget):
             if config is None:
                 config, anns, ids = prepare_run(self.controller, self.task, self.recipe.currentText(),
                                                 self.epochs.value(), self.base.currentData(),
-                                                self.rehearsal.value())
+                                                self.rehearsal.value(), self.trunk.value())
         except (CellCounterError, ValueError, OSError) as exc:
             show_error(str(exc))
             return None
@@ -338,15 +346,14 @@ class TrainPanel(QWidget):
         self.result.update(name=version["name"], metrics=metrics)
         self._show_scores(metrics.get("before") or {}, metrics.get("after") or {}, metrics.get("base") or {})
         before = f"; before: {self._short(metrics['before'])}" if metrics["before"] else ""
-        worse, lost = worse_than_parent(metrics), forgot(metrics)
-        warning = (f" WARNING: {worse} is worse than the model it started from on the same validation images."
-                   if worse else "") + (f" WARNING: it forgot what its start model knew: {lost}." if lost else "")
+        said = activation_warning(metrics)
+        warning = f" WARNING: {said}." if said else ""
         calibration = f" {metrics['calibration'][:1].upper()}{metrics['calibration'][1:]}." if metrics.get(
             "calibration") else ""
         self.status.setText(f"new model {version['name']}: validation {self._short(metrics['after'])}{before}."
                             f"{calibration}{warning}")
         self.result["warning"] = warning.strip()
-        self.activate_b.setText("Make active (worse than before!)" if worse or lost else "Make active")
+        self.activate_b.setText("Make active (worse than before!)" if said else "Make active")
         self.activate_b.setEnabled(True)
         show_info(f"Fine-tuned model {version['name']} is ready{warning}")
 
@@ -401,7 +408,8 @@ class TrainPanel(QWidget):
         if self.result.get("warning") and not self.confirm_activation(self.result["warning"]):
             return
         try:
-            self.result["previous"] = activate_model(self.controller.session.project, self.result["name"])
+            self.result["previous"] = activate_model(self.controller.session.project, self.result["name"],
+                                                     force=bool(self.result.get("warning")))  # asked just now
         except CellCounterError as exc:  # registered in another project than the one open now
             show_error(str(exc))
             return

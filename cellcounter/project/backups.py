@@ -80,6 +80,33 @@ def copy_database(conn: sqlite3.Connection, dest: Path) -> Path:
     return dest
 
 
+def copy_model_versions(dest: Path, versions: list[tuple[str, Path]]) -> None:
+    """Copy each model version's folder (card and weights; no checkpoints) into ``<dest stem>-models/`` beside
+    the backup ``dest`` and point the backup's versions there. A version whose folder is missing is left as it
+    is (``project check`` names it)."""
+    import re
+    import shutil
+
+    present = [(name, folder) for name, folder in versions if (folder / "card.json").is_file()]
+    if not present:
+        return
+    root = dest.with_name(dest.stem + "-models")
+    moved = {}
+    for i, (name, folder) in enumerate(present, start=1):
+        target = root / f"{i:03d}-{re.sub(r'[^A-Za-z0-9._@-]+', '_', name)[:80]}"
+        try:
+            shutil.copytree(folder, target, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
+        except OSError as exc:
+            raise WriteError(target, os_error_reason(exc)) from None
+        moved[name] = os.path.relpath(target, dest.parent).replace(os.sep, "/")
+    conn = sqlite3.connect(dest)
+    try:
+        with conn:
+            conn.executemany("UPDATE models SET file = ? WHERE name = ?", [(f, n) for n, f in moved.items()])
+    finally:
+        conn.close()
+
+
 def last_change(project_path: str | Path) -> float:
     """When the project's files were last written (read before opening it: opening touches its WAL)."""
     path = Path(project_path)

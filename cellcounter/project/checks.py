@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 
@@ -126,10 +127,16 @@ def history_problems(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-def model_problems(conn: sqlite3.Connection) -> list[str]:
+def model_problems(conn: sqlite3.Connection, root: Path | None = None) -> list[str]:
+    """Model versions whose stored JSON is damaged, or (with ``root``, the project's folder) whose model folder
+    is not where the project says: Predict and rollback could not use them."""
     out = []
-    for name, card, training_data, metrics in conn.execute(
-            "SELECT name, card, training_data, metrics FROM models ORDER BY id"):
+    for name, file, card, training_data, metrics in conn.execute(
+            "SELECT name, file, card, training_data, metrics FROM models ORDER BY id"):
+        folder = Path(file) if Path(file).is_absolute() or root is None else root / file
+        if root is not None and not (folder / "card.json").is_file():
+            out.append(f"model version {name!r}: its model folder {folder} is missing (Predict and rollback "
+                       "cannot use it)")
         for field, text in (("card", card), ("training_data", training_data), ("metrics", metrics)):
             if text is None and field != "card":
                 continue

@@ -102,9 +102,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     m = ps.add_parser("models", help="list the project's model versions; activate one or roll back")
     m.add_argument("project", type=Path)
     g = m.add_mutually_exclusive_group()
-    g.add_argument("--activate", metavar="VERSION", help="make VERSION the one Predict uses for its task")
+    g.add_argument("--activate", metavar="VERSION", help="make VERSION the one Predict uses for its task (refused "
+                   "when it is worse than its start model or forgot what it knew, unless --force)")
     g.add_argument("--rollback", metavar="TASK", choices=list(TASKS),
                    help="reactivate the active version's parent (or the bundled model)")
+    m.add_argument("--force", action="store_true", help="with --activate: activate even a flagged version")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
 
@@ -310,7 +312,7 @@ def cmd_predict(args) -> int:
 def cmd_models(args) -> int:
     with Project.open(args.project, readonly=not (args.activate or args.rollback)) as proj:
         if args.activate:
-            previous = wf.activate_model(proj, args.activate)
+            previous = wf.activate_model(proj, args.activate, force=args.force)
             print(f"{args.activate} is now active" + (f" (was {previous})" if previous else ""))
         elif args.rollback:
             now = wf.rollback_model(proj, args.rollback)
@@ -322,8 +324,10 @@ def cmd_models(args) -> int:
         for v in versions:
             after = ", ".join(f"{k} {x:.3f}" for k, x in (v["metrics"].get("after") or {}).items()
                               if isinstance(x, float))
+            flag = wf.activation_warning(v["metrics"])
             print(f"{'*' if v['active'] else ' '} {v['name']} ({v['task']}) parent {v['parent'] or '-'}; "
-                  f"{len(v['training_data'])} image(s); {after or 'no scores'}")
+                  f"{len(v['training_data'])} image(s); {after or 'no scores'}"
+                  + (f"; FLAGGED: {flag}" if flag else ""))
         if not versions:
             print(f"{args.project}: no model versions")
     return 0

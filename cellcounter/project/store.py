@@ -650,7 +650,7 @@ class Project:
                     except Exception as exc:  # noqa: BLE001 - any decoding failure means damaged bytes
                         problems.append(_damaged(r[0], exc))
             problems += checks.history_problems(self._conn)
-            problems += checks.model_problems(self._conn)
+            problems += checks.model_problems(self._conn, self.root)
         except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:
             problems.append(f"the database is damaged ({type(exc).__name__}: {exc})")
         if problems:
@@ -658,12 +658,15 @@ class Project:
         return problems
 
     def backup(self, dest: str | Path) -> Path:
-        """A consistent copy through SQLite's backup API, safe while another connection writes."""
+        """A consistent copy through SQLite's backup API, safe while another connection writes, with the
+        project's model versions (copied beside it, so that the copy's versions can be used and rolled back)."""
         dest = Path(dest)
         self.refuse_output(dest)
         if dest.exists():
             raise ProjectError(f"{dest}: already exists")
-        return backups.copy_database(self._conn, dest)
+        backups.copy_database(self._conn, dest)
+        backups.copy_model_versions(dest, [(m["name"], Path(m["file"])) for m in self.models()])
+        return dest
 
     def status(self, annotations: Iterable[ImageAnnotation] | None = None) -> dict:
         """Per-status image counts and per-class object counts over the whole project (over ``annotations``,

@@ -326,11 +326,15 @@ def default_model(project: Project | None, task: str) -> str | None:
     return str(bundled) if (bundled / CARD_NAME).is_file() else None
 
 
-def activate_model(project: Project, name: str) -> str | None:
-    """Make ``name`` the active version of its task; returns the version it replaces (for a rollback)."""
+def activate_model(project: Project, name: str, force: bool = False) -> str | None:
+    """Make ``name`` the active version of its task; returns the version it replaces (for a rollback). A version
+    with an :func:`activation_warning` is refused unless ``force`` (a person confirmed it)."""
     versions = {m["name"]: m for m in project.models()}
     if name not in versions:
         raise ProjectError(f"{project.path}: no model version called {name!r} (known: {', '.join(versions) or 'none'})")
+    warning = activation_warning(versions[name].get("metrics") or {})
+    if warning and not force:
+        raise ProjectError(f"{name} was not made active: {warning} (--force to activate it anyway)")
     previous = project.active_model(versions[name]["task"])
     project.set_active_model(name)
     return previous["name"] if previous else None
@@ -389,6 +393,8 @@ def calibration_words(card) -> str:
     cal = card.metrics.get("score_calibration") or {}
     if "kept_from" in cal:
         return f"score calibration: {cal['kept_from']} ({cal.get('why', '')})"
+    if "decision" in cal:
+        return f"score calibration: {cal['decision'].split('.')[0]}"
     per_class = cal.get("per_class") or {}
     if not card.score_calibration:
         return ("score calibration: none (raw scores count better on held-back images)" if per_class
@@ -400,29 +406,57 @@ def calibration_words(card) -> str:
 KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model
 
 
-def _drop(after: dict, before: dict, tolerance: float = 0.0) -> str | None:
-    """The first key score both hold, as ``"key after (was before)"``, when it fell by more than ``tolerance``."""
+def _drop(after: dict, before: dict, tolerance: float = 0.0, count_slack: float = 0.0) -> str | None:
+    """The first key score both hold, as ``"key after (was before)"``, when it fell by more than ``tolerance``;
+    else the count error (summed over classes, per image), when it rose by more than ``count_slack`` of itself
+    plus 0.1 (what a person reads is the count: a doubled count error must not pass a steady mAP)."""
     for key in KEY_METRICS:
         a, b = after.get(key), before.get(key)
         if isinstance(a, float) and isinstance(b, float):
-            return f"{key} {a:.3f} (was {b:.3f})" if a < b - tolerance else None
+            if a < b - tolerance:
+                return f"{key} {a:.3f} (was {b:.3f})"
+            break
+    a, b = _count_error(after), _count_error(before)
+    if a is not None and b is not None and a > b * (1 + count_slack) + 0.1:
+        return f"count error {a:.2f} per image (was {b:.2f})"
     return None
 
 
+def _count_error(m: dict) -> float | None:
+    per_class = m.get("count_mae")
+    if not isinstance(per_class, dict) or not per_class:
+        return None
+    values = [v for v in per_class.values() if isinstance(v, (int, float))]
+    return float(sum(values)) if values else None
+
+
 def worse_than_parent(metrics: dict) -> str | None:
-    """The key validation score on which a new version is below its parent on the same images, if any."""
+    """The key validation score (or the count error) on which a new version is below its parent on the same
+    images, if any."""
     return _drop(metrics.get("after") or {}, metrics.get("before") or {})
 
 
 FORGETTING_TOLERANCE = 0.02  # a drop this small on the start model's own images is noise, not forgetting
+FORGETTING_COUNT_SLACK = 0.2  # nor is a count error 20% higher
 
 
 def forgot(metrics: dict, tolerance: float = FORGETTING_TOLERANCE) -> str | None:
-    """What a new version lost on its start model's own validation images (by more than ``tolerance``), if
-    anything: the skills of the base model a fine-tune on a few images can overwrite."""
+    """What a new version lost on its start model's own validation images (by more than ``tolerance``, or a
+    count error more than 20% higher), if anything: the skills of the base model a fine-tune on a few images
+    can overwrite."""
     base = metrics.get("base") or {}
-    lost = _drop(base.get("after") or {}, base.get("before") or {}, tolerance)
+    lost = _drop(base.get("after") or {}, base.get("before") or {}, tolerance, FORGETTING_COUNT_SLACK)
     return f"{lost} on {base.get('images')} of {base.get('model')}'s own validation images" if lost else None
+
+
+def activation_warning(metrics: dict) -> str | None:
+    """Why a version should not be made active without a second thought (worse than its parent on the same
+    images, or it forgot what its start model knew), the same at every door: the panel asks, the CLI needs
+    ``--force``."""
+    worse, lost = worse_than_parent(metrics), forgot(metrics)
+    parts = ([f"{worse} is worse than the model it started from on the same validation images"] if worse else []) \
+        + ([f"it forgot what its start model knew: {lost}"] if lost else [])
+    return "; ".join(parts) or None
 
 
 # --- an image's task ------------------------------------------------------------------

@@ -27,7 +27,9 @@ def sound(tmp_path):
         ann.boxes = Boxes(np.array([[1, 2, 10, 12], [20, 20, 30, 30]], float), [0, 1], [0.9, np.nan],
                           [Origin.MODEL, Origin.HUMAN])
         p.save(image_id, ann)
-        p.add_model_version("blood-project-1", "blood", tmp_path / "a.png", {"name": "x"}, None, [image_id],
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "card.json").write_text("{}")  # a model folder: check looks that it is there
+        p.add_model_version("blood-project-1", "blood", tmp_path / "model", {"name": "x"}, None, [image_id],
                             {"after": {"map50": 0.5}})
     return path
 

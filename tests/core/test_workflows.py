@@ -338,3 +338,63 @@ def test_a_registered_version_has_one_name_everywhere(proj, tmp_path):
     assert Predictor.load(str(model)).model_version == rec["name"]
     again = wf.register_model(p, model, None, [1])  # a second run within the same second
     assert again["name"] != rec["name"] and Predictor.load(str(model)).model_version == again["name"]
+
+
+def test_a_doubled_count_error_is_flagged_though_the_map_held():
+    """#38 point 5: the count is what a person reads; a steady mAP with a doubled count error passed."""
+    metrics = {"after": {"map50": 0.96, "count_mae": {"RBC": 6.5, "WBC": 0.1}},
+               "before": {"map50": 0.88, "count_mae": {"RBC": 2.5, "WBC": 0.1}}}
+    assert wf.worse_than_parent(metrics) == "count error 6.60 per image (was 2.60)"
+    base = {"model": "blood-default@4", "images": 30, "before": {"map50": 0.9, "count_mae": {"RBC": 3.0}},
+            "after": {"map50": 0.9, "count_mae": {"RBC": 3.5}}}
+    assert wf.forgot({"base": base}) is None  # within 20% and 0.1 of noise
+    base["after"]["count_mae"]["RBC"] = 7.9
+    assert wf.forgot({"base": base}).startswith("count error 7.90 per image (was 3.00) on 30 of blood-default@4")
+    assert "worse than the model it started from" in wf.activation_warning(metrics)
+
+
+def test_every_door_to_activation_has_the_same_gate(proj, tmp_path, capsys):
+    """#38 point 5: `project models --activate` made a flagged version active without a question."""
+    p, _ = proj
+    flagged = make_tiny_model("detector", tmp_path / "flagged")
+    card = json.loads((flagged / "card.json").read_text())
+    card["metrics"] = {"validation": {"map50": 0.5, "count_mae": {"RBC": 9.0}},
+                       "parent_validation": {"map50": 0.5, "count_mae": {"RBC": 2.0}}}
+    (flagged / "card.json").write_text(json.dumps(card))
+    version = wf.register_model(p, flagged, None, [1])
+    with pytest.raises(ProjectError, match="worse than the model it started from.*--force"):
+        wf.activate_model(p, version["name"])
+    path = p.path
+    p.close()
+    assert main(["project", "models", str(path)]) == 0
+    assert "FLAGGED: count error 9.00 per image (was 2.00)" in capsys.readouterr().out
+    assert main(["project", "models", str(path), "--activate", version["name"]]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["project", "models", str(path), "--activate", version["name"], "--force"]) == 0
+    assert f"{version['name']} is now active" in capsys.readouterr().out
+
+
+def test_a_backup_carries_its_model_versions_and_check_names_a_missing_one(proj, tmp_path, capsys):
+    """#38 point 7: a backup copied only the SQLite file; its versions pointed to missing folders and check said
+    "ok"."""
+    import shutil
+
+    from cellcounter.models import load_model
+
+    p, _ = proj
+    run = tmp_path / "p-training" / "run-1"
+    shutil.copytree(make_tiny_model("detector", tmp_path / "tiny"), run / "model")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"\0" * 1000)
+    version = wf.register_model(p, run / "model", None, [1])
+    path = p.path
+    p.close()
+    assert main(["project", "backup", str(path), str(tmp_path / "copy.ccproj")]) == 0
+    shutil.rmtree(tmp_path / "p-training")  # the original's run folder is gone (deleted, or on another disk)
+    with Project.open(tmp_path / "copy.ccproj", readonly=True) as copy:
+        (kept,) = copy.models()
+        assert kept["name"] == version["name"] and load_model(kept["file"])[1].task == "blood"
+        assert not list((tmp_path / "copy-models").rglob("checkpoints"))  # the model, not the run's leftovers
+        assert not [m for m in copy.check(quick=True) if "model version" in m]
+    assert main(["project", "check", str(path), "--quick"]) != 0
+    assert f"model version {version['name']!r}: its model folder" in capsys.readouterr().out

@@ -85,6 +85,32 @@ def test_a_stopped_project_run_is_found_and_resumed_by_project_train_resume(tmp_
     assert "no stopped run to resume" in capsys.readouterr().err
 
 
+def test_project_train_says_its_progress_in_words_and_ends_at_its_time_budget_with_a_model(tmp_path, capsys):
+    """#38 point 6: silences of minutes, results printed as Python dicts, no way to stop at a time budget."""
+    parent = make_tiny_model("detector", tmp_path / "parent")
+    with _reviewed_project(tmp_path) as proj:
+        path = proj.path
+    assert main(["project", "train", str(path), "--init", str(parent), "--epochs", "50", "--time-budget", "0.0001",
+                 "--trunk-lr", "0.1", "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "the time budget of 0.0001 min is spent: ending at step 1" in out
+    assert "step 1/50" in out and "registered blood-project@" in out and "{" not in out, out
+    assert "on its validation images: map50" in out and "count error RBC" in out
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["trunk_lr"] == 0.1 and cfg["time_budget_min"] == 0.0001
+    # #38 point 7: a project's run keeps its model in float16, not 295 MB of checkpoints
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    import torch
+
+    weights = torch.load(tmp_path / "run" / "model" / "model.pt", weights_only=True)
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
+    with Project.open(path, readonly=True) as proj:
+        (version,) = proj.models("blood")
+        assert len(version["training_data"]) == 2
+    assert main(["project", "train", str(path), "--rehearsal", "0.95"]) == 2
+    assert "between 0 and 0.9" in capsys.readouterr().err
+
+
 def test_training_validation_and_the_app_predict_an_image_through_one_entry_point_and_agree(tmp_path):
     from cellcounter.annotations import ImageAnnotation
     from cellcounter.imageio import read_image
