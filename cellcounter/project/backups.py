@@ -13,7 +13,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from cellcounter.errors import WriteError, os_error_reason
+from cellcounter.errors import CellCounterError, WriteError, os_error_reason
 
 KEEP = 5
 
@@ -46,10 +46,11 @@ def restore_hint(project_path: str | Path) -> str:
             f"{project_path} to restore it")
 
 
-def copy_database(conn: sqlite3.Connection, dest: Path) -> Path:
+def copy_database(conn: sqlite3.Connection, dest: Path, image_root: Path | None = None) -> Path:
     """A consistent copy of the open database at ``dest`` through SQLite's backup API (safe while another
     connection writes), built beside it and renamed into place: ``dest`` is whole or absent. A destination
-    that cannot be written is named, with why, never blamed on the project."""
+    that cannot be written is named, with why, never blamed on the project. ``image_root`` (the original
+    project's folder) is recorded in the copy, which then finds its images wherever it lies."""
     if not dest.parent.is_dir():
         raise WriteError(dest, f"the folder {dest.parent} does not exist")
     tmp = dest.with_name(f".{dest.name}.partial")
@@ -62,6 +63,10 @@ def copy_database(conn: sqlite3.Connection, dest: Path) -> Path:
         try:
             conn.backup(target)
             target.execute("PRAGMA journal_mode=DELETE")
+            if image_root is not None:
+                with target:
+                    target.execute("INSERT OR REPLACE INTO meta VALUES ('image_root', ?)",
+                                   (str(Path(image_root).resolve()),))
         except sqlite3.OperationalError as exc:
             if "full" in str(exc) or "readonly" in str(exc) or "disk I/O" in str(exc):
                 raise WriteError(dest, "the disk is full" if "full" in str(exc) else str(exc)) from None
@@ -129,8 +134,8 @@ def rolling_backup(conn: sqlite3.Connection, project_path: str | Path, changed_a
     dest = folder / f"{path.stem}-{stamp}.ccproj"
     try:
         folder.mkdir(exist_ok=True)
-        copy_database(conn, dest)
-    except (OSError, sqlite3.Error):
+        copy_database(conn, dest, image_root=path.parent)
+    except (OSError, sqlite3.Error, CellCounterError):  # a full disk: no backup this time, the open goes on
         return None
     for old in backups(path)[:-keep]:
         with contextlib.suppress(OSError):

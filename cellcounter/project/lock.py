@@ -82,6 +82,13 @@ class FileLock:
             self._db_fd = db_fd
 
     def release(self) -> None:
+        if os.name != "nt" and self._fd is not None and self._db_fd is not None:
+            # On POSIX the lock that excludes is the database file's own flock; the .lock file only names the
+            # owner, so it goes with the lock (a process that opened the old one still needs the database's).
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         for attr in ("_db_fd", "_fd"):
             fd = getattr(self, attr)
             if fd is not None:

@@ -112,6 +112,25 @@ def current_user() -> str:
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
+def _tidy_after_reading(path: Path) -> None:
+    """Remove the empty write-ahead log and shared-memory files a read-only connection leaves (it may not
+    delete them itself), when no writer holds the project: nothing is in them, and a writer makes them anew."""
+    wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+    try:
+        if not wal.is_file() or wal.stat().st_size:
+            return
+        lock = FileLock.acquire(path)
+    except (OSError, ProjectError):
+        return
+    try:
+        for f in (wal, shm):
+            f.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        lock.release()
+
+
 def _sqlite_reason(exc: sqlite3.Error) -> str:
     return "the disk is full" if "full" in str(exc) else str(exc)
 
@@ -153,6 +172,9 @@ class Project:
         self.user = user or current_user()
         self._model_counts_cache: dict[tuple, dict[str, int]] = {}
         self._schema = conn.execute("PRAGMA user_version").fetchone()[0]  # an old file opened read-only stays old
+        row = conn.execute("SELECT value FROM meta WHERE key = 'image_root'").fetchone()
+        # a backup records its original's folder: where it lies, its relative image paths are looked up there too
+        self._image_root = Path(row[0]) if row and Path(row[0]).resolve() != path.parent.resolve() else None
 
     # --- opening -------------------------------------------------------------
 
@@ -247,6 +269,8 @@ class Project:
         if self._conn is not None:
             self._conn.close()
             self._conn = None  # type: ignore[assignment]
+            if self.readonly:
+                _tidy_after_reading(self.path)
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -285,7 +309,14 @@ class Project:
 
     def _abs(self, stored: str) -> Path:
         p = Path(stored)
-        return p if p.is_absolute() else Path(os.path.normpath(self.root / p))
+        if p.is_absolute():
+            return p
+        here = Path(os.path.normpath(self.root / p))
+        if self._image_root is not None and not here.exists():  # a backup: its images are the original's
+            there = Path(os.path.normpath(self._image_root / p))
+            if there.exists():
+                return there
+        return here
 
     def add_image(self, image: str | Path, task: str | None = None) -> int:
         """Add an image (size, hash and pixel size read from it); returns its id. Adding it twice is a no-op, and
@@ -664,7 +695,7 @@ class Project:
         self.refuse_output(dest)
         if dest.exists():
             raise ProjectError(f"{dest}: already exists")
-        backups.copy_database(self._conn, dest)
+        backups.copy_database(self._conn, dest, image_root=self._image_root or self.root)
         backups.copy_model_versions(dest, [(m["name"], Path(m["file"])) for m in self.models()])
         return dest
 

@@ -185,3 +185,40 @@ def test_a_backup_to_a_missing_folder_or_a_full_disk_names_the_destination_not_t
     finally:
         unmount()
     _still_sound(reviewed)
+
+
+def test_no_wal_shm_or_lock_file_is_left_beside_a_project_after_a_command(reviewed, tmp_path, capsys):
+    """#32 point 7: `-wal`, `-shm` and `.lock` stayed beside the project after every CLI command."""
+    make_image(tmp_path / "b.png", seed=3)
+    for argv in (["status", str(reviewed)], ["add", str(reviewed), str(tmp_path / "b.png")],
+                 ["check", str(reviewed), "--quick"], ["status", str(reviewed)]):
+        assert main(["project", *argv]) == 0, capsys.readouterr().err
+        left = sorted(f.name for f in tmp_path.iterdir() if f.name.startswith("p.ccproj") and f.is_file())
+        assert left == ["p.ccproj"], (argv, left)
+    with Project.open(reviewed) as p:  # while a writer holds it, a reader leaves the writer's files alone
+        with Project.open(reviewed, readonly=True) as r:
+            assert len(r.images()) == 2
+        assert (tmp_path / "p.ccproj.lock").exists()
+        with pytest.raises(ProjectError, match="open in another process"):
+            Project.open(reviewed)
+        p.set_review(p.images()[1].id, "reviewed")
+    _still_sound(reviewed)
+
+
+def test_a_backup_finds_its_images_where_it_lies_and_checks_sound(reviewed, tmp_path, capsys):
+    """#32 point 5: every rolling backup reported its images missing (paths relative to the backup's folder)."""
+    from cellcounter.project.backups import backups
+
+    with Project.open(reviewed) as p:  # a change, then an open: a rolling backup is made
+        p.set_review(p.images()[0].id, "in_progress")
+    with Project.open(reviewed) as p:
+        pass
+    (rolling,) = backups(reviewed)[-1:]
+    elsewhere = tmp_path / "safe"
+    elsewhere.mkdir()
+    assert main(["project", "backup", str(reviewed), str(elsewhere / "copy.ccproj")]) == 0
+    for copy in (rolling, elsewhere / "copy.ccproj"):
+        with Project.open(copy, readonly=True) as b:
+            assert b.check() == [], copy
+            assert b.images()[0].path == (tmp_path / "a.png").resolve() and not b.missing_images()
+        assert main(["project", "check", str(copy)]) == 0, capsys.readouterr().out
