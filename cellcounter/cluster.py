@@ -65,8 +65,10 @@ def open_client(address: str):
         raise CellCounterError("--scheduler needs dask.distributed: pip install 'cellcounter[cluster]'") from None
     n = _local_workers(address)
     if n is not None:
-        if not 1 <= n <= 1024:
-            raise CellCounterError(f"--scheduler {address}: give local:N with N workers between 1 and 1024")
+        limit = local_worker_limit()
+        if not 1 <= n <= limit:
+            raise CellCounterError(f"--scheduler {address}: give local:N with N workers between 1 and {limit} "
+                                   f"(this machine's cores, and about 1 GB of free memory per worker)")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=40)
         return Client(cluster)
@@ -74,6 +76,18 @@ def open_client(address: str):
         return Client(address, timeout="20s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
+
+
+def local_worker_limit() -> int:
+    """Most local workers this machine runs well: one per core, and each needs about 1 GB (a model and a tile)."""
+    cores = os.cpu_count() or 1
+    try:
+        import psutil
+
+        free_gb = psutil.virtual_memory().available / 2**30
+    except (ImportError, OSError):
+        return cores
+    return max(1, min(cores, int(free_gb)))
 
 
 def _local_workers(address: str) -> int | None:

@@ -15,6 +15,24 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def not_regular_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is no file to read (a device such as ``/dev/zero``, a pipe, a socket, a folder), following
+    links; ``None`` for a regular file or one that does not exist (its own error says so). Reading a device
+    or a pipe never ends."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a pipe (FIFO)" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "not a regular file")
+    return f"is {kind}, not a file that can be read"
+
+
 def _normal_mode(path: str) -> None:
     """mkstemp makes files private (0600); give ours the mode any new file of the user would have."""
     os.chmod(path, 0o666 & ~_UMASK)

@@ -22,6 +22,7 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
+from cellcounter.fileutil import not_regular_reason
 from cellcounter.errors import CellCounterWarning, ImageReadError
 
 # vendor whole-slide formats, read through OpenSlide (cellcounter.slides); plain and OME-TIFF stay with tifffile
@@ -162,6 +163,9 @@ def open_image(path: str | Path, page: int = 0, lazy: bool | None = None) -> Ima
         raise ImageReadError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a folder, not an image")
+    why = not_regular_reason(p)
+    if why:
+        raise ImageReadError(p, why)
     if p.suffix.lower() in SLIDE_SUFFIXES:  # vendor slide formats: OpenSlide, at their own pyramid levels
         from cellcounter.slides import open_slide
 
@@ -196,6 +200,9 @@ def image_size(path: str | Path) -> tuple[int, int]:
 
 def file_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     """SHA-256 of a file's bytes, as ``sha256:<hex>``."""
+    why = not_regular_reason(path)
+    if why:  # /dev/zero would be hashed for ever
+        raise ImageReadError(Path(path), why)
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):

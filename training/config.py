@@ -130,7 +130,11 @@ class TrainConfig:
 
         if self.task not in TASKS:
             raise CellCounterError(f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
-        choices = {"optimizer": ("sgd", "adamw", "adagrad"), "scheduler": ("sgdr", "step", "constant")}
+        from cellcounter.models.config import BACKBONES
+
+        choices = {"optimizer": ("sgd", "adamw", "adagrad"), "scheduler": ("sgdr", "step", "constant"),
+                   "backbone": BACKBONES, "architecture": ("", "maskrcnn", "unet"),
+                   "dropblock_level": ("", "P3", "P4", "P5", "P6", "P7")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise CellCounterError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

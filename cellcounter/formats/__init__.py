@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cellcounter.annotations import Boxes, ImageAnnotation
 from cellcounter.errors import FormatError, missing_reason
+from cellcounter.fileutil import not_regular_reason
 from cellcounter.formats._common import warn
 from cellcounter.formats.aperio import read_aperio
 from cellcounter.formats.coco import read_coco, write_coco
@@ -84,6 +85,8 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     if not p.exists():
         raise FormatError(p, missing_reason(p))
+    if not p.is_dir() and not_regular_reason(p):  # a device or a pipe: reading it would never end
+        raise FormatError(p, not_regular_reason(p))
     if p.is_file():
         suffix, stem = p.suffix.lower(), p.stem
         if suffix == ".geojson":

@@ -98,6 +98,7 @@ def read_coco(path: str | Path, class_names: Sequence[str] | None = None) -> lis
         _expect(iid not in per_image, path, where, f"duplicate image id {iid}")
         _expect(isinstance(im.get("file_name"), str) and im["file_name"] != "", path, where,
                 "'file_name' must be a non-empty string")
+        _expect("\0" not in im["file_name"], path, where, "'file_name' holds a NUL character: no file is named so")
         w, h = im.get("width"), im.get("height")
         _expect(isinstance(w, int) and isinstance(h, int) and not isinstance(w, bool) and not isinstance(h, bool),
                 path, where, f"'width' and 'height' must be integers, got {w!r} x {h!r}")

@@ -21,11 +21,12 @@ from torch import nn
 
 from cellcounter.calibration import check_calibration, thresholds_by_index
 from cellcounter.errors import CellCounterError, FormatError
-from cellcounter.fileutil import atomic_open, atomic_write_text
+from cellcounter.fileutil import atomic_open, atomic_write_text, not_regular_reason
 from cellcounter.models.build import build_model
 from cellcounter.models.config import ModelConfig, config_from_dict
 
 CARD_NAME, WEIGHTS_NAME, ONNX_NAME = "card.json", "model.pt", "model.onnx"
+MAX_CARD_BYTES = 32 * 1024 * 1024  # the bundled cards, training lists included, are under 100 kB
 FORMAT_VERSION = 1
 RESOURCES_MODELS = Path(__file__).resolve().parents[2] / "resources" / "models"
 
@@ -66,7 +67,13 @@ class ModelCard:
 
     @classmethod
     def from_file(cls, path: Path) -> ModelCard:
+        why = not_regular_reason(path)
+        if why:
+            raise FormatError(path, why)
         try:
+            if path.stat().st_size > MAX_CARD_BYTES:
+                raise FormatError(path, f"a model card of {path.stat().st_size:,} bytes: far larger than any card "
+                                        f"({MAX_CARD_BYTES:,} at most)")
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FormatError(path, f"unreadable model card ({exc})") from None
@@ -181,6 +188,9 @@ def resolve_model(path_or_name: str | Path) -> Path:
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict without running code from the file."""
+    why = not_regular_reason(path)
+    if why:
+        raise FormatError(path, why)
     try:
         with open(path, "rb") as fh:
             head = fh.read(4)

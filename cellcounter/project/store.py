@@ -301,6 +301,11 @@ class Project:
     # --- images --------------------------------------------------------------
 
     def _rel(self, image: Path) -> str:
+        try:
+            str(image).encode("utf-8")
+        except UnicodeEncodeError:  # bytes of another encoding (Latin-1) in the name: SQLite stores text
+            raise ProjectError(f"{os.fsencode(image)!r}: the file's name is not valid text (UTF-8); rename the "
+                               "file to add it") from None
         image = image.resolve()
         try:
             return os.path.relpath(image, self.root.resolve()).replace(os.sep, "/")

@@ -48,6 +48,12 @@ def test_a_bad_scheduler_address_is_a_clear_error(tiny_models, tmp_path, capsys)
     assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
                  "--out", str(tmp_path / "o"), "--scheduler", "local:0"]) == 2
     assert "local:N" in capsys.readouterr().err
+    import os
+
+    many = (os.cpu_count() or 1) + 1  # #32 point 3: local:64 and more ran away; one worker per core at most
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
+                 "--out", str(tmp_path / "o"), "--scheduler", f"local:{many}"]) == 2
+    assert "this machine's cores" in capsys.readouterr().err
 
 
 def test_project_predict_on_a_local_cluster_stores_what_a_local_run_stores(tiny_models, tmp_path, capsys):

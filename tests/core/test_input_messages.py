@@ -83,3 +83,57 @@ def test_training_an_unknown_task_says_so(tmp_path, capsys):
     assert train_main(["--task", "bogus", "--data", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "unknown task 'bogus'" in err and "recipe" not in err
+
+
+@pytest.mark.timeout(120)
+def test_devices_and_pipes_are_refused_before_anything_reads_them(tmp_path, capsys, tiny_models):
+    """#32 point 3: /dev/zero as an image or as weights, a FIFO as an image: read for ever, killed at 5 GB."""
+    import os
+    import shutil
+
+    os.symlink("/dev/zero", tmp_path / "zero.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "ok.png")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_models["detector"], model)
+    (model / "model.pt").unlink()
+    os.symlink("/dev/zero", model / "model.pt")
+    for argv in (["info", str(tmp_path / "zero.png")], ["info", str(tmp_path / "pipe.png")],
+                 ["predict", str(tmp_path / "pipe.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
+                  "--out", str(tmp_path / "o1")],
+                 ["predict", str(tmp_path / "ok.png"), "--task", "blood", "--model", str(model),
+                  "--out", str(tmp_path / "o2")],
+                 ["project", "create", str(tmp_path / "p.ccproj")],
+                 ["project", "add", str(tmp_path / "p.ccproj"), str(tmp_path / "zero.png")]):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        if argv[:2] == ["project", "create"]:
+            assert rc == 0
+            continue
+        assert rc == 2 and ("is a device" in err or "is a pipe" in err), (argv, err)
+
+
+def test_a_latin1_file_name_and_a_nul_in_a_coco_file_name_are_said_plainly(tmp_path, capsys):
+    """#32 point 4: UnicodeEncodeError from the store and ValueError (embedded null byte) from COCO."""
+    import os
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    latin1 = os.fsdecode(b"h\xe9mato.png")  # a name made on a Latin-1 system: its bytes are not UTF-8
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / latin1)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "ok.png")
+    assert main(["project", "create", str(tmp_path / "p.ccproj")]) == 0
+    assert main(["project", "add", str(tmp_path / "p.ccproj"), str(folder / latin1)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid text (UTF-8); rename" in err and "Traceback" not in err
+    (tmp_path / "c.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "ok\u0000.png", "width": 20, "height": 20}],
+        "categories": [{"id": 1, "name": "RBC"}], "annotations": []}))
+    assert main(["info", str(tmp_path / "c.json")]) == 2
+    assert "holds a NUL character" in capsys.readouterr().err
+    for flags, says in ((["--backbone", "resnet999"], "backbone must be one of"),
+                        (["--dropblock-level", "P99"], "dropblock_level must be one of")):
+        from training.cli import main as train_main
+
+        assert train_main(["--task", "blood", "--data", str(folder), "--out", str(tmp_path / "r"), *flags]) == 2
+        assert says in capsys.readouterr().err
