@@ -11,6 +11,8 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QL
 
 from app.controller import LayerController
 from app.layers import class_colours
+from cellcounter.annotations import Origin
+from cellcounter.grading import grade_call
 from cellcounter.project.workflows import export_project
 from cellcounter.regions import region_counts
 from cellcounter.tasks import TASKS, get_task
@@ -155,11 +157,16 @@ class CountsPanel(QWidget):
         if ann.grade is None:
             self.summary.setText("Not graded yet")
             return
-        text = f"Grade {ann.grade.value}: {names[ann.grade.value]}"
+        g = ann.grade
+        if g.origin == Origin.MODEL and g.probabilities is not None:  # the model's own: as sure as it is
+            call = grade_call(g.probabilities)
+            text = call.text(names) if not call.sure else f"Grade {g.value}: {names[g.value]}"
+        else:
+            text = f"Grade {g.value}: {names[g.value]}"
         model = self.controller.session.model_grade()
-        if model is not None and model != ann.grade.value:
+        if model is not None and model != g.value:
             text += f" (the model said {model}: {names[model]})"
-        self.summary.setText(text)
+        self.summary.setText(text[:1].upper() + text[1:])
 
     def _elide_title(self) -> None:
         text = getattr(self, "_title_text", "")

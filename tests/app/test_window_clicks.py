@@ -236,6 +236,7 @@ def test_the_grade_panel_says_how_sure_and_the_heat_map_comes_back(app_window, t
     assert win.session.current_id == first
     assert HEATMAP in viewer.layers  # the heat map is back with its image
     assert win.grade.predicted.text().startswith("uncertain: 0 or 2")
+    assert win.counts.summary.text().startswith("Uncertain: 0 or 2")  # not a bold "Grade 0" beside it
     assert win.grade.referral.text().startswith("referable")
 
 
