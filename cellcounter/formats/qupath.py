@@ -124,7 +124,8 @@ def features(ann: ImageAnnotation) -> list[dict]:
                                                   ann.masks.origins[i], "detection", float(crop.sum()))})
     for i in range(len(ann.points)):
         r, c = (float(v) for v in ann.points.rc[i])
-        out.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c, r]},
+        # a mark is at its pixel's centre; QuPath's coordinates (as ImageJ's) run along pixel edges: + 0.5
+        out.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [c + 0.5, r + 0.5]},
                     "properties": _properties(ann, ann.points.classes[i], np.nan, ann.points.origins[i],
                                               "annotation")})
     for region in ann.regions:  # QuPath's own regions are annotation objects
@@ -298,10 +299,10 @@ def read_qupath_file(path: Path, class_names: Sequence[str] | None = None, image
         gtype = geom.get("type")
         if gtype == "Point":
             x, y = _coords(path, where, geom.get("coordinates"), 0)
-            points.append((y, x, cls, origin))
+            points.append((y - 0.5, x - 0.5, cls, origin))
         elif gtype == "MultiPoint":
             for x, y in _coords(path, where, geom.get("coordinates"), 1):
-                points.append((y, x, cls, origin))
+                points.append((y - 0.5, x - 0.5, cls, origin))
         elif gtype in ("Polygon", "MultiPolygon"):
             rings_list = _polygons(path, where, geom)
             if any(len(r) < 3 for rings in rings_list for r in rings) or any(not rings for rings in rings_list):

@@ -4,6 +4,7 @@ keep every object, and malformed files are clear errors naming the file."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_what_qupath_exports_reads_with_or_without_the_collection(tmp_path, wrap
     (ann,) = read_labels(tmp_path / "slide.geojson")
     assert ann.class_names == ("Tumor", "Stroma")
     assert len(ann.masks) == 2 and ann.masks.scores.tolist() == [0.93, 0.5]  # a cell is an outline, even square
-    assert len(ann.points) == 2 and ann.points.rc[1].tolist() == [8.0, 7.5]
+    assert len(ann.points) == 2 and ann.points.rc[1].tolist() == [7.5, 7.0]  # QuPath's (7.5, 8): pixel edges
     assert ann.counts() == {"Tumor": 3, "Stroma": 1}
 
 
@@ -122,3 +123,25 @@ def test_convert_voc_to_qupath_and_back_through_the_cli(tmp_path):
     assert main(["convert", "--task", "blood", "--to", "voc", str(tmp_path / "qp"), str(tmp_path / "back")]) == 0
     (ann,) = read_labels(tmp_path / "back" / "Annotations" / "a.xml")
     assert ann.boxes.xyxy.tolist() == [[5, 6, 30, 40]] and ann.class_names[ann.boxes.classes[0]] == "WBC"
+
+
+def test_a_mark_is_written_at_the_same_place_for_qupath_and_imagej(tmp_path):
+    """#32 point 6: the same marks went to QuPath at [290.0, 188.5] and to ImageJ at (290.5, 189.0)."""
+    import roifile
+
+    from cellcounter.formats import read_labels, write_labels
+
+    Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(tmp_path / "a.png")
+    ann = ImageAnnotation(str(tmp_path / "a.png"), 400, 300, ("RBC", "WBC", "Platelets"), task="blood",
+                          points=Points(np.array([[188.0, 290.0]]), [0], [Origin.HUMAN]))
+    (geo,) = write_labels([ann], tmp_path / "q", "qupath-geojson")
+    (roi_zip,) = write_labels([ann], tmp_path / "r", "imagej-roi")
+    doc = json.loads(geo.read_text())
+    (point,) = [f["geometry"]["coordinates"] for f in doc["features"] if f["geometry"]["type"] == "Point"]
+    (roi,) = roifile.roiread(roi_zip)
+    assert point == roi.coordinates()[0].tolist() == [290.5, 188.5]  # the pixel's centre, in both
+    for fmt, where in (("qupath-geojson", geo), ("imagej-roi", roi_zip)):
+        if not (where.parent / "a.png").exists():  # each format finds its image beside its file
+            shutil.copy(tmp_path / "a.png", where.parent / "a.png")
+        (back,) = read_labels(where, fmt)
+        assert back.points.rc.tolist() == [[188.0, 290.0]], fmt
