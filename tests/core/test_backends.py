@@ -124,6 +124,9 @@ def test_auto_takes_int8_only_where_the_card_accepts_it_and_falls_back_without_o
     assert default_backend(card, d, "cpu") == "openvino"  # no verdict in the card yet: float
     card.metrics["int8"] = judge("detector", {"map50": 0.80}, {"map50": 0.785})
     assert card.metrics["int8"]["accepted"] is False and default_backend(card, d, "cpu") == "openvino"
+    flips = judge("detector", {"map50": 0.80, "count_mae": {"RBC": 1.2, "Platelets": 0.1}},
+                  {"map50": 0.799, "count_mae": {"RBC": 1.25, "Platelets": 0.4}})  # mAP held, a count flipped
+    assert flips["accepted"] is False and flips["count_error"] == {"fp32": 1.3, "int8": 1.65}
     card.metrics["int8"] = judge("detector", {"map50": 0.80}, {"map50": 0.795})
     assert default_backend(card, d, "cpu") == "openvino-int8"
     assert default_backend(card, tiny_models["detector"], "cpu") == "openvino"  # accepted, but no int8 file

@@ -56,17 +56,24 @@ def test_size_card_and_parity(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", ["blood-default", "nuclei-default", "retinopathy-default"])
-def test_the_default_backend_of_a_bundled_model_is_its_accepted_int8_graph_and_counts_as_torch(name):
-    """What the Predict panel and ``--backend auto`` run on a CPU: the int8 graph, judged on validation images
-    when it was made (its verdict in the card), giving the sample the counts or grade float torch gives."""
+def test_the_default_backend_of_a_bundled_model_is_its_int8_graph_only_where_accepted_and_counts_as_torch(name):
+    """What the Predict panel and ``--backend auto`` run on a CPU: the int8 graph where its verdict in the card
+    accepts it (judged on validation images, counts included), giving the sample the counts or grade float torch
+    gives; a float graph where it does not."""
     from cellcounter.inference import predict_image
     from cellcounter.inference.choice import CPU_DEFAULT
 
     card = load_model(name)[1]
     verdict = card.metrics["int8"]
-    assert verdict["accepted"] and verdict["drop"] <= verdict["tolerance"]
     auto = Predictor.load(name, "auto", "cpu")
-    assert CPU_DEFAULT[card.config.kind].endswith("int8") and "int8" in auto.description
+    if "count_error" in verdict:  # judged on counts too (#32): a count that moves more than 0.1 is refused
+        within = verdict["count_error"]["int8"] - verdict["count_error"]["fp32"] <= verdict["count_tolerance"]
+        assert verdict["accepted"] == (within and verdict["drop"] <= verdict["tolerance"])
+    if not verdict["accepted"]:  # nuclei-default: its int8 graph counted 7 more nuclei wrong per image
+        assert "int8" not in auto.description
+    else:
+        assert verdict["drop"] <= verdict["tolerance"]
+        assert CPU_DEFAULT[card.config.kind].endswith("int8") and "int8" in auto.description
     t = Predictor.load(name, "torch", "cpu")
     image = read_image(SAMPLES.get(card.task, SAMPLES["blood"]))
     a, b = predict_image(t, image, "s"), predict_image(auto, image, "s")
