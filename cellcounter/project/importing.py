@@ -81,7 +81,7 @@ def read_folder(folder: Path, task: str | None = None) -> list[ToImport]:
                               f"({exc.message}); those labels were not imported",
                               CellCounterWarning, stacklevel=2)
                 continue
-            items.append(ToImport(Path(ann.image_path), own or task, ann, in_layout=True))
+            items.append(ToImport(Path(ann.image_path), own or task or ann.task, ann, in_layout=True))
     if not items:
         raise FormatError(folder, "holds no images")
     return items
