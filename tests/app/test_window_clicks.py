@@ -165,12 +165,17 @@ def test_counts_follow_the_slider_and_a_box_a_person_touched_always_counts(app_w
     assert touched.classes[touched.ids == boxes.ids[low[0]]][0] == 1
 
 
-def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_folder, qtbot):
-    folder = voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]})
-    viewer, win = app_window(folder, "--task", "blood")
+def _two_reviewed(app_window, voc_folder, qtbot):
+    """A window on two smears, both marked reviewed by clicking Reviewed then Next."""
+    viewer, win = app_window(voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]}), "--task", "blood")
     for _ in range(2):
         qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
         qtbot.mouseClick(_button(win.review, "Next"), Qt.LeftButton)
+    return viewer, win
+
+
+def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_folder, qtbot):
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
     assert {r.review.value for r in win.session.project.images()} == {"reviewed"}
     panel = win.train
     panel.base.setCurrentIndex(panel.base.findData(None))  # from scratch: quick on two small images
@@ -185,11 +190,7 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
 
 
 def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window(app_window, voc_folder, qtbot):
-    folder = voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]})
-    viewer, win = app_window(folder, "--task", "blood")
-    for _ in range(2):
-        qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
-        qtbot.mouseClick(_button(win.review, "Next"), Qt.LeftButton)
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
     panel = win.train
     assert not panel.resume_b.isEnabled()
     panel.base.setCurrentIndex(panel.base.findData(None))
