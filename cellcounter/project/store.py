@@ -21,7 +21,6 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 
@@ -31,7 +30,7 @@ from cellcounter.fileutil import atomic_write_text
 from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
 from cellcounter.project import backups
 from cellcounter.project import serialize as ser
-from cellcounter.project._sql import _tx
+from cellcounter.project._sql import _connect_db, _sqlite_reason, _tidy_after_reading, _tx
 from cellcounter.project.paths import _refuse_hard_links, project_files, refuse_project_output
 from cellcounter.project.rejected import REJECTED, _rejected_after, _rejected_blob, rejected_boxes
 from cellcounter.project.lock import FileLock
@@ -110,53 +109,6 @@ def current_user() -> str:
         return getpass.getuser()
     except Exception:  # no login name (containers, services)
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-def _tidy_after_reading(path: Path) -> None:
-    """Remove the empty write-ahead log and shared-memory files a read-only connection leaves (it may not
-    delete them itself), when no writer holds the project: nothing is in them, and a writer makes them anew."""
-    wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
-    try:
-        if not wal.is_file() or wal.stat().st_size:
-            return
-        lock = FileLock.acquire(path)
-    except (OSError, ProjectError):
-        return
-    try:
-        for f in (wal, shm):
-            f.unlink(missing_ok=True)
-    except OSError:
-        pass
-    finally:
-        lock.release()
-
-
-def _sqlite_reason(exc: sqlite3.Error) -> str:
-    return "the disk is full" if "full" in str(exc) else str(exc)
-
-
-def _connect_db(path: Path, readonly: bool) -> sqlite3.Connection:
-    """The project's SQLite connection. Read-only, a project on read-only media (a DVD, a write-protected share,
-    an archive mounted read-only) is opened as immutable: SQLite cannot make the shared-memory file that a
-    read-only open of a WAL database otherwise needs there, and nothing can change the file anyway."""
-    if not readonly:
-        return sqlite3.connect(str(path), timeout=5.0, isolation_level=None)
-    uri = "file:" + quote(path.resolve().as_posix())
-    conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=5.0, isolation_level=None)
-    try:
-        conn.execute("PRAGMA application_id").fetchone()
-        return conn
-    except sqlite3.OperationalError as exc:
-        conn.close()
-        if "unable to open" not in str(exc) or os.access(path.parent, os.W_OK):
-            raise
-    wal = path.with_name(path.name + "-wal")
-    if wal.is_file() and wal.stat().st_size:
-        warnings.warn(f"{path}: on a read-only medium with unsaved changes in {wal.name} (the program that "
-                      "wrote it did not close it); they cannot be read from here: copy the project and its "
-                      f"{wal.name} to a writable folder and open it there to see them", CellCounterWarning,
-                      stacklevel=3)
-    return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=5.0, isolation_level=None)
 
 
 class Project:
