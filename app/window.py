@@ -172,7 +172,7 @@ class CellCounterWindow:
             return False
         if wait or Path(path).suffix == ".ccproj" or (Path(path).is_file() and not with_labels):
             try:
-                read = None if wait is False else read_for_open(path, task, with_labels)
+                read = read_for_open(path, task, with_labels) if wait else None
             except CellCounterError as exc:
                 show_error(str(exc))
                 return False

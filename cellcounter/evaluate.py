@@ -67,6 +67,16 @@ def evaluate_annotations(task: str, gts: Sequence[ImageAnnotation], preds: Seque
     return out
 
 
+def total_count_error(metrics: dict) -> float | None:
+    """The count error per image summed over classes (``metrics["count_mae"]``), ``None`` where there is none:
+    the one figure a fine-tune's gate and an int8 verdict compare."""
+    per_class = metrics.get("count_mae")
+    if not isinstance(per_class, dict):
+        return None
+    values = [v for v in per_class.values() if isinstance(v, (int, float))]
+    return float(sum(values)) if values else None
+
+
 def predict_all(predict: Callable[[np.ndarray, str], ImageAnnotation], gts: Sequence[ImageAnnotation],
                 progress: Callable[[int, int], None] | None = None) -> tuple[list, list]:
     """Run ``predict`` on every image that exists; missing images are skipped with a warning."""

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.annotations import ImageAnnotation
+from cellcounter.errors import CellCounterError
 from cellcounter.fileutil import atomic_write_text
+from cellcounter.imageio import file_hash
 from cellcounter.models.card import CARD_NAME, WEIGHTS_NAME, resolve_model
 
 #: bump when what an evaluation measures changes: scores kept by an older one are then not used
@@ -60,16 +62,11 @@ def model_digest(model: str) -> str | None:
         folder = resolve_model(model)
     except Exception:  # noqa: BLE001 - a name this machine cannot resolve is simply not kept
         return None
-    h = hashlib.sha256()
-    for name in (CARD_NAME, WEIGHTS_NAME):
-        h.update(name.encode())
-        try:
-            with open(folder / name, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-        except OSError:
-            return None
-    return h.hexdigest()
+    try:  # the files' own hashes, as the project keeps for images
+        parts = [f"{name}:{file_hash(folder / name)}" for name in (CARD_NAME, WEIGHTS_NAME)]
+    except (OSError, CellCounterError):
+        return None
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def kept_scores(model: str, anns: Sequence[ImageAnnotation], count_threshold: float,

@@ -98,7 +98,9 @@ def judge(kind: str, fp32: dict, int8: dict) -> dict:
         raise CellCounterError(f"no {key} to compare float and int8 on")
     verdict = {"score": key, "fp32": round(a, 4), "int8": round(b, 4), "drop": round(a - b, 4),
                "tolerance": TOLERANCE[key], "accepted": a - b <= TOLERANCE[key]}
-    ca, cb = (sum((m.get("count_mae") or {}).values()) if m.get("count_mae") else None for m in (fp32, int8))
+    from cellcounter.evaluate import total_count_error
+
+    ca, cb = total_count_error(fp32), total_count_error(int8)
     if ca is not None and cb is not None:
         verdict.update(count_error={"fp32": round(ca, 4), "int8": round(cb, 4)}, count_tolerance=COUNT_TOLERANCE)
         verdict["accepted"] = verdict["accepted"] and cb - ca <= COUNT_TOLERANCE

@@ -416,18 +416,12 @@ def _drop(after: dict, before: dict, tolerance: float = 0.0, count_slack: float 
             if a < b - tolerance:
                 return f"{key} {a:.3f} (was {b:.3f})"
             break
-    a, b = _count_error(after), _count_error(before)
+    from cellcounter.evaluate import total_count_error
+
+    a, b = total_count_error(after), total_count_error(before)
     if a is not None and b is not None and a > b * (1 + count_slack) + 0.1:
         return f"count error {a:.2f} per image (was {b:.2f})"
     return None
-
-
-def _count_error(m: dict) -> float | None:
-    per_class = m.get("count_mae")
-    if not isinstance(per_class, dict) or not per_class:
-        return None
-    values = [v for v in per_class.values() if isinstance(v, (int, float))]
-    return float(sum(values)) if values else None
 
 
 def worse_than_parent(metrics: dict) -> str | None:
