@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--task", choices=list(TASKS), help="take class names and their order from this task")
     conv.add_argument("--copy-images", action="store_true",
                       help="copy the images into DST too, so DST is a self-contained data set")
+    conv.add_argument("--image-root", type=Path, metavar="FOLDER",
+                      help="COCO: write file_name relative to this folder, as the tool that reads it will be told "
+                           "(default: the folder the images share)")
     conv.add_argument("src", metavar="SRC", help="label file or folder")
     conv.add_argument("dst", metavar="DST", help="output file or folder")
     conv.set_defaults(func=cmd_convert)
@@ -134,7 +137,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         if args.copy_images:
             _copy_images(anns, dst, args.dst_format, _source_root(src), created)
-        written = write_labels(anns, dst, args.dst_format)
+        written = write_labels(anns, dst, args.dst_format, args.image_root)
     except BaseException:
         _undo_partial(created, label_root, existed, made_root)
         raise

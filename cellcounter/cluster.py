@@ -72,10 +72,46 @@ def open_client(address: str):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=40)
         return Client(cluster)
+    _check_answers_like_a_scheduler(address)
     try:
         return Client(address, timeout="20s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
+    except MemoryError:  # a reply whose first bytes, read as a frame length, ask for exabytes
+        raise CellCounterError(f"--scheduler {address}: what answers there is not a dask scheduler") from None
+
+
+#: a scheduler's first frame (its handshake) is a few hundred bytes; anything near this is not one
+_MAX_HANDSHAKE = 64 * 2**20
+
+
+def _check_answers_like_a_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Refuse an address where something else answers (a web server, a database): dask's client would read
+    that server's first bytes as a frame length and try to allocate it (3 EiB for "HTTP/1.1"). A scheduler
+    greets each new connection with its handshake, a frame of a few hundred bytes."""
+    import socket
+    import struct
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme != "tcp" or not parts.hostname:
+        return  # tls://, inproc://, ...: left to dask
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 8786), timeout=timeout) as sock:
+            head = b""
+            while len(head) < 8:
+                chunk = sock.recv(8 - len(head))
+                if not chunk:
+                    break
+                head += chunk
+    except socket.timeout:
+        return  # says nothing yet: dask's own timeout decides
+    except (OSError, ValueError) as exc:
+        raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
+    if len(head) == 8 and struct.unpack("<Q", head)[0] > _MAX_HANDSHAKE:
+        shown = head.decode("latin-1").encode("unicode_escape").decode()
+        raise CellCounterError(f"--scheduler {address}: what answers there is not a dask scheduler "
+                               f"(it began with {shown!r})")
 
 
 def local_worker_limit() -> int:

@@ -101,8 +101,20 @@ class ImageSource:
         """Pixels ``[y0:y1, x0:x1]`` (clipped to the image) as RGB or grey, never RGBA."""
         y0, x0 = max(0, y0), max(0, x0)
         y1, x1 = min(self.height, y1), min(self.width, x1)
-        region = np.asarray(self._array[y0:y1, x0:x1])
-        return _drop_alpha(region)
+        return _drop_alpha(self._decoded((slice(y0, y1), slice(x0, x1))))
+
+    def _decoded(self, key) -> np.ndarray:
+        """``self._array[key]`` in memory; a tile that cannot be decoded (damaged compressed data in a lazily
+        read TIFF or slide) is an :class:`ImageReadError` naming the file, not a decoder's traceback."""
+        try:
+            return np.asarray(self._array[key])
+        except (ImageReadError, MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - codecs, zarr and OpenSlide each raise their own
+            if self.lazy:
+                _settle_lazy_reads()
+            raise ImageReadError(self.path, f"damaged: part of its image data cannot be decoded "
+                                            f"({type(exc).__name__}: {exc})") from None
 
     def read(self) -> np.ndarray:
         """The whole image in memory (avoid for lazy images: use :meth:`read_region`)."""
@@ -121,7 +133,7 @@ class ImageSource:
         step = 1
         while max(self.height, self.width) // step > max_side:
             step *= 2
-            out.append(self._array[::step, ::step])
+            out.append(self._decoded((slice(None, None, step), slice(None, None, step))))
         return out
 
     def close(self) -> None:
@@ -290,6 +302,7 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
             tif.close()
             plane = _drop_alpha(np.asarray(plane))
             return ImageSource(p, plane.shape, plane.dtype, pixel_size, n_pages, plane, lazy=False)
+        _check_data_within_file(series, p)
         levels, level_store = _pyramid(series, page)
         arr, store = _lazy_plane(tif, series, p, page)
         src = ImageSource(p, tuple(arr.shape[:2]) + _channels(arr.shape), np.dtype(arr.dtype), pixel_size,
@@ -303,6 +316,52 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
     except Exception as exc:
         tif.close()
         raise ImageReadError(p, f"damaged or unsupported TIFF ({type(exc).__name__}: {exc})") from None
+
+
+def _settle_lazy_reads(timeout: float = 30.0) -> None:
+    """After a failed lazy read, let zarr's other chunk reads of it finish: its reader stops at the first
+    error and leaves the rest running in its own event loop, which at exit reports each as a "Task was
+    destroyed but it is pending" / "Event loop is closed" traceback. Nothing is cancelled (another image's
+    read may share the loop); a zarr without that loop is left alone."""
+    import asyncio
+
+    try:
+        from zarr.core.sync import _get_loop
+
+        loop = _get_loop()
+    except Exception:  # noqa: BLE001 - another zarr version: nothing to settle
+        return
+
+    async def settle() -> None:
+        me = asyncio.current_task()
+        pending = [t for t in asyncio.all_tasks() if t is not me]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        for t in pending:
+            if t.done() and not t.cancelled():
+                t.exception()  # retrieved: no "exception was never retrieved" either
+
+    try:
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout + 5)
+    except Exception:  # noqa: BLE001 - settling is a courtesy; the error that matters is raised by the caller
+        pass
+
+
+def _check_data_within_file(series, p: Path) -> None:
+    """Refuse a TIFF whose strips or tiles point past its end (a truncated copy, or a header claiming a
+    30000 x 30000 image in a 1 MB file): read lazily, it would fail tile by tile mid-prediction, inside the
+    zarr reader's threads, and say so only in noise after the error."""
+    size = p.stat().st_size
+    for tiff_page in series.pages:
+        if tiff_page is None:
+            continue
+        offsets = np.asarray(getattr(tiff_page, "dataoffsets", ()), np.int64)
+        counts = np.asarray(getattr(tiff_page, "databytecounts", ()), np.int64)
+        if offsets.size and counts.size == offsets.size:
+            ends = np.where(counts > 0, offsets + counts, 0)  # empty (sparse) tiles hold no data
+            if ends.max() > size:
+                raise ImageReadError(p, f"truncated or damaged: its image data reaches byte {int(ends.max()):,} "
+                                        f"but the file has {size:,} bytes")
 
 
 def _one_page(series, page: int, yx_shape: tuple[int, int]) -> np.ndarray | None:

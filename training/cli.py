@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     helps = field_help()
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "recipe_applied":
+        if f.name in ("recipe_applied", "plan"):
             continue
         flag = "--" + f.name.replace("_", "-")
         hint = str(hints[f.name])

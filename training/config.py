@@ -118,6 +118,7 @@ class TrainConfig:
     keep_checkpoints: bool = True  # keep checkpoints/ when the run has written its model (resuming needs them)
     count_threshold: float = 0.5
     calibrate: bool = True  # boxes and masks: fit per-class score thresholds on the validation images (5 or more)
+    plan: str = ""  # how a fine-tune's length was chosen (training.recipes.finetune_plan), for the card
     recipe_applied: bool = False  # set once the recipe's settings are filled in (not a user setting)
 
     def to_json(self) -> str:

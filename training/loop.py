@@ -44,7 +44,27 @@ from training.recipes import apply_recipe
 from training.setup import build_for_training, make_optimizer, make_scheduler, set_trunk_trainable
 from training.unlabelled import ignore_regions
 
-BEST_METRIC = {"boxes": "map50", "masks": "mask_ap50", "grade": "qwk"}
+#: the score a checkpoint is chosen by beside the count error (the grader has no count: it is chosen by this alone)
+KEY_METRIC = {"boxes": "map50", "masks": "aji", "grade": "qwk"}
+
+
+def selection_score(metrics: dict, kind: str) -> float:
+    """How good a validation result is for choosing the checkpoint to keep (higher is better).
+
+    A model that counts is judged first by what its user reads, the count error per image summed over the
+    classes (a fine-tune whose mAP rises while it counts worse must not be chosen); the key score (mAP@0.5,
+    AJI) breaks ties within a thousandth of a count. The grader is judged by its QWK.
+    """
+    from cellcounter.evaluate import total_count_error
+
+    key = metrics.get(KEY_METRIC[kind])
+    key = -math.inf if not isinstance(key, (int, float)) or np.isnan(key) else float(key)
+    if kind == "grade":
+        return key
+    err = total_count_error(metrics)
+    if err is None or np.isnan(err):
+        return -math.inf
+    return -err + 1e-3 * max(key, 0.0)
 
 
 @dataclass
@@ -237,8 +257,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             raise CellCounterError(f"{last}: no checkpoint to resume from")
         state = _load_checkpoint(last)
         model.load_state_dict(state["model"])
-        step, best = int(state["step"]), float(state["best"])
+        step = int(state["step"])
         history, evals = json.loads(state["history"]), json.loads(state["evals"])
+        best = max((selection_score(e, task.kind) for e in evals), default=-math.inf)  # by today's rule
         base_before = json.loads(state.get("base_before", "{}"))
         before = json.loads(state.get("before", "{}"))
         if state.get("image_set", image_set) != image_set:
@@ -351,10 +372,10 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             pairs = res.pop("_pairs")
             res["step"] = step
             evals.append(res)
-            score = res.get(BEST_METRIC[task.kind], float("nan"))
-            if last_pairs is None or (not np.isnan(score) and score > best):
+            score = selection_score(res, task.kind)
+            if last_pairs is None or score > best:
                 last_pairs = pairs  # kept for the plots of the model that will be written
-            if not np.isnan(score) and score > best:
+            if score > best:
                 best = score
                 with atomic_open(ckpt_dir / "best.pt", "wb") as fh:
                     torch.save(model.state_dict(), fh)
@@ -396,13 +417,14 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
     final_eval = evals[-1] if evals else {}
     if best_path.is_file():  # model selection on the validation score
         model.load_state_dict(load_weights(best_path))
-        best_eval = max(evals, key=lambda e: _score(e, card.task))
+        best_eval = max(evals, key=lambda e: selection_score(e, get_task(card.task).kind))
     else:
         best_eval = final_eval
     card.name = cfg.name or card.name
     card.metrics = {**{k: v for k, v in card.metrics.items() if k == "parent_validation"},
                     "validation": {k: v for k, v in best_eval.items() if k != "_pairs"},
-                    "selected_at_step": best_eval.get("step"), "validation_images": len(split.val)}
+                    "selected_at_step": best_eval.get("step"), "validation_images": len(split.val),
+                    "selected_by": _selected_by(get_task(card.task).kind)}
     if base is not None:  # what the selected weights kept of the start model's skills
         guard, before, val = base
         after = evaluate_model(model, card, val, device, cfg.count_threshold)
@@ -495,9 +517,8 @@ def _calibrate(cfg: TrainConfig, card, pairs) -> None:
                                          "per_class": report}
 
 
-def _score(e: dict, task: str) -> float:
-    v = e.get(BEST_METRIC[get_task(task).kind], float("nan"))
-    return -math.inf if v is None or np.isnan(v) else v
+def _selected_by(kind: str) -> str:
+    return KEY_METRIC[kind] if kind == "grade" else f"count error per image, then {KEY_METRIC[kind]}"
 
 
 def command_line(cfg: TrainConfig) -> str:
@@ -511,7 +532,7 @@ def command_line(cfg: TrainConfig) -> str:
     keep = {"task", "data", "out"} | (set(GEOMETRY) if (cfg.init or "none") not in ("none", "imagenet") else set())
     parts = ["cellcounter-train"]
     for k, v in asdict(cfg).items():
-        if k in ("resume", "recipe_applied") or (v == getattr(base, k) and k not in keep):
+        if k in ("resume", "recipe_applied", "plan") or (v == getattr(base, k) and k not in keep):
             continue
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):

@@ -22,7 +22,7 @@ from training.base import rehearsal_unavailable
 from training.config import TrainConfig
 from training.data import PROJECT_PREFIX
 from training.loop import TrainEvent, iter_training
-from training.recipes import RECIPES, apply_recipe, default_recipe
+from training.recipes import RECIPES, apply_recipe, default_recipe, finetune_plan
 
 
 def project_task(project: Project, task: str | None = None) -> str:
@@ -41,9 +41,10 @@ def project_task(project: Project, task: str | None = None) -> str:
 DEFAULT_REHEARSAL = 0.0
 
 
-def project_run(project: Project, task: str, recipe: str | None = None, epochs: int = 10, init: str | None = None,
-                out: str | Path | None = None, rehearsal: float | None = None, trunk_lr: float | None = None,
-                time_budget_min: float = 0.0) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+def project_run(project: Project, task: str, recipe: str | None = None, epochs: int | None = None,
+                init: str | None = None, out: str | Path | None = None, rehearsal: float | None = None,
+                trunk_lr: float | None = None, time_budget_min: float = 0.0,
+                finetune: bool = True) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its frozen training set and the ids of the images in it.
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
@@ -52,6 +53,12 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     (:mod:`training.base`); the run refuses it, naming why, where they are not on this machine. ``trunk_lr``
     (a fraction of the learning rate for the backbone; the recipe's when ``None``) keeps more of the start
     model; ``time_budget_min`` ends the run after that many minutes with the best model so far.
+
+    Every reviewed image of the task trains (a second fine-tune starts from the active version and still
+    learns from all corrections so far, not only the newest). Without ``epochs``, a fine-tune runs the
+    task's plan (:func:`training.recipes.finetune_plan`: steps scaled to the number of corrected images,
+    validated about eight times, the checkpoint that counts best kept); ``finetune=False`` runs the
+    recipe's settings for 10 epochs instead, as does a run from scratch.
     """
     if recipe is not None and recipe not in RECIPES:
         raise CellCounterError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
@@ -60,19 +67,22 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     run = Path(out) if out else runs_folder(project) / time.strftime("run-%Y%m%d-%H%M%S")
     run.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
-                      recipe=recipe or default_recipe(task, start), epochs=epochs, init=start,
+                      recipe=recipe or default_recipe(task, start), epochs=epochs or 10, init=start,
                       val_split=0.2, name=f"{task}-project",
                       rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal,
                       time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
     # a project's fine-tune keeps its model (float16 weights and card), not its checkpoints: about 295 MB a run
-    explicit = {"task", "data", "out", "recipe", "epochs", "init", "val_split", "name", "rehearsal",
-                "time_budget_min", "half", "keep_checkpoints"}
+    explicit = {"task", "data", "out", "recipe", "init", "val_split", "name", "rehearsal",
+                "time_budget_min", "half", "keep_checkpoints", "epochs"}
     if trunk_lr is not None:
         cfg = dataclasses.replace(cfg, trunk_lr=trunk_lr)
         explicit.add("trunk_lr")
     # what is given here is set, even where it equals a dataclass default (10 epochs is not "unset": left to
     # the recipe it would become the recipe's 30)
-    cfg = apply_recipe(cfg, explicit=explicit).check()
+    cfg = apply_recipe(cfg, explicit=explicit)
+    if epochs is None and finetune and start != "none":
+        cfg = dataclasses.replace(cfg, **finetune_plan(task, len(anns), cfg.batch_size, cfg.val_split))
+    cfg = cfg.check()
     # from scratch, the loop itself refuses rehearsal before any work
     why = rehearsal_unavailable(start, task) if cfg.rehearsal and start != "none" else None
     if why:

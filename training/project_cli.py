@@ -25,7 +25,9 @@ def register_cli(ps: argparse._SubParsersAction) -> None:
     t.add_argument("project", type=Path)
     t.add_argument("--task", choices=list(TASKS), help="default: the task of the reviewed images")
     t.add_argument("--recipe", choices=list(RECIPES), help="default: the task's recipe")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default: a fine-tune's plan, about 4 steps per corrected image for a "
+                        "detector; from scratch, 10)")
     t.add_argument("--init", help="model to start from, or 'none' (default: the active version, else bundled)")
     t.add_argument("--out", type=Path, help="run folder (default: beside the project)")
     t.add_argument("--rehearsal", type=float, default=None,
@@ -61,10 +63,10 @@ def _minutes(seconds: float) -> str:
 
 def cmd_train(args) -> int:
     from cellcounter.project.store import Project
-    from cellcounter.project.workflows import activate_model, activation_warning
+    from cellcounter.project.workflows import activate_model, verdict
     from training.project import project_run, project_task, resume_run, stopped_runs, train_project
 
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
     if args.rehearsal is not None and not 0 <= args.rehearsal <= 0.9:
         raise CellCounterError(f"--rehearsal must be between 0 and 0.9, got {args.rehearsal}")
@@ -117,9 +119,7 @@ def cmd_train(args) -> int:
                   f"(before: {_scores(base.get('before') or {})})")
         if metrics.get("calibration"):
             print(f"  {metrics['calibration']}")
-        said = activation_warning(metrics)
-        if said:
-            print(f"warning: {said}", flush=True)
+        print(f"verdict: {verdict(metrics)}", flush=True)
         if args.activate:
             try:
                 activate_model(proj, version["name"], force=args.force)

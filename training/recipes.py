@@ -66,6 +66,25 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 
+#: A fine-tune's length over its recipe: steps per corrected image, within (fewest, most). A from-scratch recipe's
+#: epochs are made for hundreds of images; a correction session brings 5 to 50, and a fixed 10 epochs gives 5
+#: images 10 steps and 50 images 130. Chosen on the new-lab benchmark (docs/performance.md).
+FINETUNE_STEPS = {"blood": (4, 40, 160), "nuclei": (30, 60, 300), "leaves": (4, 40, 160), "retinopathy": (1, 20, 100)}
+#: validations per fine-tune (the best by count error is kept): enough to stop early, few enough to stay cheap
+FINETUNE_EVALS = 8
+
+
+def finetune_plan(task: str, images: int, batch_size: int, val_split: float) -> dict[str, Any]:
+    """The epochs, step limit and validation cadence of a fine-tune on ``images`` corrected images, with a
+    line saying how they were chosen (the card records it)."""
+    per_image, low, high = FINETUNE_STEPS.get(task, (4, 40, 160))
+    steps = int(min(high, max(low, per_image * images)))
+    n_train = max(1, images - (int(round(images * val_split)) if images >= 2 else 0))
+    epochs = max(1, -(-steps // max(1, -(-n_train // batch_size))))  # whole images per step: at least this
+    return {"epochs": epochs, "max_steps": steps, "eval_every_epochs": max(1, epochs // FINETUNE_EVALS),
+            "plan": f"{per_image} steps per corrected image within {low}-{high}: {steps} steps for {images} images"}
+
+
 DEFAULT_RECIPE = {"blood": "blood-detector", "nuclei": "nuclei-maskrcnn", "leaves": "leaves-maskrcnn",
                   "retinopathy": "dr-grader"}
 

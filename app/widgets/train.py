@@ -29,17 +29,18 @@ from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.workflows import (KEY_METRICS, activate_model, activation_warning, default_model,
-                                           register_model, rollback_model)
+                                           register_model, rollback_model, verdict)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs
 from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
-def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int, base: str | None,
+def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int | None, base: str | None,
                 rehearsal: float | None = None,
                 trunk_lr: float | None = None) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
-    """The run's config, its training set (the reviewed images' labels, in memory, frozen now) and their ids."""
+    """The run's config, its training set (the reviewed images' labels, in memory, frozen now) and their ids;
+    ``epochs`` ``None``: the fine-tune's plan (steps scaled to the corrected images)."""
     controller.flush()
     return project_run(controller.session.project, task, recipe, epochs, base or "none",
                        rehearsal=rehearsal if base else 0.0, trunk_lr=trunk_lr if base else None)
@@ -58,8 +59,12 @@ class TrainPanel(QWidget):
         self.recipe.addItems(list(RECIPES))
         self.recipe.setCurrentText(DEFAULT_RECIPE.get(task, "blood-detector"))
         self.epochs = QSpinBox()
-        self.epochs.setRange(1, 500)
-        self.epochs.setValue(10)
+        self.epochs.setRange(0, 500)
+        self.epochs.setSpecialValueText("auto")  # 0: the fine-tune's plan, by the number of corrected images
+        self.epochs.setValue(0)
+        self.epochs.setToolTip("auto: a fine-tune runs about 4 steps per corrected image (detectors; fewer for a "
+                               "grader), keeping the step that counts best on the held-back images; from scratch, "
+                               "10 epochs")
         self.base = QComboBox()
         self.rehearsal = QDoubleSpinBox()
         self.rehearsal.setRange(0.0, 0.9)
@@ -204,7 +209,7 @@ class TrainPanel(QWidget):
         try:
             if config is None:
                 config, anns, ids = prepare_run(self.controller, self.task, self.recipe.currentText(),
-                                                self.epochs.value(), self.base.currentData(),
+                                                self.epochs.value() or None, self.base.currentData(),
                                                 self.rehearsal.value(), self.trunk.value())
         except (CellCounterError, ValueError, OSError) as exc:
             show_error(str(exc))
@@ -345,17 +350,16 @@ class TrainPanel(QWidget):
         metrics = version["metrics"]
         self.result.update(name=version["name"], metrics=metrics)
         self._show_scores(metrics.get("before") or {}, metrics.get("after") or {}, metrics.get("base") or {})
-        before = f"; before: {self._short(metrics['before'])}" if metrics["before"] else ""
         said = activation_warning(metrics)
-        warning = f" WARNING: {said}." if said else ""
         calibration = f" {metrics['calibration'][:1].upper()}{metrics['calibration'][1:]}." if metrics.get(
             "calibration") else ""
-        self.status.setText(f"new model {version['name']}: validation {self._short(metrics['after'])}{before}."
-                            f"{calibration}{warning}")
-        self.result["warning"] = warning.strip()
+        said_in_a_line = verdict(metrics)
+        self.status.setText(f"new model {version['name']}: {said_in_a_line[:1].upper()}{said_in_a_line[1:]}."
+                            f"{calibration}")
+        self.result["warning"] = f"WARNING: {said}." if said else ""
         self.activate_b.setText("Make active (worse than before!)" if said else "Make active")
         self.activate_b.setEnabled(True)
-        show_info(f"Fine-tuned model {version['name']} is ready{warning}")
+        show_info(f"Fine-tuned model {version['name']} is ready: {said_in_a_line}")
 
     def _show_scores(self, before: dict, after: dict, base: dict | None = None) -> None:
         """The run's scores beside its parent's on the same validation images, then (when measured) on the

@@ -200,12 +200,18 @@ def _adapt(anns: Sequence[ImageAnnotation], spec: LabelFormat, dst: Path) -> lis
     return out
 
 
-def write_labels(anns: Sequence[ImageAnnotation], dst: str | Path, fmt: str) -> list[Path]:
-    """Write ``anns`` in format ``fmt``; returns the files written."""
+def write_labels(anns: Sequence[ImageAnnotation], dst: str | Path, fmt: str,
+                 image_root: str | Path | None = None) -> list[Path]:
+    """Write ``anns`` in format ``fmt``; returns the files written. ``image_root`` (COCO only) is the folder
+    its ``file_name`` entries are relative to."""
     spec = get_format(fmt)
     if spec.writer is None:
         raise FormatError(dst, f"{fmt} is an import-only format and cannot be written")
     dst = Path(dst)
+    if image_root is not None:
+        if fmt != "coco":
+            raise FormatError(dst, f"an image root applies to COCO files only, not {fmt}")
+        return spec.writer(_adapt(anns, spec, dst), dst, image_root)
     return spec.writer(_adapt(anns, spec, dst), dst)
 
 

@@ -140,10 +140,13 @@ def read_coco(path: str | Path, class_names: Sequence[str] | None = None) -> lis
                 continue
             entry["boxes"].append(((x, y, x + bw, y + bh), *rec))
 
+    info = doc.get("info")
+    root_text = info.get("image_root") if isinstance(info, dict) else None
+    root = Path(root_text) if isinstance(root_text, str) and root_text and "\0" not in root_text else None
     out = []
     for iid in order:
         e = per_image[iid]
-        out.append(_build_image(path, e, list(names), task))
+        out.append(_build_image(path, e, list(names), task, root))
     return out
 
 
@@ -179,13 +182,16 @@ def _decode_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> np
         raise FormatError(path, f"{where}: undecodable segmentation ({exc})") from None
 
 
-def _build_image(path: Path, e: dict[str, Any], names: list[str], task: str | None) -> ImageAnnotation:
+def _build_image(path: Path, e: dict[str, Any], names: list[str], task: str | None,
+                 root: Path | None = None) -> ImageAnnotation:
     im = e["im"]
     h, w = im["height"], im["width"]
     file_name = im["file_name"]
     image_path = Path(file_name) if Path(file_name).is_absolute() else Path(os.path.normpath(path.parent / file_name))
-    if not image_path.exists() and (path.parent / "images" / Path(file_name).name).exists():
-        image_path = path.parent / "images" / Path(file_name).name
+    # where it is not beside the JSON: under the image root the writer recorded, else in images/
+    for other in ([root / file_name] if root is not None else []) + [path.parent / "images" / Path(file_name).name]:
+        if not image_path.exists() and other.exists():
+            image_path = Path(os.path.normpath(other))
     attrs = im.get("attributes") or {}
     where = f"image {im['id']} attributes"
     if not isinstance(attrs, dict):
@@ -272,8 +278,12 @@ def encode_crop(crop: np.ndarray, top: int, left: int, height: int, width: int) 
     return {"size": [height, width], "counts": rle["counts"].decode("ascii")}
 
 
-def coco_document(anns: Sequence[ImageAnnotation], base: Path) -> dict[str, Any]:
-    """Build the COCO document; file names are relative to ``base`` where possible."""
+def coco_document(anns: Sequence[ImageAnnotation], base: Path, image_root: Path | None = None) -> dict[str, Any]:
+    """Build the COCO document. ``file_name`` is relative to an image root, as COCO tools take it (pycocotools,
+    detectron2's ``image_root``, CVAT): ``image_root`` when given, else the folder the images share (one
+    folder: the bare file names); the root is recorded in ``info.image_root`` for reading back. Images outside
+    the root keep a path relative to ``base`` (the JSON's folder)."""
+    root = Path(image_root).resolve() if image_root is not None else _shared_folder(anns)
     class_names: list[str] = []
     for a in anns:
         for n in a.class_names:
@@ -283,7 +293,8 @@ def coco_document(anns: Sequence[ImageAnnotation], base: Path) -> dict[str, Any]
     ann_id = 1
     for img_id, a in enumerate(anns, start=1):
         lut = [class_names.index(n) + 1 for n in a.class_names]
-        images.append({"id": img_id, "file_name": _relative(a.image_path, base), "width": a.width,
+        images.append({"id": img_id, "file_name": _under(a.image_path, root) or _relative(a.image_path, base),
+                       "width": a.width,
                        "height": a.height, "attributes": _attributes(a, lut)})
         b = a.boxes
         for i in range(len(b)):
@@ -309,8 +320,30 @@ def coco_document(anns: Sequence[ImageAnnotation], base: Path) -> dict[str, Any]
                 annotations.append(rec)
                 ann_id += 1
     categories = [{"id": i + 1, "name": n, "supercategory": "cell"} for i, n in enumerate(class_names)]
-    return {"info": {"description": "written by cellcounter"}, "images": images, "annotations": annotations,
-            "categories": categories}
+    info = {"description": "written by cellcounter"} | ({"image_root": root.as_posix()} if root else {})
+    return {"info": info, "images": images, "annotations": annotations, "categories": categories}
+
+
+def _shared_folder(anns: Sequence[ImageAnnotation]) -> Path | None:
+    """The deepest folder holding every image (all paths absolute), else ``None``."""
+    paths = [Path(a.image_path) for a in anns]
+    if not paths or not all(p.is_absolute() for p in paths):
+        return None
+    try:
+        return Path(os.path.commonpath([str(p.parent) for p in paths]))
+    except ValueError:  # another drive on Windows
+        return None
+
+
+def _under(image_path: str, root: Path | None) -> str | None:
+    """``image_path`` relative to ``root`` when it lies under it."""
+    p = Path(image_path)
+    if root is None or not p.is_absolute():
+        return None
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return None
 
 
 def _score_origin(rec: dict[str, Any], score: float, origin: int) -> None:
@@ -353,10 +386,11 @@ def _relative(image_path: str, base: Path) -> str:
         return p.as_posix()
 
 
-def write_coco(anns: Sequence[ImageAnnotation], dst: str | Path) -> list[Path]:
-    """Write one COCO file: ``dst`` when it ends in ``.json``, else ``dst/annotations.json``."""
+def write_coco(anns: Sequence[ImageAnnotation], dst: str | Path, image_root: str | Path | None = None) -> list[Path]:
+    """Write one COCO file: ``dst`` when it ends in ``.json``, else ``dst/annotations.json``; ``file_name``
+    relative to ``image_root`` (default: the images' shared folder, see :func:`coco_document`)."""
     dst = Path(dst)
     target = dst if dst.suffix.lower() == ".json" else dst / "annotations.json"
-    doc = coco_document(anns, target.parent.resolve())
+    doc = coco_document(anns, target.parent.resolve(), image_root)
     atomic_write_text(target, json.dumps(doc))
     return [target]

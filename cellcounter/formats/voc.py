@@ -4,6 +4,11 @@ The ``<path>`` element is ignored (it points at the annotator's disk); images ar
 looked up by ``<filename>`` in ``JPEGImages/`` beside ``Annotations/`` or next to
 the XML file. Scores and origins of predictions are kept in extra ``<score>`` and
 ``<origin>`` elements that other VOC tools ignore.
+
+``<bndbox>`` is written in whole pixels, as LabelImg and CVAT read it (the box
+widened to the pixels it touches); a box with fractional corners (a model's)
+also carries them exactly in ``<bndbox_exact>``, read back only while it still
+agrees with ``<bndbox>`` (a box moved in another tool drops or outdates it).
 """
 
 from __future__ import annotations
@@ -51,6 +56,12 @@ def _number(path: Path, el: ET.Element, tag: str, where: str) -> float:
     return v
 
 
+def _whole_pixels(xyxy: tuple[float, ...]) -> tuple[float, ...]:
+    """A box widened to the whole pixels it touches."""
+    x1, y1, x2, y2 = xyxy
+    return float(np.floor(x1)), float(np.floor(y1)), float(np.ceil(x2)), float(np.ceil(y2))
+
+
 def read_voc_file(path: Path) -> ImageAnnotation:
     root = parse_xml(path)
     if root.tag != "annotation":
@@ -90,6 +101,11 @@ def read_voc_file(path: Path) -> ImageAnnotation:
         if box is None:
             raise FormatError(path, f"{where}: missing <bndbox>")
         x1, y1, x2, y2 = (_number(path, box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        exact = obj.find("bndbox_exact")
+        if exact is not None:
+            ex = tuple(_number(path, exact, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+            if _whole_pixels(ex) == (x1, y1, x2, y2):
+                x1, y1, x2, y2 = ex
         if x2 <= x1 or y2 <= y1:
             warn(path, f"{where}: degenerate box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) dropped")
             continue
@@ -144,8 +160,13 @@ def voc_xml(ann: ImageAnnotation) -> bytes:
         ET.SubElement(obj, "truncated").text = "1" if truncated else "0"
         ET.SubElement(obj, "difficult").text = "0"
         box = ET.SubElement(obj, "bndbox")
-        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b.xyxy[i]):
-            ET.SubElement(box, tag).text = format_number(v)
+        whole = _whole_pixels(tuple(float(v) for v in b.xyxy[i]))
+        for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), whole):
+            ET.SubElement(box, tag).text = str(int(v))
+        if whole != tuple(float(v) for v in b.xyxy[i]):
+            exact = ET.SubElement(obj, "bndbox_exact")
+            for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b.xyxy[i]):
+                ET.SubElement(exact, tag).text = format_number(v)
         if not np.isnan(b.scores[i]):
             ET.SubElement(obj, "score").text = repr(float(b.scores[i]))
         if b.origins[i] != Origin.HUMAN:

@@ -97,6 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--images", choices=list(IMAGE_SETS), default="all", help="reviewed images only, or all (default)")
     e.add_argument("--status", choices=["unreviewed", "in_progress", "reviewed"], help="only images in this state")
     e.add_argument("--min-score", type=float, help="also leave out model objects below this score on every image")
+    e.add_argument("--image-root", type=Path, metavar="FOLDER",
+                   help="COCO: write file_name relative to this folder, as the tool that reads it will be told "
+                        "(default: the folder the images share)")
     e.set_defaults(func=cmd_export)
 
     m = ps.add_parser("models", help="list the project's model versions; activate one or roll back")
@@ -207,7 +210,7 @@ def cmd_export(args) -> int:
         if not ids:
             raise FormatError(args.project, f"no {args.images if args.images != 'all' else ''} images to export"
                               .replace("  ", " "))
-        n, written = wf.export_project(proj, args.dst, args.fmt, ids, min_score)
+        n, written = wf.export_project(proj, args.dst, args.fmt, ids, min_score, image_root=args.image_root)
     print(f"exported {n} image(s) as {args.fmt}: {len(written)} file(s) in {args.dst}")
     return 0
 

@@ -32,6 +32,7 @@ def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(open_wind
     assert rows == {"map50": ("0.410", "0.800"), "count error RBC": ("3.000", "1.500"),
                     "count error WBC": ("0.500", "0.250")}
     assert table.isVisible() and panel.activate_b.isEnabled()
+    assert "Better on your images: count error 3.50 -> 1.75 per image (map50 0.410 -> 0.800)" in panel.status.text()
 
 
 def test_the_recipe_follows_the_start_model(open_window, tmp_path):
@@ -69,7 +70,7 @@ def test_a_run_that_forgot_shows_both_figures_and_make_active_asks_first(open_wi
                     ("on 30 of blood-default@3's own validation images", None, None),  # a heading over all columns
                     ("map50", "0.880", "0.700"), ("count error RBC", "3.500", "6.000")]
     assert table.columnSpan(1, 0) == 3
-    assert "forgot what its start model knew" in panel.status.text()
+    assert "Better on your images: map50 0.410 -> 0.800; but it lost map50 0.700 (was 0.880)" in panel.status.text()
     assert panel.activate_b.text() == "Make active (worse than before!)"
     asked = []
     monkeypatch.setattr(panel, "confirm_activation", lambda warning: asked.append(warning) or False)

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QPushButton
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from app.controller import DEBOUNCE_MS
 from app.layers import BOXES
@@ -165,6 +165,29 @@ def test_counts_follow_the_slider_and_a_box_a_person_touched_always_counts(app_w
     assert touched.classes[touched.ids == boxes.ids[low[0]]][0] == 1
 
 
+class _Asked(list):
+    timer: QTimer
+
+
+def _answer_when_asked(qtbot, button) -> list[str]:
+    """Click ``button`` on the next message box that shows (a modal question blocks the click that opened it);
+    returns the texts it asked, filled once answered."""
+    asked = _Asked()
+    timer = QTimer()
+
+    def look() -> None:
+        box = next((w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()), None)
+        if box is not None:
+            timer.stop()
+            asked.append(box.text())
+            qtbot.mouseClick(box.button(button), Qt.LeftButton)
+
+    timer.timeout.connect(look)
+    timer.start(100)
+    asked.timer = timer  # kept alive as long as the list
+    return asked
+
+
 def _two_reviewed(app_window, voc_folder, qtbot):
     """A window on two smears, both marked reviewed by clicking Reviewed then Next."""
     viewer, win = app_window(voc_folder({"a": ["RBC", "RBC", "WBC"], "b": ["RBC", "Platelets"]}), "--task", "blood")
@@ -187,6 +210,37 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     models = win.session.project.models("blood")
     assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled()
+
+
+def test_a_fine_tune_left_at_auto_runs_the_plan_and_says_in_a_line_whether_it_is_better(app_window, voc_folder,
+                                                                                         qtbot, tmp_path):
+    """#34 points 3 and 5: Epochs shows "auto" (steps scaled to the corrected images), and when the run ends the
+    panel says, on the user's own held-back corrections, whether the new model counts better than the one it
+    started from; Make active then makes it Predict's model."""
+    from cellcounter.project import workflows as wf
+    from tests.core.conftest import make_tiny_model
+
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
+    project = win.session.project
+    start_model = wf.register_model(project, make_tiny_model("detector", tmp_path / "tiny"), None, [])
+    wf.activate_model(project, start_model["name"])
+    panel = win.train
+    panel.refresh_bases()  # as after a fine-tune made a version active: the start model is the active one
+    assert panel.epochs.text() == "auto" and panel.base.currentData() == start_model["file"]
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
+    cfg = panel.result["config"]
+    assert cfg.max_steps == 40 and cfg.plan.endswith("40 steps for 2 images"), panel.status.text()
+    # an untrained start model on one held-back image: the new one is no better, and the panel says so plainly
+    assert panel.status.text().startswith(f"new model {panel.result['name']}: Worse: keep the current model; "
+                                          "map50 "), panel.status.text()
+    assert "on your held-back images" in panel.status.text()
+    assert panel.activate_b.text() == "Make active (worse than before!)"
+    asked = _answer_when_asked(qtbot, QMessageBox.Yes)
+    qtbot.mouseClick(panel.activate_b, Qt.LeftButton)  # asks first; Yes makes it active all the same
+    assert asked and "worse than the model it started from" in asked[0]
+    assert wf.default_model(project, "blood") == next(m["file"] for m in project.models("blood")
+                                                      if m["name"] == panel.result["name"])
 
 
 def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window(app_window, voc_folder, qtbot):

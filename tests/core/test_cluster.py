@@ -81,3 +81,33 @@ def test_project_predict_on_a_local_cluster_stores_what_a_local_run_stores(tiny_
             assert np.allclose(here.boxes.xyxy, there.boxes.xyxy, atol=1e-2)
         left = b.load(1)
         assert (left.boxes.xyxy[:, 0] + left.boxes.xyxy[:, 2]).max() / 2 < 70  # its region was kept to
+
+
+def test_an_address_where_something_else_answers_is_refused_before_dask_reads_its_bytes(tiny_models, tmp_path,
+                                                                                         capsys):
+    """#32 point 3: a web server at the scheduler's address made dask read "HTTP/1.1" as a frame length and
+    try to allocate 3.07 EiB. A real scheduler still passes the check."""
+    import socket
+    import threading
+
+    from distributed import LocalCluster
+
+    from cellcounter.cluster import _check_answers_like_a_scheduler
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        for _ in range(2):
+            conn, _ = server.accept()
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(tiny_models["detector"]),
+                 "--out", str(tmp_path / "o"), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    assert "is not a dask scheduler (it began with 'HTTP/1.1')" in capsys.readouterr().err
+    server.close()
+    with LocalCluster(n_workers=1, processes=False, protocol="tcp://", dashboard_address=None) as cluster:
+        _check_answers_like_a_scheduler(cluster.scheduler_address)  # no error

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -31,8 +33,34 @@ def test_coco_round_trip_keeps_boxes_masks_points_grades_scores_origins(tmp_path
     assert len(back) == 2
     for a, b in zip(anns, back):
         assert a.equals(b), a.name
-        assert b.image_path == a.image_path  # file_name is stored relative to the JSON and resolved back
+        assert b.image_path == a.image_path  # file_name is relative to the images' folder and resolved back
     assert back[1].review.value == "reviewed" and back[1].pixel_size_um == 0.25
+
+
+def test_coco_file_names_are_relative_to_an_image_root_as_coco_tools_take_them(tmp_path):
+    """#32 point 6: file_name climbed out of the JSON's folder with ``../../..``; COCO tools join it to an image
+    root they are told (pycocotools, detectron2's ``image_root``). Default: the folder the images share."""
+    import json
+
+    from cellcounter.cli import main
+
+    anns = _two(tmp_path)
+    (tmp_path / "out").mkdir()
+    written = write_labels(anns, tmp_path / "out" / "deep" / "labels.json", "coco")[0]
+    doc = json.loads(written.read_text())
+    shared = Path(anns[0].image_path).parent
+    assert [im["file_name"] for im in doc["images"]] == [Path(a.image_path).name for a in anns]
+    assert doc["info"]["image_root"] == shared.as_posix()
+    assert [b.image_path for b in read_labels(written)] == [a.image_path for a in anns]
+    moved = tmp_path / "moved.json"  # away from the images: still found under the recorded root
+    moved.write_text(written.read_text())
+    assert [Path(b.image_path).is_file() for b in read_labels(moved)] == [True, True]
+    # a root named by the user, from the CLI: file names below it
+    assert main(["convert", str(written), str(tmp_path / "rooted.json"), "--to", "coco", "--image-root",
+                 str(shared.parent)]) == 0
+    rooted = json.loads((tmp_path / "rooted.json").read_text())
+    assert [im["file_name"] for im in rooted["images"]] == [f"{shared.name}/{Path(a.image_path).name}" for a in anns]
+    assert main(["convert", str(written), str(tmp_path / "v"), "--to", "voc", "--image-root", str(shared)]) == 2
 
 
 def test_voc_round_trip_is_exact_including_fractions_scores_and_origins(tmp_path):
@@ -44,6 +72,26 @@ def test_voc_round_trip_is_exact_including_fractions_scores_and_origins(tmp_path
     back = read_labels(tmp_path / "voc")
     assert back[0].boxes.equals(anns[0].boxes)
     assert back[0].width == 64 and back[0].height == 48
+
+
+def test_voc_boxes_are_whole_pixels_for_labelimg_and_cvat_and_a_box_moved_there_wins(tmp_path):
+    """#32 point 6: VOC tools expect integer pixels (``212.88`` was written); the exact corners ride along in
+    an element they ignore, and lose to the whole-pixel box once another tool moved it."""
+    import xml.etree.ElementTree as ET
+
+    from cellcounter.annotations import Boxes
+
+    ann = ImageAnnotation(str(tmp_path / "a.png"), 300, 200, ("RBC",),
+                          boxes=Boxes(np.array([[212.88, 10.2, 250.5, 40.0], [3, 4, 30, 40]], float), [0, 0]))
+    (path,) = write_labels([ann], tmp_path / "voc", "voc")
+    root = ET.parse(path).getroot()
+    boxes = [[int(b.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax")] for b in root.iter("bndbox")]
+    assert boxes == [[212, 10, 251, 40], [3, 4, 30, 40]]  # int() of every field works: LabelImg's reader
+    assert len(root.findall("object/bndbox_exact")) == 1  # only the fractional box carries its exact corners
+    assert read_labels(path)[0].boxes.xyxy.tolist() == ann.boxes.xyxy.tolist()
+    root.find("object/bndbox/xmax").text = "260"  # moved in LabelImg by a hand that kept the extra element
+    ET.ElementTree(root).write(path)
+    assert read_labels(path)[0].boxes.xyxy.tolist()[0] == [212, 10, 260, 40]
 
 
 def test_voc_from_masks_writes_their_bounding_boxes(tmp_path):

@@ -163,3 +163,46 @@ def test_display_levels_use_the_files_own_pyramid(tmp_path):
         assert [tuple(lv.shape)[:2] for lv in levels] == [(1024, 768), (512, 384), (256, 192)]
     with open_image(flat, lazy=False) as src:
         assert len(src.display_levels()) == 1
+
+
+def _tiled_tiff(path, side=2048):
+    import tifffile
+
+    image = np.zeros((side, side, 3), np.uint8)
+    image[::40, ::40] = 255
+    tifffile.imwrite(path, image, tile=(256, 256), compression="zlib")
+    return path
+
+
+def test_a_truncated_tiff_is_refused_when_opened_not_tile_by_tile_mid_prediction(tmp_path):
+    """#32 point 4: a header promising 30000 x 30000 pixels in a 1 MB file (or a truncated copy) failed inside
+    zarr's reader mid-prediction (KeyError '59.0', "Event loop is closed")."""
+    from cellcounter.errors import ImageReadError
+    from cellcounter.imageio import open_image
+
+    path = _tiled_tiff(tmp_path / "cut.tif")
+    size = path.stat().st_size
+    with open(path, "r+b") as fh:
+        fh.truncate(size // 2)
+    with pytest.raises(ImageReadError, match=r"cut.tif: truncated or damaged: its image data reaches byte"):
+        open_image(path, lazy=True)
+
+
+def test_a_damaged_tile_is_an_error_naming_the_file_and_leaves_no_noise_at_exit(tmp_path):
+    """A compressed tile that does not decode: one line naming the file, not a codec's traceback followed by
+    zarr's pending tasks dumped at exit."""
+    import subprocess
+    import sys
+
+    path = _tiled_tiff(tmp_path / "bad.tif")
+    with open(path, "r+b") as fh:  # garbage over the middle tiles' compressed data
+        fh.seek(path.stat().st_size // 2)
+        fh.write(b"\xff" * 2000)
+    code = ("from cellcounter.imageio import open_image\n"
+            "from cellcounter.errors import ImageReadError\n"
+            f"src = open_image({str(path)!r}, lazy=True)\n"
+            "try:\n    src.read()\nexcept ImageReadError as exc:\n    print('said:', exc)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "said: " in run.stdout and "bad.tif: damaged: part of its image data cannot be decoded" in run.stdout
+    assert "Task was destroyed" not in run.stderr and "Event loop is closed" not in run.stderr, run.stderr

@@ -353,6 +353,32 @@ def test_a_doubled_count_error_is_flagged_though_the_map_held():
     assert "worse than the model it started from" in wf.activation_warning(metrics)
 
 
+def test_the_verdict_on_a_fine_tune_says_in_a_line_whether_to_keep_it():
+    """#34 point 5: the start model and the new one side by side on the user's held-back corrections, then
+    what the new one kept of the start model's own skills, in one line a person decides on."""
+    base = {"model": "blood-default@3", "images": 30, "before": {"map50": 0.9, "count_mae": {"RBC": 3.0}},
+            "after": {"map50": 0.9, "count_mae": {"RBC": 3.1}}}
+    better = {"before": {"map50": 0.458, "count_mae": {"RBC": 9.94, "WBC": 0.2}},
+              "after": {"map50": 0.85, "count_mae": {"RBC": 2.0, "WBC": 0.1}}, "base": base}
+    assert wf.verdict(better) == ("better on your images: count error 10.14 -> 2.10 per image (map50 0.458 -> "
+                                  "0.850); nothing lost on 30 of blood-default@3's own validation images")
+    assert wf.verdict({**better, "base": {}}).endswith("not checked on the start model's own images")
+    same = {"before": better["before"], "after": {**better["before"], "map50": 0.46}}
+    assert wf.verdict(same).startswith("no better on your images: count error 10.14 -> 10.14")
+    worse = {**better, "after": {"map50": 0.96, "count_mae": {"RBC": 12.0}}}
+    assert wf.verdict(worse) == ("worse: keep the current model; count error 12.00 per image (was 10.14) on your "
+                                 "held-back images")
+    # a new lab gained while the start model's own images lost: both said, the person decides
+    lost = {**better, "base": {**base, "after": {"map50": 0.55, "count_mae": {"RBC": 4.5}}}}
+    assert wf.verdict(lost).startswith("better on your images: count error 10.14 -> 2.10 per image")
+    assert "but it lost map50 0.550 (was 0.900) on 30 of blood-default@3's own validation images" in wf.verdict(lost)
+    assert wf.activation_warning(lost)  # and Make active still asks
+    grader = {"before": {"qwk": 0.71}, "after": {"qwk": 0.74}}
+    assert wf.verdict(grader) == ("better on your images: qwk 0.710 -> 0.740; not checked on the start model's "
+                                  "own images")
+    assert wf.verdict({"after": {"qwk": 0.74}}).startswith("not compared")
+
+
 def test_every_door_to_activation_has_the_same_gate(proj, tmp_path, capsys):
     """#38 point 5: `project models --activate` made a flagged version active without a question."""
     p, _ = proj

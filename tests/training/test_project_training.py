@@ -132,3 +132,45 @@ def test_training_validation_and_the_app_predict_an_image_through_one_entry_poin
         stored = proj.load(image_id)
     assert len(validation.masks) == len(stored.masks) > 0
     np.testing.assert_array_equal(validation.masks.label_image > 0, stored.masks.label_image > 0)
+
+
+def test_a_second_fine_tune_starts_from_the_active_version_and_trains_on_every_reviewed_image(tmp_path, capsys):
+    """#34 point 4: a correction session adds images a few at a time; each round's fine-tune starts from the
+    active version and learns from all corrections so far, not only the newest (retraining on the new ones alone
+    drifts)."""
+    parent = make_tiny_model("detector", tmp_path / "parent")
+    with _reviewed_project(tmp_path) as proj:
+        path = proj.path
+    assert main(["project", "train", str(path), "--init", str(parent), "--epochs", "1", "--activate", "--force",
+                 "--out", str(tmp_path / "round1")]) == 0
+    with Project.open(path) as proj:
+        (first,) = proj.models("blood")
+        wf.review_image(proj, 3, "reviewed", min_score=0.5)  # the session goes on: one more image corrected
+    assert main(["project", "train", str(path), "--epochs", "1", "--out", str(tmp_path / "round2")]) == 0
+    out = capsys.readouterr().out
+    assert "training blood on 3 reviewed image(s)" in out and "verdict: " in out
+    with Project.open(path, readonly=True) as proj:
+        second = next(m for m in proj.models("blood") if m["name"] != first["name"])
+        assert second["parent"] == first["name"] and sorted(second["training_data"]) == [1, 2, 3]
+    cfg = json.loads((tmp_path / "round2" / "config.json").read_text())
+    assert cfg["init"] == first["file"]
+
+
+def test_a_fine_tune_without_epochs_runs_steps_scaled_to_the_corrected_images(tmp_path):
+    """#34 point 3: the panel's and CLI's default fine-tune is the task's plan, not the from-scratch recipe's
+    epochs; the card's config records how its length was chosen."""
+    from training.recipes import FINETUNE_STEPS, finetune_plan
+
+    parent = make_tiny_model("detector", tmp_path / "parent")
+    with _reviewed_project(tmp_path) as proj:
+        cfg, anns, _ = project_run(proj, "blood", init=str(parent))
+        per_image, low, high = FINETUNE_STEPS["blood"]
+        assert len(anns) == 2 and cfg.max_steps == max(low, per_image * 2) and "steps per corrected image" in cfg.plan
+        assert cfg.epochs * 1 >= cfg.max_steps  # one step an epoch (one training image): enough epochs to get there
+        assert 1 <= cfg.eval_every_epochs < cfg.epochs
+        old = project_run(proj, "blood", init=str(parent), finetune=False)[0]
+        assert old.epochs == 10 and old.max_steps == 0 and old.plan == ""
+        scratch = project_run(proj, "blood", init="none")[0]
+        assert scratch.epochs == 10 and scratch.plan == ""
+    many = finetune_plan("blood", 100, 4, 0.2)
+    assert many["max_steps"] == high and many["epochs"] * 20 >= high  # 80 training images: 20 steps an epoch

@@ -122,7 +122,7 @@ def test_recipes_fill_only_what_the_user_did_not_set():
 
 def test_every_config_field_is_a_cli_flag():
     flags = {a.dest for a in build_parser()._actions}
-    fields = {f.name for f in dataclasses.fields(TC)} - {"recipe_applied"}
+    fields = {f.name for f in dataclasses.fields(TC)} - {"recipe_applied", "plan"}
     assert fields <= flags
 
 
@@ -455,3 +455,29 @@ def test_a_short_fine_tune_leaves_its_warmup_and_reaches_its_learning_rate(sched
     assert lrs[3] == pytest.approx(0.01, rel=0.05)  # warm after four steps
     if scheduler == "sgdr":
         assert lrs[-1] < 0.002  # annealed by the end of the run, not mid-cycle
+
+
+def test_the_checkpoint_kept_is_the_one_that_counts_best_not_the_one_with_the_best_map(tmp_path, monkeypatch):
+    """#34 point 2: what a person reads is the count. A fine-tune whose mAP rises while its count error doubles
+    (seen: RBC 2.5 -> 6.5 at mAP 0.88 -> 0.96) must keep the earlier weights; the card says when it chose."""
+    import training.loop as loop
+    from training.loop import selection_score
+
+    sharp = {"map50": 0.96, "count_mae": {"RBC": 6.5, "WBC": 0.1}}
+    counts = {"map50": 0.90, "count_mae": {"RBC": 2.5, "WBC": 0.1}}
+    assert selection_score(counts, "boxes") > selection_score(sharp, "boxes")
+    same = {"map50": 0.91, "count_mae": {"RBC": 2.5, "WBC": 0.1}}
+    assert selection_score(same, "boxes") > selection_score(counts, "boxes")  # a tie goes to the better mAP
+    assert selection_score({"qwk": 0.7}, "grade") > selection_score({"qwk": 0.6}, "grade")
+    assert selection_score({"map50": 0.9}, "boxes") == -np.inf  # no count: never chosen over one that counts
+
+    results = iter([counts, sharp])  # the first validation counts best, the second has the higher mAP
+    real = loop.evaluate_model
+    monkeypatch.setattr(loop, "evaluate_model", lambda *a, **k: {**next(results, sharp), "_pairs": real(*a, **k)[
+        "_pairs"]})
+    cfg = tiny("blood", tmp_path, epochs=2, calibrate=False)
+    events = list(iter_training(cfg))
+    evals = [e.step for e in events if e.kind == "eval"]
+    assert len(evals) == 2
+    card = json.loads((tmp_path / "blood" / "model" / "card.json").read_text())
+    assert card["metrics"]["selected_at_step"] == evals[0] and card["metrics"]["validation"]["map50"] == 0.90
