@@ -77,7 +77,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="blood", choices=list(SETUPS))
     parser.add_argument("--images", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the task's fine-tune plan")
     parser.add_argument("--measure", type=int, default=0, help="images to measure on (0: all the others)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = parser.parse_args()
@@ -153,7 +153,7 @@ def main() -> int:
                          f"{_count(kb)} -> {_count(ka)}"))
             res["variants"][name] = {"settings": VARIANTS[name], "train_to_active_s": t_train, "after": after,
                                      "base_validation": kept}
-    print(f"{args.task}: {len(correct)} corrected images, {args.epochs} epochs; measured on {len(measure)} unseen "
+    print(f"{args.task}: {len(correct)} corrected images, {args.epochs or 'planned'} epochs; measured on {len(measure)} unseen "
           f"images; base-val: the base model's own validation images not corrected ({base})")
     write(f"hitl_{args.task}", rows, res)
     return 0

@@ -46,6 +46,8 @@ VARIANTS = {
     "low-lr": {"lr_scale": 0.1},
     "slow-trunk": {"trunk_lr": 0.1},
     "rehearsal": {"rehearsal": 0.5},  # as many of the start model's own training images mixed in
+    # the warmup as it was before #38: the recipe's 100 steps whatever the run's length (in this process)
+    "old-warmup": {"finetune": False, "old_warmup": True},
 }
 
 
@@ -102,12 +104,21 @@ def finetune(proj, init: str, variant: dict, seed: int, out: Path) -> tuple[str,
         changes["lr"] = cfg.lr * variant["lr_scale"]
     cfg = dataclasses.replace(cfg, **changes)
     done = None
-    for ev in iter_training_in_child(cfg, annotations=anns):
+    if variant.get("old_warmup"):
+        from unittest import mock
+
+        from training import iter_training
+
+        with mock.patch("training.setup.warmup_steps", lambda c, total: c.warmup_iters):
+            events = list(iter_training(cfg, annotations=anns))
+    else:
+        events = iter_training_in_child(cfg, annotations=anns)
+    for ev in events:
         if ev.kind == "done":
             done = ev
         elif ev.kind == "error":
             raise RuntimeError(ev.message)
-    version = register_model(proj, done.model_dir, init, ids)
+    version = register_model(proj, done.model_dir, cfg.init, ids)
     activate_model(proj, version["name"], force=True)
     return done.model_dir, version, time.perf_counter() - t
 
@@ -136,6 +147,45 @@ def corrected_project(path: Path, base: str, images: list):
     return proj
 
 
+def plot(results: list[Path], out: Path) -> None:
+    """The curves of the given result files: count error on the new lab's unseen images (left) and mAP on the
+    other labs' (right) against the corrected images, one line per lab and variant."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    loaded = [json.loads(path.read_text()) for path in results]
+    bases = {res["lab"]: p for res in loaded for p in res["points"] if p["images"] == 0}  # measured once a lab
+    for res in loaded:
+        base = bases[res["lab"]]
+        lines: dict[str, list] = {}
+        for p in res["points"]:
+            if p["images"]:
+                lines.setdefault(p["variant"].split(" round")[0] + (" (rounds of 5)" if "round" in p["variant"]
+                                                                    else ""), []).append(p)
+        for name, points in lines.items():
+            x = [0] + sorted({p["images"] for p in points})
+            by_n = {n: [p for p in [base] + points if p["images"] == n] for n in x}  # seeds averaged
+
+            def mean(where: str, key: str) -> list[float]:
+                return [float(np.mean([p[where][key] for p in by_n[n]])) for n in x]
+
+            label = f"{res['lab']}: {name}"
+            left.plot(x, mean("lab", "count_error"), "o-", label=label)
+            right.plot(x, mean("others", "map50"), "o-", label=label)
+    left.set(xlabel="corrected images of the new lab", ylabel="count error per image (sum of classes)",
+             title="the new lab's unseen smears")
+    right.set(xlabel="corrected images of the new lab", ylabel="mAP@0.5", title="the other labs' smears")
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab", default="Raabin-WBC", choices=LABS)
@@ -146,7 +196,13 @@ def main() -> int:
     parser.add_argument("--measure", default="select", choices=("select", "holdout"))
     parser.add_argument("--base", default="", help="the base model (default: blood-default v3, BCCD only)")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--no-base", action="store_true", help="do not score the base model (measured before)")
+    parser.add_argument("--plot", nargs="+", type=Path, metavar="RESULT",
+                        help="draw these result files' curves into docs/images/newlab_curve.png instead")
     args = parser.parse_args()
+    if args.plot:
+        plot(args.plot, ROOT / "docs" / "images" / "newlab_curve.png")
+        return 0
     if not TXL.is_dir():
         print(f"bench_newlab: skipped, {TXL} is absent (set CELLCOUNTER_DATA)")
         return 0
@@ -179,7 +235,8 @@ def main() -> int:
         print(rows[-1], flush=True)
         (RESULTS / f"newlab_{args.lab}{args.tag}.partial.json").write_text(__import__("json").dumps(res, indent=1))
 
-    measure(base, 0, "base model", "", 0.0)
+    if not args.no_base:
+        measure(base, 0, "base model", "", 0.0)
     if args.rounds:
         for name in variants:
             for seed in seeds:

@@ -26,8 +26,8 @@ def register_cli(ps: argparse._SubParsersAction) -> None:
     t.add_argument("--task", choices=list(TASKS), help="default: the task of the reviewed images")
     t.add_argument("--recipe", choices=list(RECIPES), help="default: the task's recipe")
     t.add_argument("--epochs", type=int, default=None,
-                   help="epochs to train (default: a fine-tune's plan, about 4 steps per corrected image for a "
-                        "detector; from scratch, 10)")
+                   help="epochs to train (default: the task's fine-tune plan, steps scaled to the number of "
+                        "corrected images; from scratch, 10)")
     t.add_argument("--init", help="model to start from, or 'none' (default: the active version, else bundled)")
     t.add_argument("--out", type=Path, help="run folder (default: beside the project)")
     t.add_argument("--rehearsal", type=float, default=None,

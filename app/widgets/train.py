@@ -62,8 +62,8 @@ class TrainPanel(QWidget):
         self.epochs.setRange(0, 500)
         self.epochs.setSpecialValueText("auto")  # 0: the fine-tune's plan, by the number of corrected images
         self.epochs.setValue(0)
-        self.epochs.setToolTip("auto: a fine-tune runs about 4 steps per corrected image (detectors; fewer for a "
-                               "grader), keeping the step that counts best on the held-back images; from scratch, "
+        self.epochs.setToolTip("auto: a fine-tune runs its task's plan, steps scaled to the number of corrected "
+                               "images, and keeps the step that counts best on the held-back ones; from scratch, "
                                "10 epochs")
         self.base = QComboBox()
         self.rehearsal = QDoubleSpinBox()

@@ -74,6 +74,8 @@ def read_label_tiff_file(path: Path) -> ImageAnnotation:
         raise FormatError(path, f"a label image must be 2-D, got shape {lab.shape}")
     if not np.issubdtype(lab.dtype, np.integer):
         if np.issubdtype(lab.dtype, np.floating) and np.all(np.mod(lab, 1) == 0) and lab.min() >= 0:
+            if lab.max(initial=0) > np.iinfo(np.int32).max:  # before the cast, which would wrap it negative
+                raise FormatError(path, f"label {lab.max():g} is too large")
             lab = lab.astype(np.int64)
         else:
             raise FormatError(path, f"a label image must hold whole numbers, got {lab.dtype} pixels")

@@ -23,6 +23,18 @@ DETECTION_OUTPUTS = {"detector": ("cls_logits", "bbox_regression"), "segmenter":
                      "unet": ("maps",), "grader": ("logits",)}
 
 
+def check_outputs(onnx_path: str | Path, kind: str, names: list[str], takes_network_input: bool) -> None:
+    """Refuse, naming the file, an ONNX graph without the outputs a model of ``kind`` gives (a hand-made or
+    foreign ``model.onnx``): it would fail at its first image with a bare ``KeyError``."""
+    want = DETECTION_OUTPUTS.get(kind, ())
+    if kind == "detector" and not takes_network_input:
+        want = ("boxes", "scores", "labels")  # exported whole, as older files were
+    missing = [n for n in want if n not in names]
+    if missing:
+        raise CellCounterError(f"{onnx_path}: not a {kind} graph of this app: it lacks the output(s) "
+                               f"{', '.join(missing)} (it has {', '.join(names) or 'none'})")
+
+
 def cuda_available() -> bool:
     try:
         return bool(torch.cuda.is_available())
@@ -106,6 +118,7 @@ class OnnxBackend:
         self.output_names = [o.name for o in self.session.get_outputs()]
         # a detector exported as its network takes a padded batch; one exported whole (older files) one image
         self.takes_network_input = self.kind == "detector" and len(self.session.get_inputs()[0].shape) == 4
+        check_outputs(onnx_path, self.kind, self.output_names, self.takes_network_input)
 
     @property
     def description(self) -> str:
@@ -145,6 +158,7 @@ class OpenVinoBackend:
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
         rank = model.inputs[0].get_partial_shape().rank.get_length()
         self.takes_network_input = self.kind == "detector" and rank == 4
+        check_outputs(onnx_path, self.kind, self.output_names, self.takes_network_input)
         self.cpu = core.get_property("CPU", "FULL_DEVICE_NAME")
         self.precision = _precision(onnx_path)
 

@@ -314,22 +314,29 @@ class Project:
                          (json.dumps(list(TASKS[task].class_names)), image_id))
             self._event(conn, image_id, "task", "human", (old or "").encode(), task.encode())
 
-    def images(self, status: ReviewStatus | str | None = None) -> list[ImageRecord]:
+    def images(self, status: ReviewStatus | str | None = None, image_id: int | None = None) -> list[ImageRecord]:
+        """The project's images in id order: all, those in review state ``status``, or the one ``image_id``."""
         min_score = "review_min_score" if self._schema >= 2 else "NULL"
         sql = f"SELECT id, path, content_hash, width, height, task, review, reviewed_by, {min_score} FROM images"
-        args: tuple = ()
+        where, args = [], []
         if status is not None:
-            sql += " WHERE review = ?"
-            args = (ReviewStatus(status).value,)
-        rows = self._conn.execute(sql + " ORDER BY id", args).fetchall()
+            where.append("review = ?")
+            args.append(ReviewStatus(status).value)
+        if image_id is not None:
+            where.append("id = ?")
+            args.append(int(image_id))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._conn.execute(sql + " ORDER BY id", tuple(args)).fetchall()
         return [ImageRecord(r[0], self._abs(r[1]), r[2], r[3], r[4], r[5], ReviewStatus(r[6]), r[7], r[8])
                 for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
-        for rec in self.images():
-            if rec.id == image_id:
-                return rec
-        raise ProjectError(f"{self.path}: no image with id {image_id}")
+        """One image's record, by its primary key (not a scan of them all: a batch over N images stays O(N))."""
+        found = self.images(image_id=image_id)
+        if not found:
+            raise ProjectError(f"{self.path}: no image with id {image_id}")
+        return found[0]
 
     def label_revision(self, image_id: int) -> int:
         """The id of the image's latest label edit (0 if never edited): a prediction started at one revision

@@ -456,12 +456,14 @@ def verdict(metrics: dict) -> str:
     from cellcounter.evaluate import total_count_error
 
     after, before = metrics.get("after") or {}, metrics.get("before") or {}
+    a, b = total_count_error(after), total_count_error(before)
     worse = worse_than_parent(metrics)
     if worse:
-        return f"worse: keep the current model; {worse} on your held-back images"
+        counts = (f" (count error {b:.2f} -> {a:.2f} per image)"
+                  if a is not None and b is not None and not worse.startswith("count error") else "")
+        return f"worse: keep the current model; {worse} on your held-back images{counts}"
     key = next((k for k in KEY_METRICS if isinstance(after.get(k), float) and isinstance(before.get(k), float)),
                None)
-    a, b = total_count_error(after), total_count_error(before)
     if key is None and (a is None or b is None):
         return "not compared: the start model was not scored on the same images"
     parts = []

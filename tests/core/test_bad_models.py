@@ -136,3 +136,17 @@ def test_cards_of_other_kinds_describing_a_network_too_large_are_refused_before_
     with pytest.raises(CellCounterError, match=says):
         config_from_dict(d)
     config_from_dict(config_to_dict(_KINDS[kind]()))  # the defaults pass
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_foreign_onnx_graph_beside_a_card_is_refused_naming_what_it_lacks(model, tmp_path, capsys, backend):
+    """#32 point 4: an ONNX file without the detector's outputs ended in ``KeyError: 'cls_logits'``."""
+    foreign = torch.nn.Conv2d(3, 2, 1)
+    torch.onnx.export(foreign, torch.zeros(1, 3, 32, 32), str(model / "model.onnx"), input_names=["image"],
+                      output_names=["foo"], dynamo=False)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["predict", str(tmp_path / "a.png"), "--task", "blood", "--model", str(model), "--backend", backend,
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "model.onnx: not a detector graph of this app: it lacks the output(s) cls_logits, bbox_regression" in err
+    assert "Traceback" not in err

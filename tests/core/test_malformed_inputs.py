@@ -132,6 +132,11 @@ def test_label_tiff_with_float_or_colour_pixels(tmp_path):
     tifffile.imwrite(tmp_path / "b_labels.tif", np.zeros((4, 4, 3), np.uint8), photometric="rgb")
     with pytest.raises(FormatError, match="2-D"):
         read_labels(tmp_path / "b_labels.tif")
+    huge = np.zeros((4, 4), np.float64)
+    huge[1, 1] = 1e300  # whole, and far past any id: said as such, not as a negative label after a wrapping cast
+    tifffile.imwrite(tmp_path / "c_labels.tif", huge)
+    with pytest.raises(FormatError, match=r"label 1e\+300 is too large"):
+        read_labels(tmp_path / "c_labels.tif")
 
 
 def test_grade_csv_bad_grade_names_the_line(tmp_path):

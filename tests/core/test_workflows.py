@@ -373,6 +373,10 @@ def test_the_verdict_on_a_fine_tune_says_in_a_line_whether_to_keep_it():
     assert wf.verdict(lost).startswith("better on your images: count error 10.14 -> 2.10 per image")
     assert "but it lost map50 0.550 (was 0.900) on 30 of blood-default@3's own validation images" in wf.verdict(lost)
     assert wf.activation_warning(lost)  # and Make active still asks
+    sharper_boxes_fewer_right = {"before": {"map50": 0.25, "count_mae": {"RBC": 2.0}},
+                                 "after": {"map50": 0.1, "count_mae": {"RBC": 1.0}}}
+    assert wf.verdict(sharper_boxes_fewer_right) == ("worse: keep the current model; map50 0.100 (was 0.250) on your "
+                                                     "held-back images (count error 2.00 -> 1.00 per image)")
     grader = {"before": {"qwk": 0.71}, "after": {"qwk": 0.74}}
     assert wf.verdict(grader) == ("better on your images: qwk 0.710 -> 0.740; not checked on the start model's "
                                   "own images")
