@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def selftest(window, model_name: str, shot: Path) -> dict:
     from qtpy.QtWidgets import QApplication
 
+    from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
     from cellcounter.inference import Predictor, predict_image
     from cellcounter.imageio import read_image
     from cellcounter.models.card import resolve_model
@@ -50,14 +51,14 @@ def selftest(window, model_name: str, shot: Path) -> dict:
             ann = predict_image(predictor, image, session.saved.image_path)
             summary["model"] = predictor.model_version
             summary["backends"][backend] = {"runs_on": predictor.backend.description,
-                                            "counts": ann.counts(score_threshold=0.5)}
+                                            "counts": ann.counts(score_threshold=DEFAULT_SCORE_THRESHOLD)}
             (job,) = prediction_jobs(session.project, [session.current_id])
             window.controller.predicted(job, ann, predictor.model_version)
-        window.review.threshold.setValue(50)
+        window.review.threshold.setValue(round(100 * DEFAULT_SCORE_THRESHOLD))
     QApplication.processEvents()
     shot.parent.mkdir(parents=True, exist_ok=True)
     window.viewer.screenshot(str(shot), canvas_only=False)
-    summary["counts"] = window.controller.current().counts(score_threshold=0.5)
+    summary["counts"] = window.controller.current().counts(score_threshold=DEFAULT_SCORE_THRESHOLD)
     summary["screenshot"] = str(shot)
     return summary
 

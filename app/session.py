@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from platformdirs import user_data_dir
 
-from cellcounter.annotations import ImageAnnotation, ReviewStatus
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, ImageAnnotation, ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.project import Project
 from cellcounter.project.importing import ToImport, import_folder, import_image, read_folder, read_image
@@ -194,13 +194,14 @@ class Session:
 
     # --- the review queue ----------------------------------------------------
 
-    def queue(self, status: str | None = None, order: str = "added", threshold: float = 0.5) -> list[int]:
+    def queue(self, status: str | None = None, order: str = "added",
+              threshold: float = DEFAULT_SCORE_THRESHOLD) -> list[int]:
         """Image ids to review: optionally one status only; ``order="least-confident"`` puts first the images
         whose result a look could change most (:func:`cellcounter.project.queue.uncertainty` at ``threshold``)."""
         ids = [r.id for r in self.project.images(status or None)]
         return ordered(ids, order, lambda i: self.uncertainty(i, threshold))
 
-    def uncertainty(self, image_id: int, threshold: float = 0.5) -> float:
+    def uncertainty(self, image_id: int, threshold: float = DEFAULT_SCORE_THRESHOLD) -> float:
         """:func:`~cellcounter.project.queue.uncertainty` of an image, kept until its labels change."""
         key = (image_id, threshold, self.project.label_revision(image_id))
         if key not in self._uncertainty:
@@ -208,7 +209,7 @@ class Session:
         return self._uncertainty[key]
 
     def neighbour(self, step: int, status: str | None = None, order: str = "added",
-                  threshold: float = 0.5) -> int | None:
+                  threshold: float = DEFAULT_SCORE_THRESHOLD) -> int | None:
         ids = self.queue(status, order, threshold)
         if not ids:
             return None

@@ -153,8 +153,8 @@ def main() -> int:
                          f"{_count(kb)} -> {_count(ka)}"))
             res["variants"][name] = {"settings": VARIANTS[name], "train_to_active_s": t_train, "after": after,
                                      "base_validation": kept}
-    print(f"{args.task}: {len(correct)} corrected images, {args.epochs or 'planned'} epochs; measured on {len(measure)} unseen "
-          f"images; base-val: the base model's own validation images not corrected ({base})")
+    print(f"{args.task}: {len(correct)} corrected images, {args.epochs or 'planned'} epochs; measured on "
+          f"{len(measure)} unseen images; base-val: the base model's own validation images not corrected ({base})")
     write(f"hitl_{args.task}", rows, res)
     return 0
 

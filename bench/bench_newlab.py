@@ -147,9 +147,10 @@ def corrected_project(path: Path, base: str, images: list):
     return proj
 
 
-def plot(results: list[Path], out: Path) -> None:
+def plot(results: list[Path], out: Path, variants: tuple[str, ...] = ("recipe",)) -> None:
     """The curves of the given result files: count error on the new lab's unseen images (left) and mAP on the
-    other labs' (right) against the corrected images, one line per lab and variant."""
+    other labs' (right) against the corrected images, one line per lab and variant (of ``variants``; a file
+    may serve only for its base model's point)."""
     import json
 
     import matplotlib
@@ -164,7 +165,7 @@ def plot(results: list[Path], out: Path) -> None:
         base = bases[res["lab"]]
         lines: dict[str, list] = {}
         for p in res["points"]:
-            if p["images"]:
+            if p["images"] and p["variant"].split(" round")[0] in variants:
                 lines.setdefault(p["variant"].split(" round")[0] + (" (rounds of 5)" if "round" in p["variant"]
                                                                     else ""), []).append(p)
         for name, points in lines.items():

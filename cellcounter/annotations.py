@@ -367,6 +367,8 @@ class Grade:
         return self.probabilities is None or np.allclose(self.probabilities, other.probabilities, atol=atol)
 
 
+#: the score a model object needs to be shown, counted, exported and trained on unless a person chose another
+DEFAULT_SCORE_THRESHOLD = 0.5
 #: how far the threshold moves for a count's range: the span a person might reasonably set the slider in
 COUNT_SPREAD = 0.1
 
@@ -445,7 +447,8 @@ class ImageAnnotation:
             per_class += np.bincount(cls, minlength=len(per_class))[: len(per_class)]
         return {name: int(n) for name, n in zip(self.class_names, per_class)}
 
-    def count_range(self, score_threshold: float = 0.5, spread: float = COUNT_SPREAD) -> dict[str, tuple[int, int]]:
+    def count_range(self, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                    spread: float = COUNT_SPREAD) -> dict[str, tuple[int, int]]:
         """Per class, the count with the threshold ``spread`` higher and ``spread`` lower: how much the count
         rests on objects the model was unsure of ("RBC 23 (21-26)"). Objects without a score, or a person
         touched, count at every threshold."""

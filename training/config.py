@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
 from cellcounter.errors import CellCounterError
 
 
@@ -116,7 +117,7 @@ class TrainConfig:
     export_onnx: bool = False
     half: bool = False  # store weights in float16
     keep_checkpoints: bool = True  # keep checkpoints/ when the run has written its model (resuming needs them)
-    count_threshold: float = 0.5
+    count_threshold: float = DEFAULT_SCORE_THRESHOLD
     calibrate: bool = True  # boxes and masks: fit per-class score thresholds on the validation images (5 or more)
     plan: str = ""  # how a fine-tune's length was chosen (training.recipes.finetune_plan), for the card
     recipe_applied: bool = False  # set once the recipe's settings are filled in (not a user setting)

@@ -11,7 +11,7 @@ from qtpy.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QL
 
 from app.controller import LayerController
 from app.layers import class_colours
-from cellcounter.annotations import Origin
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, Origin
 from cellcounter.grading import grade_call
 from cellcounter.project.workflows import export_project
 from cellcounter.regions import region_counts
@@ -113,7 +113,7 @@ class CountsPanel(QWidget):
         ann = None if self.project_wide.isChecked() else self.controller.current()
         if ann is None:
             return {}
-        spans = ann.count_range(self.controller.score_threshold or 0.5)
+        spans = ann.count_range(self.controller.score_threshold or DEFAULT_SCORE_THRESHOLD)
         return {name: f" ({lo}-{hi})" for name, (lo, hi) in spans.items() if lo != hi}
 
     def region_rows(self) -> list[tuple[str, int, str, str]]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation, Origin
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, ImageAnnotation, Origin
 
 #: a model object within this distance of the counting threshold is an open question
 BORDER = 0.15
 ORDERS = ("added", "least-confident")
 
 
-def uncertainty(ann: ImageAnnotation, threshold: float = 0.5) -> float:
+def uncertainty(ann: ImageAnnotation, threshold: float = DEFAULT_SCORE_THRESHOLD) -> float:
     """The number of the model's objects scored within :data:`BORDER` of ``threshold``, plus, for a graded
     image, one minus the gap between its two likeliest grades. Higher: look at it sooner."""
     n = 0.0

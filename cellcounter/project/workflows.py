@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
+from cellcounter.annotations import (DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin,
+                                     ReviewStatus)
 from cellcounter.errors import ProjectError
 from cellcounter.project.store import Project
 
-DEFAULT_SCORE_THRESHOLD = 0.5  # model objects below it are kept in the store but not shown, exported or trained on
+# model objects below DEFAULT_SCORE_THRESHOLD are kept in the store but not shown, exported or trained on
 IMAGE_SETS = ("reviewed", "all")
 DEFAULT_TASK = "blood"  # what a plain image is taken for when nothing says otherwise (it can be changed)
 
