@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import subprocess
 import sys
 import tempfile
@@ -78,7 +79,8 @@ def lab_images(split_file: str | None, split: str | None = None) -> dict[str, li
         anns = [a for a in anns if f"/{split}/" in str(a.image_path)]
     out: dict[str, list] = {lab: [] for lab in LABS}
     for a in sorted(anns, key=lambda a: a.stem):
-        out[source.get(a.stem, "?")].append(a) if source.get(a.stem) in out else None
+        if source.get(a.stem) in out:
+            out[source[a.stem]].append(a)
     rng = np.random.default_rng(0)
     return {lab: [v[i] for i in rng.permutation(len(v))] for lab, v in out.items()}
 
@@ -151,8 +153,6 @@ def plot(results: list[Path], out: Path, variants: tuple[str, ...] = ("recipe",)
     """The curves of the given result files: count error on the new lab's unseen images (left) and mAP on the
     other labs' (right) against the corrected images, one line per lab and variant (of ``variants``; a file
     may serve only for its base model's point)."""
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,7 +234,7 @@ def main() -> int:
                      f"{lab['count_error']:.2f}", f"{lab['rbc_count_error']:.2f}", f"{oth['map50']:.3f}",
                      f"{oth['count_error']:.2f}"))
         print(rows[-1], flush=True)
-        (RESULTS / f"newlab_{args.lab}{args.tag}.partial.json").write_text(__import__("json").dumps(res, indent=1))
+        (RESULTS / f"newlab_{args.lab}{args.tag}.partial.json").write_text(json.dumps(res, indent=1))
 
     if not args.no_base:
         measure(base, 0, "base model", "", 0.0)

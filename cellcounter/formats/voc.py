@@ -160,12 +160,13 @@ def voc_xml(ann: ImageAnnotation) -> bytes:
         ET.SubElement(obj, "truncated").text = "1" if truncated else "0"
         ET.SubElement(obj, "difficult").text = "0"
         box = ET.SubElement(obj, "bndbox")
-        whole = _whole_pixels(tuple(float(v) for v in b.xyxy[i]))
+        corners = tuple(float(v) for v in b.xyxy[i])
+        whole = _whole_pixels(corners)
         for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), whole):
             ET.SubElement(box, tag).text = str(int(v))
-        if whole != tuple(float(v) for v in b.xyxy[i]):
+        if whole != corners:
             exact = ET.SubElement(obj, "bndbox_exact")
-            for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), b.xyxy[i]):
+            for tag, v in zip(("xmin", "ymin", "xmax", "ymax"), corners):
                 ET.SubElement(exact, tag).text = format_number(v)
         if not np.isnan(b.scores[i]):
             ET.SubElement(obj, "score").text = repr(float(b.scores[i]))
