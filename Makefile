@@ -47,14 +47,20 @@ bench: $(STAMP) sysdeps
 		if [ -n "$$DISPLAY" ] || ! command -v xvfb-run >/dev/null 2>&1; then $(PY) $$b || exit 1; \
 		else xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) $$b || exit 1; fi; done
 
+# FLAVOUR=full (torch, CUDA where present: fine-tuning and GPU inference) or count (no torch, no CUDA: predict,
+# correct, count, export through OpenVINO / ONNX Runtime). docs/install.md says which to pick.
+FLAVOUR ?= full
+
 package: $(STAMP) sysdeps
 	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev,package]'
-	$(PY) -m PyInstaller --noconfirm --log-level WARN pyinstaller.spec
-	$(PY) scripts/archive.py
+	@if [ "$(FLAVOUR)" = count ]; then $(PY) scripts/stage_resources.py build/count-resources; fi
+	CELLCOUNTER_FLAVOUR=$(FLAVOUR) $(PY) -m PyInstaller --noconfirm --log-level WARN --workpath build/pyi-$(FLAVOUR) \
+		pyinstaller.spec
+	$(PY) scripts/archive.py $(FLAVOUR)
 
 # The built app must start and predict offline with an empty HOME (what CI checks after the tests).
 selftest-package:
-	@bash scripts/selftest-package.sh
+	@bash scripts/selftest-package.sh $(FLAVOUR)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

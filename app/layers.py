@@ -6,8 +6,6 @@ rectangle helpers); nothing here swaps axes by hand.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -316,7 +314,3 @@ def annotation_from_layers(template: ImageAnnotation, shapes=None, labels=None, 
     model = EditModel(template, score_threshold=None)
     sync_layers(model, shapes, labels, points, regions)
     return model.annotation
-
-
-def image_title(path: str | Path) -> str:
-    return Path(path).name

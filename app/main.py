@@ -1,8 +1,10 @@
 """``cellcounter-app``: open images, folders or projects for prediction, correction, counting and review.
 
 ``--selftest`` opens the bundled blood sample offscreen, predicts it with the
-bundled model through torch and ONNX Runtime, writes a screenshot and prints
-a one-line JSON summary, for installers and machines without a display.
+bundled model through torch and ONNX Runtime (the counting build: OpenVINO and
+ONNX Runtime, int8), predicts the other bundled samples, writes a screenshot
+and prints a one-line JSON summary, for installers and machines without a
+display.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     from qtpy.QtWidgets import QApplication
 
     from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
+    from cellcounter.flavour import has_torch
     from cellcounter.inference import Predictor, predict_image
     from cellcounter.imageio import read_image
     from cellcounter.models.card import resolve_model
@@ -46,7 +49,8 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     else:
         image = read_image(session.saved.image_path)
         summary["backends"] = {}
-        for backend in ("auto", "onnx", "torch"):  # auto: what the Predict panel runs by default
+        # auto: what the Predict panel runs by default; the counting build has no torch and ships int8 graphs
+        for backend in ("auto", "onnx", "torch") if has_torch() else ("auto", "onnx-int8"):
             predictor = Predictor.load(model_name, backend)
             ann = predict_image(predictor, image, session.saved.image_path)
             summary["model"] = predictor.model_version
@@ -55,12 +59,35 @@ def selftest(window, model_name: str, shot: Path) -> dict:
             (job,) = prediction_jobs(session.project, [session.current_id])
             window.controller.predicted(job, ann, predictor.model_version)
         window.review.threshold.setValue(round(100 * DEFAULT_SCORE_THRESHOLD))
+        summary["samples"] = predict_samples()
+    summary["torch"] = sys.modules.get("torch") is not None  # imported (None: made unimportable)
+    summary["fine_tune"] = {"enabled": window.train.start_b.isEnabled(), "says": window.train.status.text()}
     QApplication.processEvents()
     shot.parent.mkdir(parents=True, exist_ok=True)
     window.viewer.screenshot(str(shot), canvas_only=False)
     summary["counts"] = window.controller.current().counts(score_threshold=DEFAULT_SCORE_THRESHOLD)
     summary["screenshot"] = str(shot)
     return summary
+
+
+def predict_samples() -> dict:
+    """What each bundled task's default model makes of its sample, as ``auto`` runs it: counts, or the grade."""
+    from app.window import SAMPLES
+    from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
+    from cellcounter.imageio import read_image
+    from cellcounter.inference import Predictor, predict_image
+
+    out = {}
+    for task, model in (("nuclei", "nuclei-default"), ("leaves", "leaves-default"),
+                        ("retinopathy", "retinopathy-default")):
+        if SAMPLES.get(task) is None:
+            continue
+        predictor = Predictor.load(model, "auto")
+        ann = predict_image(predictor, read_image(SAMPLES[task]), str(SAMPLES[task]))
+        out[task] = {"model": predictor.description,
+                     "result": ann.grade.value if ann.grade is not None
+                     else ann.counts(score_threshold=DEFAULT_SCORE_THRESHOLD)}
+    return out
 
 
 def start(args: argparse.Namespace):

@@ -25,6 +25,7 @@ from app.widgets.shortcuts import ShortcutsDialog, layer_hint
 from app.widgets.train import TrainPanel
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError
+from cellcounter.formats import FORMATS
 from cellcounter.tasks import TASKS
 from cellcounter.project.workflows import export_project
 
@@ -33,6 +34,7 @@ SAMPLES = {
     "blood": RESOURCES / "samples" / "blood" / "BloodImage_00000.jpg",
     "nuclei": next(iter(sorted((RESOURCES / "samples" / "nuclei").glob("*/images/*.png"))), None),
     "leaves": RESOURCES / "samples" / "leaves" / "rosette_20261123.png",
+    "retinopathy": RESOURCES / "samples" / "fundus" / "IDRiD_003.jpg",
 }
 
 def settle_heap() -> None:
@@ -240,10 +242,13 @@ class CellCounterWindow:
             if path is not None and path.is_file():
                 samples.addAction(task, lambda t=task: self.open_sample(t))
         export = menu.addMenu("Export")
-        for fmt in ("coco", "voc", "yolo", "label-tiff", "qupath-geojson", "imagej-roi", "fiji-cell-counter", "grade-csv",
-                    "counts-csv"):
-            export.addAction(f"This image as {fmt}...", lambda f=fmt: self.export(f, whole_project=False))
-            export.addAction(f"Whole project as {fmt}...", lambda f=fmt: self.export(f, whole_project=True))
+        for fmt, spec in FORMATS.items():  # every format the core can write, described as the core describes it
+            if spec.writer is None:
+                continue
+            for label, whole in (("This image", False), ("Whole project", True)):
+                action = export.addAction(f"{label} as {fmt}...", lambda f=fmt, w=whole: self.export(f, whole_project=w))
+                action.setStatusTip(spec.description)
+                action.setToolTip(spec.description)
         tasks = menu.addMenu("Image task")
         for t in TASKS:
             tasks.addAction(f"{t}: {TASKS[t].description}", lambda t=t: self.set_task(t))

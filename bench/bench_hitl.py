@@ -6,6 +6,11 @@ validation images (forgetting).
 Three fine-tunes are compared (:data:`VARIANTS`: plain, rehearsal, slow trunk). Run alone: ``python
 bench/bench_hitl.py [--task blood] [--images 20] [--epochs 10] [--variants plain,...]``; prints a table and writes
 ``bench/results/hitl_<task>.json``. Needs ``../shared/data`` (or ``CELLCOUNTER_DATA``).
+
+A new organ (#34): ``--base nuclei-maskrcnn --correct TCGA-B0-5698-01Z-00-DX1,TCGA-B0-5711-01Z-00-DX1 --measure
+TCGA-2Z-A9J9-01A-01-TS1,TCGA-B0-5710-01Z-00-DX1,TCGA-IZ-8196-01A-01-BS1`` corrects two kidney tiles for a model
+that saw no kidney (DSB and five MoNuSeg tiles of other organs) and measures the three other kidney tiles;
+``--name`` keeps the result apart (``hitl_<name>.json``).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ SETUPS = {
 }
 
 
-def _labelled(task: str) -> list:
-    """The task's labelled images the bundled model did not train on, in a fixed random order."""
+def _labelled(task: str, ids: list[str] | None = None) -> list:
+    """The task's labelled images the bundled model did not train on, in a fixed random order; or the images
+    named in ``ids`` (file stems, from every folder of the task's setup, in that order)."""
     from cellcounter.evaluate import select_ids, split_ids
     from cellcounter.formats import read_labels
     from cellcounter.tasks import TASKS
@@ -42,7 +48,13 @@ def _labelled(task: str) -> list:
     anns = []
     for folder in folders.split(","):
         found = read_labels(DATA / folder, None, TASKS[task].class_names)
-        anns += select_ids(found, split_ids(DATA / folder, split)) if split else found
+        anns += select_ids(found, split_ids(DATA / folder, split)) if split and ids is None else found
+    if ids is not None:
+        by_id = {Path(a.image_path).stem: a for a in anns}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise SystemExit(f"bench_hitl: no labelled image {', '.join(missing)} in {folders}")
+        return [by_id[i] for i in ids]
     anns = [a for a in anns if Path(a.image_path).is_file()]
     order = np.random.default_rng(0).permutation(len(anns))
     return [anns[i] for i in order]
@@ -80,6 +92,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=None, help="default: the task's fine-tune plan")
     parser.add_argument("--measure", type=int, default=0, help="images to measure on (0: all the others)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--base", help="the model to correct (default: the task's bundled default)")
+    parser.add_argument("--correct", help="comma-separated image ids (file stems) to correct, instead of --images")
+    parser.add_argument("--measure-ids", help="comma-separated image ids to measure on (with --correct)")
+    parser.add_argument("--name", help="result name (default: the task)")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not set(variants) <= set(VARIANTS):
@@ -98,14 +114,18 @@ def main() -> int:
     if not folder.is_dir():
         print(f"bench_hitl: skipped, {folder} is absent (set CELLCOUNTER_DATA)")
         return 0
-    pool = _labelled(args.task)
-    correct, measure = pool[:args.images], pool[args.images:]
+    if args.correct:
+        correct = _labelled(args.task, [i.strip() for i in args.correct.split(",") if i.strip()])
+        measure = _labelled(args.task, [i.strip() for i in (args.measure_ids or "").split(",") if i.strip()])
+    else:
+        pool = _labelled(args.task)
+        correct, measure = pool[:args.images], pool[args.images:]
     if args.measure:
         measure = measure[:args.measure]
     if len(correct) < 2 or not measure:
         print(f"not enough labelled images for {args.task} in {DATA}", file=sys.stderr)
         return 2
-    base = default_model(None, args.task)
+    base = args.base or default_model(None, args.task)
     tmp = Path(tempfile.mkdtemp(prefix="cellcounter-hitl-"))
     key = {"blood": "map50", "nuclei": "aji", "retinopathy": "qwk"}[args.task]
     rows = [("", "train to active", f"unseen {key}", "unseen count err", f"base-val {key}", "base-val count")]
@@ -131,7 +151,7 @@ def main() -> int:
         rows.append(("base model", "", f"{before[key]:.3f}", _count(before), "", ""))
         for name in variants:
             t = time.perf_counter()
-            cfg, anns, image_ids = project_run(proj, args.task, None, args.epochs, None, out=tmp / name,
+            cfg, anns, image_ids = project_run(proj, args.task, None, args.epochs, base, out=tmp / name,
                                                rehearsal=VARIANTS[name].get("rehearsal", 0.0))
             settings = {k: v for k, v in VARIANTS[name].items() if k not in ("rehearsal", "lr_scale")}
             if "lr_scale" in VARIANTS[name]:  # the config comes with its recipe applied
@@ -155,7 +175,7 @@ def main() -> int:
                                      "base_validation": kept}
     print(f"{args.task}: {len(correct)} corrected images, {args.epochs or 'planned'} epochs; measured on "
           f"{len(measure)} unseen images; base-val: the base model's own validation images not corrected ({base})")
-    write(f"hitl_{args.task}", rows, res)
+    write(f"hitl_{args.name or args.task}", rows, res)
     return 0
 
 

@@ -70,7 +70,7 @@ def count_slide(predictor, path: Path) -> dict:
 
 def batch_gain(predictor, batch: int = 4, side: int = 1024, runs: int = 5) -> dict:
     """The network on ``batch`` tiles at once against one at a time (same inputs, median of ``runs``)."""
-    from cellcounter.inference.detector_net import network_input
+    from cellcounter.inference.detector_post import network_input
 
     rng = np.random.default_rng(0)
     x = network_input(rng.random((3, side, side), np.float32), predictor.config.image_mean,

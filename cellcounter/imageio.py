@@ -28,7 +28,6 @@ from cellcounter.errors import CellCounterWarning, ImageReadError
 # vendor whole-slide formats, read through OpenSlide (cellcounter.slides); plain and OME-TIFF stay with tifffile
 SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + SLIDE_SUFFIXES
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: TIFFs with more pixels than this are opened lazily instead of read whole.
 LAZY_PIXELS = 64 * 1024 * 1024
 # Pixel sizes derived from inch-based resolution tags above this are almost

@@ -19,6 +19,14 @@ def main() -> int:
 
         return cli(args[1:])
     if args[:1] == ["train"]:
+        from cellcounter.errors import CellCounterError
+        from cellcounter.flavour import needs_torch
+
+        try:
+            needs_torch("training needs torch")
+        except CellCounterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         from training.cli import main as train
 
         return train(args[1:])

@@ -1,4 +1,6 @@
-"""Archive ``dist/cellcounter`` as ``dist/cellcounter-VERSION-OS-ARCH.tar.gz`` with a SHA-256 checksum file.
+"""Archive a built flavour as ``dist/cellcounter-VERSION-FLAVOUR-OS-ARCH.tar.gz`` with a SHA-256 checksum file.
+
+    python scripts/archive.py [full|count]     (dist/cellcounter or dist/cellcounter-count; default full)
 
 The version comes from the installed package's metadata (pyproject.toml is the one source of truth).
 """
@@ -15,15 +17,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
-    folder = ROOT / "dist" / "cellcounter"
+FOLDERS = {"full": "cellcounter", "count": "cellcounter-count"}
+
+
+def main(argv: list[str]) -> int:
+    flavour = argv[0] if argv else "full"
+    if flavour not in FOLDERS or len(argv) > 1:
+        print(f"usage: archive.py [{'|'.join(FOLDERS)}]", file=sys.stderr)
+        return 2
+    folder = ROOT / "dist" / FOLDERS[flavour]
     if not (folder / "cellcounter-app").exists() and not (folder / "cellcounter-app.exe").exists():
         print(f"error: {folder} holds no built app; run pyinstaller first", file=sys.stderr)
         return 2
-    name = f"cellcounter-{version('cellcounter')}-{platform.system().lower()}-{platform.machine()}.tar.gz"
+    name = f"cellcounter-{version('cellcounter')}-{flavour}-{platform.system().lower()}-{platform.machine()}.tar.gz"
     archive = ROOT / "dist" / name
     with tarfile.open(archive, "w:gz", compresslevel=3) as tar:
-        tar.add(folder, arcname="cellcounter")
+        tar.add(folder, arcname=FOLDERS[flavour])
     h = hashlib.sha256()
     with open(archive, "rb") as fh:
         while block := fh.read(1 << 20):
@@ -50,4 +59,4 @@ def folder_size(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -18,9 +18,6 @@ from training.config import TrainConfig, field_help
 from training.loop import TrainEvent, iter_training
 from training.recipes import RECIPES, apply_recipe
 
-_ALIASES = {"task": ["--task"], "data": ["--data"], "out": ["--out"]}
-
-
 def _tuple_of(kind):
     def parse(text: str):
         try:

@@ -13,6 +13,8 @@ from typing import Any
 from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
 from cellcounter.errors import CellCounterError
 
+PROJECT_PREFIX = "project:"  # data="project:PATH": the reviewed images of a project
+
 
 @dataclass
 class TrainConfig:

@@ -28,7 +28,7 @@ from cellcounter.imageio import read_image
 from cellcounter.inference.preprocess import to_float_rgb
 from cellcounter.tasks import get_task
 from training.augment import GridMask, mosaic
-from training.config import TrainConfig
+from training.config import PROJECT_PREFIX, TrainConfig
 from training.synthetic_leaves import VALIDATION_SEED, rosette_annotation
 
 Loader = Callable[[], tuple[np.ndarray, ImageAnnotation]]
@@ -44,7 +44,6 @@ class Split:
 
 
 IGNORE_LABEL = -1  # an ignore box travelling through the augmentations beside the labelled ones
-PROJECT_PREFIX = "project:"  # data="project:PATH": the reviewed images of a project
 
 
 def _file_loader(ann: ImageAnnotation, max_side: int = 0) -> Loader:

@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
@@ -19,10 +20,11 @@ from cellcounter.models.card import CARD_NAME
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
 from training.base import rehearsal_unavailable
-from training.config import TrainConfig
-from training.data import PROJECT_PREFIX
-from training.loop import TrainEvent, iter_training
+from training.config import PROJECT_PREFIX, TrainConfig
 from training.recipes import RECIPES, apply_recipe, default_recipe, finetune_plan
+
+if TYPE_CHECKING:
+    from training.loop import TrainEvent
 
 
 def project_task(project: Project, task: str | None = None) -> str:
@@ -137,6 +139,8 @@ def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnn
                   should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent | dict]:
     """Run the fine-tune, yielding its events; when it ends, registers the model and yields the version's
     record (a dict). Run it from the thread that owns ``project``."""
+    from training.loop import iter_training  # torch: imported when a run starts, not when the app opens
+
     done = None
     for ev in iter_training(cfg, should_stop, annotations=annotations):
         if ev.kind == "done":

@@ -62,6 +62,9 @@ def _minutes(seconds: float) -> str:
 
 
 def cmd_train(args) -> int:
+    from cellcounter.flavour import needs_torch
+
+    needs_torch("fine-tuning needs torch")
     from cellcounter.project.store import Project
     from cellcounter.project.workflows import activate_model, verdict
     from training.project import project_run, project_task, resume_run, stopped_runs, train_project

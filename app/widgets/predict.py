@@ -46,13 +46,15 @@ def _cached_predictor(model: str, backend: str, device: str):
     """The loaded model and its torch module or ONNX Runtime session, kept for the next Run.
 
     Loading costs about 0.4 s on the CPU (weights, session set-up), more than predicting a BCCD image.
-    Keyed by the weights file's path and modification time, so a retrained model is loaded afresh.
+    Keyed by the folder and the modification times of its card and weights (the counting build's models have
+    no weights file), so a model retrained in place is loaded afresh.
     """
     from cellcounter.inference import Predictor
-    from cellcounter.models.card import WEIGHTS_NAME, resolve_model
+    from cellcounter.models.card import CARD_NAME, WEIGHTS_NAME, resolve_model
 
     directory = resolve_model(model)
-    key = (str(directory), (directory / WEIGHTS_NAME).stat().st_mtime_ns, backend, device)
+    stamps = tuple(f.stat().st_mtime_ns for f in (directory / CARD_NAME, directory / WEIGHTS_NAME) if f.exists())
+    key = (str(directory), stamps, backend, device)
     if key not in _PREDICTORS:
         _PREDICTORS.clear()  # one model at a time: a bundled model is tens of MB, a session more
         _PREDICTORS[key] = Predictor.load(model, backend, device)

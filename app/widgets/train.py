@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout,
 from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
+from cellcounter.flavour import FULL_BUILD, has_torch, needs_torch
 from cellcounter.project import Project
 from cellcounter.project.workflows import (KEY_METRICS, activate_model, activation_warning, default_model,
                                            register_model, rollback_model, verdict)
@@ -131,6 +132,10 @@ class TrainPanel(QWidget):
         row2.addWidget(self.rollback_b)
         layout.addLayout(row2)
         self.start_b.clicked.connect(lambda: self.start())  # not start(checked): clicked passes a bool
+        if not has_torch():  # the counting build: predict, correct, count, export; training needs the full one
+            self.start_b.setEnabled(False)
+            self.start_b.setToolTip(f"Fine-tuning needs torch: {FULL_BUILD}")
+            self.status.setText(f"Fine-tuning needs torch: {FULL_BUILD}.")
         self.base.currentIndexChanged.connect(self._base_changed)
         self.cancel_b.clicked.connect(self.stop)
         self.resume_b.clicked.connect(self.resume)
@@ -207,6 +212,7 @@ class TrainPanel(QWidget):
             return None
         anns, ids = annotations, list(image_ids)
         try:
+            needs_torch("Fine-tuning needs torch")
             if config is None:
                 config, anns, ids = prepare_run(self.controller, self.task, self.recipe.currentText(),
                                                 self.epochs.value() or None, self.base.currentData(),
@@ -402,7 +408,7 @@ class TrainPanel(QWidget):
 
     def _finished(self) -> None:
         self.worker = None
-        self.start_b.setEnabled(True)
+        self.start_b.setEnabled(has_torch())
         self.cancel_b.setEnabled(False)
         self.resume_b.setEnabled(self._resumable is not None)
 

@@ -8,15 +8,22 @@ the exported graph, float or int8 (:mod:`cellcounter.inference.quantize`).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from cellcounter.errors import CellCounterError
-from cellcounter.models.card import ModelCard
+from cellcounter.flavour import has_torch
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from cellcounter.models.card import ModelCard
 
 log = logging.getLogger(__name__)
 DETECTION_OUTPUTS = {"detector": ("cls_logits", "bbox_regression"), "segmenter": ("boxes", "labels", "scores", "masks"),
@@ -35,8 +42,28 @@ def check_outputs(onnx_path: str | Path, kind: str, names: list[str], takes_netw
                                f"{', '.join(missing)} (it has {', '.join(names) or 'none'})")
 
 
+@functools.cache
+def _driver_sees_a_gpu() -> bool:
+    """Whether an NVIDIA driver is installed and reports a CUDA device, asked of the driver itself: importing
+    torch to find out costs seconds, and on a machine without a GPU the answer is always no."""
+    names = {"win32": ("nvcuda.dll",), "darwin": ()}.get(sys.platform, ("libcuda.so.1", "libcuda.so"))
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        count = ctypes.c_int(0)
+        return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    return False
+
+
 def cuda_available() -> bool:
+    """Whether torch can run on a CUDA GPU here (False without a GPU, without torch, or with a broken driver)."""
+    if not _driver_sees_a_gpu() or not has_torch():
+        return False
     try:
+        import torch
+
         return bool(torch.cuda.is_available())
     except Exception:  # a broken driver install must not stop CPU inference
         return False
@@ -62,6 +89,9 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: nn.Module, card: ModelCard, device: str = "auto", amp: bool = True) -> None:
+        import torch
+
+        self._torch = torch
         self.kind = card.config.kind
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -78,11 +108,11 @@ class TorchBackend:
     def description(self) -> str:
         return f"torch on {self.device}" + (" (mixed precision)" if self.amp else "")
 
-    @torch.inference_mode()
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
         t = torch.from_numpy(x).to(self.device)
         ctx = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
-        with ctx:
+        with torch.inference_mode(), ctx:
             if self.kind == "grader":
                 return {"logits": self.model(t).float().cpu().numpy()}
             if self.kind == "unet":
@@ -161,6 +191,23 @@ class OpenVinoBackend:
         check_outputs(onnx_path, self.kind, self.output_names, self.takes_network_input)
         self.cpu = core.get_property("CPU", "FULL_DEVICE_NAME")
         self.precision = _precision(onnx_path)
+        self._ov, self._core, self._path, self._cam = ov, core, onnx_path, None
+
+    def class_activation(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A grader's ``(logits, last feature map, classifier weights)`` for ``x``: what its heat map is made
+        of (:mod:`cellcounter.inference.heatmap`), from this graph, without torch."""
+        if self.kind != "grader":
+            raise CellCounterError("heat maps exist for graders only")
+        from cellcounter.inference.heatmap import class_activation
+
+        with self._lock:
+            if self._cam is None:  # a second compiled copy, kept apart from the one that predicts
+                compiled, weights = class_activation(self._ov, self._core, self._core.read_model(str(self._path)))
+                self._cam = (compiled.create_infer_request(), compiled, weights)
+            request, compiled, weights = self._cam
+            res = request.infer({0: np.ascontiguousarray(x)})
+            logits, features = (np.array(res[out]) for out in compiled.outputs[:2])
+            return logits, features, weights
 
     @property
     def description(self) -> str:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from cellcounter.flavour import has_torch
+
 INT8_NAME = "model.int8.onnx"  # a model's int8 network graph, beside its weights (cellcounter quantize)
+#: bumped when what an exported graph holds changes (2: a detector's network only), so cached exports are redone
+EXPORT_FORMAT = 2
 
 BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 #: the fastest CPU backend per model kind at the accuracy of float torch, measured by bench/bench_inference.py
@@ -44,12 +48,15 @@ def openvino_available() -> bool:
 
 def default_backend(card, directory: Path, device: str = "auto") -> str:
     """What ``auto`` runs: torch on a GPU (mixed precision), else the kind's measured CPU default, falling
-    back to float where the model has no accepted int8 graph and to ONNX Runtime without OpenVINO."""
+    back to float where the model has no accepted int8 graph, to OpenVINO where torch is not installed and to
+    ONNX Runtime without OpenVINO."""
     from cellcounter.inference.backends import resolve_device
 
     if resolve_device(device).startswith("cuda"):
         return "torch"
     choice = CPU_DEFAULT.get(card.config.kind, "torch")
+    if choice == "torch" and not has_torch():  # the counting build: ONNX it is
+        choice = "openvino"
     if choice.endswith("-int8") and not ((directory / INT8_NAME).is_file() and accepted(card)):
         choice = choice[: -len("-int8")]
     if choice.startswith("openvino") and not openvino_available():

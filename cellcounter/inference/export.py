@@ -15,21 +15,18 @@ from cellcounter.models.card import ModelCard
 OPSET = 17
 
 
-#: bumped when what a graph holds changes (2: a detector's network only), so cached exports are redone
-EXPORT_FORMAT = 2
-
-
 def export_onnx(model: nn.Module, card: ModelCard, out: str | Path) -> Path:
     """Write ``model`` as ONNX to ``out`` (atomically). A detector is exported as its network (a normalised
     batch padded to multiples of 32 in, per-anchor logits and box deltas out: post-processing runs outside,
-    :mod:`cellcounter.inference.detector_net`); a segmenter keeps its normalisation, box decoding, NMS and
+    :mod:`cellcounter.inference.detector_post`); a segmenter keeps its normalisation, box decoding, NMS and
     mask heads inside the graph; the grader takes a preprocessed batch, the U-Net a batch of RGB in [0, 1]
     padded to its multiple."""
     cfg = card.config
     model = model.eval().cpu()
     out = Path(out)
     if cfg.kind == "detector":
-        from cellcounter.inference.detector_net import PAD, DetectorNetwork
+        from cellcounter.inference.detector_net import DetectorNetwork
+        from cellcounter.inference.detector_post import PAD
 
         side = (cfg.min_size if cfg.min_size > 0 else 256) // PAD * PAD
         model = DetectorNetwork(model).eval()

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
-
-from cellcounter.inference.preprocess import grader_crop_xyxy, grader_view, view_input
+from cellcounter.inference.heatmap import place_heat
+from cellcounter.inference.preprocess import grader_view, view_input
 from cellcounter.models.build import Grader
 from cellcounter.models.config import GraderConfig
 
@@ -49,16 +48,8 @@ def cam_lowres(model: Grader, x: torch.Tensor, target: int | None = None) -> tup
 def grad_cam(model: Grader, cfg: GraderConfig, image: np.ndarray, target: int | None = None
              ) -> tuple[np.ndarray, int]:
     """``(heat map (H, W) float32 in [0, 1], explained grade)`` for one image of any size."""
-    h, w = image.shape[:2]
     device = next(model.parameters()).device
     view, box = grader_view(image, cfg)
     x = torch.from_numpy(view_input(view, cfg)).to(device)
     cam, k = cam_lowres(model, x, target)
-    x1, y1, x2, y2 = grader_crop_xyxy(box, cfg)
-    c0, r0 = int(round(x1)), int(round(y1))
-    cw, ch = max(1, int(round(x2)) - c0), max(1, int(round(y2)) - r0)
-    up = np.asarray(Image.fromarray(cam).resize((cw, ch), Image.BILINEAR), dtype=np.float32)
-    heat = np.zeros((h, w), np.float32)
-    rr, cc = min(ch, h - r0), min(cw, w - c0)
-    heat[r0:r0 + rr, c0:c0 + cc] = up[:rr, :cc]
-    return np.clip(heat, 0.0, 1.0), k
+    return place_heat(cam, image.shape[:2], box, cfg), k

@@ -13,12 +13,14 @@ from scipy import ndimage
 
 from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks, Origin
 from cellcounter.calibration import calibrate_scores, thresholds_by_index
-from cellcounter.errors import CellCounterError
+from cellcounter.errors import CellCounterError, FormatError
+from cellcounter.fileutil import not_regular_reason
+from cellcounter.flavour import needs_torch
 from cellcounter.inference.backends import OnnxBackend, OpenVinoBackend, TorchBackend
 from cellcounter.inference.choice import BACKENDS, default_backend
 from cellcounter.inference.instances import instances_from_maps
 from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input, to_chw
-from cellcounter.models.card import ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
+from cellcounter.models.card import CARD_NAME, ONNX_NAME, WEIGHTS_NAME, ModelCard, load_model, resolve_model
 
 
 def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
@@ -33,16 +35,17 @@ def onnx_cache_path(directory: Path, card: ModelCard) -> Path:
         while block := fh.read(1 << 20):
             h.update(block)
     base = Path(os.environ.get("CELLCOUNTER_CACHE") or user_cache_dir("cellcounter", appauthor=False))
-    from cellcounter.inference.export import EXPORT_FORMAT
+    from cellcounter.inference.choice import EXPORT_FORMAT
 
     h.update(json.dumps(card.architecture, sort_keys=True, default=str).encode())
     # the file name is the hash of the weights and settings only: card text never becomes part of a path
     return base / "onnx" / f"{h.hexdigest()[:32]}-f{EXPORT_FORMAT}.onnx"
 
 
-def graph_path(directory: Path, card: ModelCard, net, int8: bool = False) -> Path:
+def graph_path(directory: Path, card: ModelCard, net=None, int8: bool = False) -> Path:
     """The model's ONNX graph: its int8 one, else the float one beside the weights or, for a model without one
-    (or with one of an older export format), exported once into the user's cache."""
+    (or with one of an older export format), exported once into the user's cache from ``net`` (the torch
+    model, loaded from the folder when not given)."""
     if int8:
         from cellcounter.inference.choice import INT8_NAME
 
@@ -53,11 +56,20 @@ def graph_path(directory: Path, card: ModelCard, net, int8: bool = False) -> Pat
     path = directory / ONNX_NAME
     if path.is_file():
         return path
+    weights = directory / WEIGHTS_NAME
+    if not weights.exists():
+        raise CellCounterError(f"{directory}: the model has neither an ONNX graph ({ONNX_NAME}) nor weights "
+                               f"({WEIGHTS_NAME})")
+    why = not_regular_reason(weights)  # the cache is named by the weights' hash: never read a device for it
+    if why:
+        raise FormatError(weights, why)
     path = onnx_cache_path(directory, card)
     if not path.is_file():  # exported once per model version, then reused
+        needs_torch(f"{directory}: this model has no ONNX graph ({ONNX_NAME}) to run without torch, and making "
+                    "one needs torch")
         from cellcounter.inference.export import export_onnx
 
-        export_onnx(net, card, path)
+        export_onnx(net if net is not None else load_model(directory)[0], card, path)
     return path
 
 
@@ -123,17 +135,20 @@ class Predictor:
         """The model (folder or name) on ``backend``: one of :data:`BACKENDS`; ``auto`` is the measured
         default of the model's kind on this device (:func:`default_backend`)."""
         directory = resolve_model(model)
-        net, card = load_model(directory)
-        if backend == "auto":
-            backend = default_backend(card, directory, device)
         if backend == "torch":
+            needs_torch("the torch backend needs torch; choose --backend auto, onnx or openvino")
+            net, card = load_model(directory)
             return cls(card, TorchBackend(net, card, device), directory, net)
+        # the ONNX runtimes need the card only: the weights are read (with torch) only to export a graph
+        card = ModelCard.from_file(directory / CARD_NAME)
+        if backend == "auto":
+            return cls.load(directory, default_backend(card, directory, device), device)
         runtime, _, precision = backend.partition("-")
         if backend not in BACKENDS:
             raise CellCounterError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
-        path = graph_path(directory, card, net, int8=precision == "int8")
+        path = graph_path(directory, card, int8=precision == "int8")
         engine = OnnxBackend(path, card, device) if runtime == "onnx" else OpenVinoBackend(path, card, device)
-        return cls(card, engine, directory, net)
+        return cls(card, engine, directory)
 
     @property
     def model_version(self) -> str:
@@ -171,15 +186,10 @@ class Predictor:
 
     def _network(self, chw: np.ndarray) -> dict[str, np.ndarray]:
         """A detector's network on any backend, then its post-processing, the same after each."""
-        from cellcounter.inference.detector_net import DetectorPostprocess, network_input
+        from cellcounter.inference.detector_post import DetectorPostprocess, network_input
 
         if self._post is None:
-            model = self._torch_model if self._torch_model is not None else getattr(self.backend, "model", None)
-            if model is None:
-                from cellcounter.models import build_model
-
-                model = build_model(self.config)  # anchors and thresholds come from the config, not the weights
-            self._post = DetectorPostprocess(model)
+            self._post = DetectorPostprocess(self.config)  # anchors and thresholds: the config, not the weights
         x = network_input(chw, self.config.image_mean, self.config.image_std)
         out = self.backend.run(x)
         return self._post(out["cls_logits"], out["bbox_regression"], x.shape[2:], chw.shape[1:])
@@ -223,14 +233,20 @@ class Predictor:
         return e / e.sum()
 
     def explain(self, image: np.ndarray, target: int | None = None) -> tuple[np.ndarray, int]:
-        """Grad-CAM heat map of a grader over ``image`` (the torch model is used whatever the backend)."""
+        """Heat map of a grader over ``image``: the class activation map from the graph on OpenVINO, Grad-CAM
+        of the torch model otherwise (the same map for these graders' pooling + linear heads)."""
         if self.config.kind != "grader":
             raise CellCounterError("heat maps exist for graders only")
+        if hasattr(self.backend, "class_activation"):
+            from cellcounter.inference.heatmap import class_activation_heat
+
+            return class_activation_heat(self.backend, self.config, image, target)
         from cellcounter.inference.gradcam import grad_cam
 
         if getattr(self.backend, "model", None) is not None:
             model = self.backend.model
         else:
+            needs_torch("the grade's heat map (Grad-CAM) needs torch")
             if self.directory is None:
                 raise CellCounterError("no torch model at hand for the heat map: load the predictor from a folder")
             if self._torch_model is None:
@@ -310,12 +326,9 @@ def masks_from_probabilities(det: RawDetections, shape: tuple[int, int], thresho
 
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     """Soft masks ``(N, h, w)`` back to the image size, one at a time to keep memory bounded."""
-    import torch
-    import torch.nn.functional as F
+    from cellcounter.inference.preprocess import resize_bilinear
 
     out = np.empty((len(masks), height, width), dtype=np.float16)
     for i, m in enumerate(masks):
-        t = F.interpolate(torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None],
-                          size=(height, width), mode="bilinear", align_corners=False)
-        out[i] = t[0, 0].numpy()
+        out[i] = resize_bilinear(m[None], height, width)[0]
     return out

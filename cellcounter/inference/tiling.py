@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torchvision.ops import batched_nms
 
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
 from cellcounter.imageio import ImageSource, open_image
+from cellcounter.inference.detector_post import batched_nms
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
 from cellcounter.inference.preprocess import check_has_pixels, intensity_levels, to_float_rgb
 from cellcounter.models.config import INSTANCE_KINDS
@@ -178,8 +177,7 @@ class TiledPredictor:
             near = np.concatenate(border) < side.max()
             if near.any():
                 idx = np.nonzero(near)[0]
-                kept = batched_nms(torch.from_numpy(b[idx]), torch.from_numpy(s[idx]), torch.from_numpy(c[idx]),
-                                   self.nms_iou).numpy()
+                kept = batched_nms(b[idx], s[idx], c[idx], self.nms_iou)
                 drop = np.ones(len(idx), bool)
                 drop[kept] = False
                 keep = np.ones(len(b), bool)

@@ -14,16 +14,16 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from cellcounter.calibration import check_calibration, thresholds_by_index
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.fileutil import atomic_open, atomic_write_text, not_regular_reason
-from cellcounter.models.build import build_model
 from cellcounter.models.config import ModelConfig, config_from_dict
+
+if TYPE_CHECKING:  # the card is read without torch (the counting build has none); the weights need it
+    import torch
+    from torch import nn
 
 CARD_NAME, WEIGHTS_NAME, ONNX_NAME = "card.json", "model.pt", "model.onnx"
 MAX_CARD_BYTES = 32 * 1024 * 1024  # the bundled cards, training lists included, are under 100 kB
@@ -145,6 +145,8 @@ def default_preprocessing(cfg: ModelConfig) -> dict[str, Any]:
 
 def save_model(model: nn.Module, card: ModelCard, directory: str | Path, half: bool = False) -> Path:
     """Write ``card.json`` and ``model.pt`` into ``directory`` (each atomically)."""
+    import torch
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
@@ -188,6 +190,8 @@ def resolve_model(path_or_name: str | Path) -> Path:
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Load a state dict without running code from the file."""
+    import torch
+
     why = not_regular_reason(path)
     if why:
         raise FormatError(path, why)
@@ -214,6 +218,11 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def load_model(path_or_name: str | Path) -> tuple[nn.Module, ModelCard]:
     """Build the model its card describes and load its weights (float32, eval mode, on the CPU)."""
+    from cellcounter.flavour import needs_torch
+
+    needs_torch(f"{path_or_name}: loading a model's weights needs torch")
+    from cellcounter.models.build import build_model
+
     directory = resolve_model(path_or_name)
     card = ModelCard.from_file(directory / CARD_NAME)
     model = build_model(card.config)

@@ -182,7 +182,7 @@ def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_
     win.session.close()
 
 
-@pytest.mark.parametrize("task", ["blood", "leaves"])
+@pytest.mark.parametrize("task", ["blood", "leaves", "retinopathy"])
 def test_samples_open_with_the_default_models_predictions(make_napari_viewer, projects, qtbot, task, tmp_path,
                                                           monkeypatch):
     """File > Samples: the image alone, then the bundled default model's objects and counts."""
@@ -190,7 +190,7 @@ def test_samples_open_with_the_default_models_predictions(make_napari_viewer, pr
     from app.window import SAMPLES
 
     models = tmp_path / "models"
-    kind = {"blood": "detector", "leaves": "segmenter"}[task]
+    kind = {"blood": "detector", "leaves": "segmenter", "retinopathy": "grader"}[task]
     make_tiny_model(kind, models / f"{task}-default", task=task, class_names=["leaf"] if task == "leaves" else None)
     monkeypatch.setattr(predict_mod, "RESOURCES_MODELS", models)
     from PIL import Image
@@ -204,10 +204,13 @@ def test_samples_open_with_the_default_models_predictions(make_napari_viewer, pr
     qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
     saved = win.session.saved
     assert saved.image_path == str(SAMPLES[task])
-    objects = saved.boxes if task == "blood" else saved.masks
-    assert len(objects) > 0 and set(objects.origins.tolist()) == {Origin.MODEL}  # no reference labels
-    table = win.counts.table
-    assert int(table.item(table.rowCount() - 1, 1).text()) > 0  # the model column counts them
+    if task == "retinopathy":  # the IDRiD photo: graded, not counted
+        assert saved.grade is not None and saved.grade.origin == Origin.MODEL and win.grade_dock.isVisible()
+    else:
+        objects = saved.boxes if task == "blood" else saved.masks
+        assert len(objects) > 0 and set(objects.origins.tolist()) == {Origin.MODEL}  # no reference labels
+        table = win.counts.table
+        assert int(table.item(table.rowCount() - 1, 1).text()) > 0  # the model column counts them
     win.session.close()
     # the same sample again, from the project already open: no lock conflict, the same image
     shown = win.session.current_id

@@ -197,6 +197,21 @@ def _two_reviewed(app_window, voc_folder, qtbot):
     return viewer, win
 
 
+def test_in_the_counting_build_the_fine_tune_button_says_it_needs_the_full_build(app_window, voc_folder, qtbot,
+                                                                                  monkeypatch):
+    """#35: a build without torch predicts and counts; its Fine-tune panel says plainly what training needs."""
+    import app.widgets.train as train_mod
+
+    monkeypatch.setattr(train_mod, "has_torch", lambda: False)
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
+    panel = win.train
+    assert not panel.start_b.isEnabled() and "full build" in panel.start_b.toolTip()
+    assert "Fine-tuning needs torch" in panel.status.text() and "full build" in panel.status.text()
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    qtbot.wait(200)
+    assert panel.worker is None and win.session.project.models("blood") == []
+
+
 def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_folder, qtbot):
     viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
     assert {r.review.value for r in win.session.project.images()} == {"reviewed"}
@@ -463,3 +478,25 @@ def test_the_count_says_how_sure_it_is_and_the_range_follows_the_slider(app_wind
         for _ in range(2):  # 0.50 -> 0.30
             qtbot.keyClick(slider, Qt.Key_PageDown)
         qtbot.wait(50)
+
+
+def test_the_export_menu_offers_every_format_the_core_writes_and_writes_the_chosen_one(app_window, tmp_path, qtbot,
+                                                                                     monkeypatch):
+    """#33 point 8: the menu was a hard-coded list that missed cvppp and colour-mask; it now follows FORMATS."""
+    from qtpy.QtWidgets import QFileDialog
+
+    from cellcounter.formats import FORMATS
+
+    viewer, win = app_window()  # the bundled blood sample
+    menu = next(a.menu() for a in viewer.window.main_menu.actions() if a.text() == "&Cellcounter")
+    export = next(a.menu() for a in menu.actions() if a.text() == "Export")
+    offered = {a.text() for a in export.actions()}
+    writable = [name for name, spec in FORMATS.items() if spec.writer is not None]
+    assert {"cvppp", "colour-mask", "yolo", "coco"} <= set(writable)
+    assert offered == {f"{w} as {f}..." for f in writable for w in ("This image", "Whole project")}
+    action = next(a for a in export.actions() if a.text() == "This image as yolo...")
+    assert "YOLO" in action.toolTip()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "yolo"))
+    action.trigger()  # what choosing it in the menu does
+    qtbot.wait(50)
+    assert (tmp_path / "yolo" / "data.yaml").is_file() and list((tmp_path / "yolo").rglob("*.txt"))

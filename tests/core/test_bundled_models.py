@@ -145,7 +145,10 @@ def test_the_apps_blood_sample_shows_about_as_many_cells_as_it_holds():
     image = read_image(SAMPLES["blood"])
     for backend in ("auto", "torch"):
         counts = predict_image(Predictor.load("blood-default", backend, "cpu"), image, "s").counts(score_threshold=0.5)
-        assert sum(counts.values()) >= 22 and counts["WBC"] == 1, (backend, counts)
+        # 22 and 21 with auto: the int8 graph scores many anchors alike, and which of two equal-scored overlapping
+        # boxes NMS keeps is arbitrary (torch's top-k; the numpy tail takes the lower anchor index): measured on
+        # TXL-PBC's 122 kept-aside smears, RBC count error 1.246 one way, 1.254 the other
+        assert sum(counts.values()) >= 21 and counts["WBC"] == 1, (backend, counts)
 
 
 @pytest.mark.realdata

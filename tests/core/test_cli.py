@@ -72,6 +72,12 @@ def test_commands_that_need_no_model_import_neither_torch_nor_onnxruntime(tmp_pa
                  ["project", "export", str(tmp_path / "p.ccproj"), str(tmp_path / "out"), "--to", "coco"]):
         out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO)
         assert out.stdout.strip().splitlines()[-1] == "HEAVY 0 []", (args, out.stderr[-500:])
+    # #35: predicting on OpenVINO (what `auto` runs on a CPU) imports no torch either, though it is installed
+    blood = REPO / "resources" / "samples" / "blood" / "BloodImage_00000.jpg"
+    out = subprocess.run([sys.executable, "-c", code, "predict", str(blood), "--task", "blood", "--model",
+                          "blood-default", "--backend", "openvino-int8", "--out", str(tmp_path / "pred")],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] in ("HEAVY 0 []", "HEAVY 0 ['onnxruntime']"), out.stderr[-500:]
     helped = subprocess.run([sys.executable, "-c", "import sys\nfrom cellcounter.cli import build_parser\n"
                              "build_parser()\nprint('torch' in sys.modules)"], capture_output=True, text=True, cwd=REPO)
     assert helped.stdout.strip() == "False"
