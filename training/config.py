@@ -198,10 +198,13 @@ _RANGES: dict[str, tuple[float, float | None, bool]] = {
 
 
 def field_help() -> dict[str, str]:
-    """The trailing comment of each field, for the CLI's --help."""
+    """The trailing comment of each field, for the CLI's --help (none where the source is not at hand)."""
     import inspect
 
-    src = inspect.getsource(TrainConfig)
+    try:
+        src = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):  # a frozen build without the file: the options stay, their help goes
+        return {}
     out = {}
     for line in src.splitlines():
         line = line.strip()

@@ -481,3 +481,17 @@ def test_the_checkpoint_kept_is_the_one_that_counts_best_not_the_one_with_the_be
     assert len(evals) == 2
     card = json.loads((tmp_path / "blood" / "model" / "card.json").read_text())
     assert card["metrics"]["selected_at_step"] == evals[0] and card["metrics"]["validation"]["map50"] == 0.90
+
+
+def test_the_training_command_line_builds_where_its_source_is_not_at_hand(monkeypatch):
+    """The packaged full build's `cellcounter-app train` died in --help: its help text came from
+    inspect.getsource, and a frozen app has no source file. Every option stays; the comments go."""
+    import inspect
+
+    def no_source(obj):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    parser = build_parser()
+    args = parser.parse_args(["--task", "blood", "--data", "x", "--max-steps", "3"])
+    assert args.max_steps == 3 and "--trunk-lr" in parser.format_help()
