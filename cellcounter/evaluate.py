@@ -14,6 +14,16 @@ from cellcounter.imageio import read_image
 from cellcounter.metrics import coco_mask_ap, count_mae, detection_ap, grade_metrics, mean_aji
 from cellcounter.tasks import get_task
 
+#: the score a model is judged by beside its count error, per kind of label it gives (mAP@0.5, AJI,
+#: quadratic-weighted kappa): checkpoint choice, the worse-than-parent check and int8 acceptance all use it
+KEY_METRIC = {"boxes": "map50", "masks": "aji", "grade": "qwk"}
+LABELS_OF = {"detector": "boxes", "segmenter": "masks", "unet": "masks", "grader": "grade"}
+
+
+def key_metric(kind: str) -> str:
+    """The key score of a model kind (``detector``, ``unet``, ...) or a label kind (``boxes``, ...)."""
+    return KEY_METRIC[LABELS_OF.get(kind, kind)]
+
 
 def split_ids(data: Path, split: str) -> set[str]:
     """Image ids of a split: a path to a list file, or ``<split>.txt`` in the data folder or ``ImageSets/Main``.

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
-from cellcounter.evaluate import evaluate_annotations
+from cellcounter.evaluate import evaluate_annotations, key_metric
 from cellcounter.fileutil import atomic_open, atomic_write_text
 from cellcounter.inference.backends import TorchBackend, resolve_device
 from cellcounter.inference.predictor import Predictor
@@ -44,8 +44,6 @@ from training.recipes import apply_recipe
 from training.setup import build_for_training, make_optimizer, make_scheduler, set_trunk_trainable
 from training.unlabelled import ignore_regions
 
-#: the score a checkpoint is chosen by beside the count error (the grader has no count: it is chosen by this alone)
-KEY_METRIC = {"boxes": "map50", "masks": "aji", "grade": "qwk"}
 
 
 def selection_score(metrics: dict, kind: str) -> float:
@@ -57,7 +55,7 @@ def selection_score(metrics: dict, kind: str) -> float:
     """
     from cellcounter.evaluate import total_count_error
 
-    key = metrics.get(KEY_METRIC[kind])
+    key = metrics.get(key_metric(kind))
     key = -math.inf if not isinstance(key, (int, float)) or np.isnan(key) else float(key)
     if kind == "grade":
         return key
@@ -518,7 +516,7 @@ def _calibrate(cfg: TrainConfig, card, pairs) -> None:
 
 
 def _selected_by(kind: str) -> str:
-    return KEY_METRIC[kind] if kind == "grade" else f"count error per image, then {KEY_METRIC[kind]}"
+    return key_metric(kind) if kind == "grade" else f"count error per image, then {key_metric(kind)}"
 
 
 def command_line(cfg: TrainConfig) -> str:

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.errors import CellCounterError
+from cellcounter.evaluate import key_metric
 from cellcounter.fileutil import atomic_write_with
 
 #: how far an int8 model may fall below float on its key score and still be chosen by default
 TOLERANCE = {"map50": 0.01, "aji": 0.01, "qwk": 0.02}
 #: the kinds whose network is exported alone (a Mask R-CNN graph holds its post-processing), by key score
-KEY_SCORE = {"detector": "map50", "unet": "aji", "grader": "qwk"}
+KEY_SCORE = {kind: key_metric(kind) for kind in ("detector", "unet", "grader")}
 
 
 class _Recorder:

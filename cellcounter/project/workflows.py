@@ -24,6 +24,7 @@ import numpy as np
 from cellcounter.annotations import (DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin,
                                      ReviewStatus)
 from cellcounter.errors import ProjectError
+from cellcounter.evaluate import KEY_METRIC
 from cellcounter.project.store import Project
 
 # model objects below DEFAULT_SCORE_THRESHOLD are kept in the store but not shown, exported or trained on
@@ -405,7 +406,9 @@ def calibration_words(card) -> str:
             f"{cal.get('images', '?')} validation images it was not fitted on")
 
 
-KEY_METRICS = ("map50", "aji", "mask_ap50", "qwk")  # the score a version is judged by, per kind of model
+# the score a version is judged by (the first one its metrics hold): each kind's key score, then mask AP@0.5 for
+# versions whose cards were written before AJI was scored
+KEY_METRICS = (*dict.fromkeys(KEY_METRIC.values()), "mask_ap50")
 
 
 def _drop(after: dict, before: dict, tolerance: float = 0.0, count_slack: float = 0.0) -> str | None:
