@@ -162,9 +162,8 @@ def _image_info(path: Path, as_json: bool) -> int:
         with open_image(f, lazy=True) as src:
             size = f"{src.width} x {src.height}"
             extra = f", {src.pixel_size_um:.4g} um/px" if src.pixel_size_um else ""
-            power = getattr(src, "objective_power", None)
-            extra += (f", {power:g}x" if power else "") + (
-                f", {len(src._levels)} levels" if getattr(src, "_levels", None) else "")
+            extra += (f", {src.objective_power:g}x" if src.objective_power else "") + (
+                f", {len(src.levels)} levels" if src.levels else "")
             pages = f", {src.n_pages} pages" if src.n_pages > 1 else ""
             print(f"{f.name}: {size}, {src.dtype}, {src.shape[2] if len(src.shape) == 3 else 1} channel(s)"
                   f"{pages}{extra}")

@@ -14,7 +14,6 @@ import os
 import re
 import warnings
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ import numpy as np
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
-from cellcounter.fileutil import not_regular_reason
 from cellcounter.errors import CellCounterWarning, ImageReadError
+from cellcounter.fileutil import not_regular_reason
+from cellcounter.imagesource import ImageSource, drop_alpha
+from cellcounter.slides import SLIDE_SUFFIXES, open_slide
 
-# vendor whole-slide formats, read through OpenSlide (cellcounter.slides); plain and OME-TIFF stay with tifffile
-SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + SLIDE_SUFFIXES
 #: TIFFs with more pixels than this are opened lazily instead of read whole.
 LAZY_PIXELS = 64 * 1024 * 1024
@@ -73,88 +72,6 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-@dataclass
-class ImageSource:
-    """An opened image: its shape, pixel size and a way to read it, whole or by region.
-
-    ``shape`` is ``(height, width)`` or ``(height, width, channels)``.
-    """
-
-    path: Path
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    pixel_size_um: float | None
-    n_pages: int
-    _array: Any  # numpy array, numpy memmap or zarr array (H, W[, C])
-    lazy: bool
-
-    @property
-    def height(self) -> int:
-        return int(self.shape[0])
-
-    @property
-    def width(self) -> int:
-        return int(self.shape[1])
-
-    def read_region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """Pixels ``[y0:y1, x0:x1]`` (clipped to the image) as RGB or grey, never RGBA."""
-        y0, x0 = max(0, y0), max(0, x0)
-        y1, x1 = min(self.height, y1), min(self.width, x1)
-        return _drop_alpha(self._decoded((slice(y0, y1), slice(x0, x1))))
-
-    def _decoded(self, key) -> np.ndarray:
-        """``self._array[key]`` in memory; a tile that cannot be decoded (damaged compressed data in a lazily
-        read TIFF or slide) is an :class:`ImageReadError` naming the file, not a decoder's traceback."""
-        try:
-            return np.asarray(self._array[key])
-        except (ImageReadError, MemoryError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # noqa: BLE001 - codecs, zarr and OpenSlide each raise their own
-            if self.lazy:
-                _settle_lazy_reads()
-            raise ImageReadError(self.path, f"damaged: part of its image data cannot be decoded "
-                                            f"({type(exc).__name__}: {exc})") from None
-
-    def read(self) -> np.ndarray:
-        """The whole image in memory (avoid for lazy images: use :meth:`read_region`)."""
-        return self.read_region(0, self.height, 0, self.width)
-
-    def display_levels(self, max_side: int = 2048) -> list:
-        """Arrays for display, full resolution first: the image itself when in memory; for a large lazy
-        TIFF, the file's own pyramid levels when it has them (OME/SVS sub-resolutions, read tile by tile),
-        else views of level 0 taking every 2nd, 4th, ... pixel down to ``max_side``."""
-        if not self.lazy:
-            return [self.read()]
-        levels = getattr(self, "_levels", None)
-        if levels:
-            return list(levels)
-        out = [self._array]
-        step = 1
-        while max(self.height, self.width) // step > max_side:
-            step *= 2
-            out.append(self._decoded((slice(None, None, step), slice(None, None, step))))
-        return out
-
-    def close(self) -> None:
-        for closer in getattr(self, "_closers", ()):
-            closer.close()
-        self._closers = []
-
-    def __enter__(self) -> ImageSource:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _drop_alpha(a: np.ndarray) -> np.ndarray:
-    if a.ndim == 3 and a.shape[2] == 4:
-        return a[:, :, :3]
-    if a.ndim == 3 and a.shape[2] == 2:  # grey + alpha
-        return a[:, :, 0]
-    return a
-
-
 def read_image(path: str | Path, page: int = 0) -> np.ndarray:
     """Read an image into memory as ``(H, W)`` grey or ``(H, W, 3)`` colour, keeping its dtype."""
     src = open_image(path, page=page, lazy=False)
@@ -178,8 +95,6 @@ def open_image(path: str | Path, page: int = 0, lazy: bool | None = None) -> Ima
     if why:
         raise ImageReadError(p, why)
     if p.suffix.lower() in SLIDE_SUFFIXES:  # vendor slide formats: OpenSlide, at their own pyramid levels
-        from cellcounter.slides import open_slide
-
         return open_slide(p)
     with open(p, "rb") as fh:
         head = fh.read(4)
@@ -246,7 +161,7 @@ def _open_pil(p: Path) -> ImageSource:
             CellCounterWarning,
             stacklevel=3,
         )
-    arr = _drop_alpha(arr)
+    arr = drop_alpha(arr)
     return ImageSource(p, arr.shape, arr.dtype, pixel_size, 1, arr, lazy=False)
 
 
@@ -299,16 +214,14 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
             if plane is None:
                 plane = _select_plane(series.asarray(), axes, page)
             tif.close()
-            plane = _drop_alpha(np.asarray(plane))
+            plane = drop_alpha(np.asarray(plane))
             return ImageSource(p, plane.shape, plane.dtype, pixel_size, n_pages, plane, lazy=False)
         _check_data_within_file(series, p)
         levels, level_store = _pyramid(series, page)
         arr, store = _lazy_plane(tif, series, p, page)
-        src = ImageSource(p, tuple(arr.shape[:2]) + _channels(arr.shape), np.dtype(arr.dtype), pixel_size,
-                          n_pages, arr, lazy=True)
-        src._levels = levels  # type: ignore[attr-defined]
-        src._closers = [c for c in (level_store, store, tif) if c is not None]  # type: ignore[attr-defined]
-        return src
+        return ImageSource(p, tuple(arr.shape[:2]) + _channels(arr.shape), np.dtype(arr.dtype), pixel_size,
+                           n_pages, arr, lazy=True, levels=levels or [],
+                           closers=[c for c in (level_store, store, tif) if c is not None], settle=_settle_lazy_reads)
     except ImageReadError:
         tif.close()
         raise

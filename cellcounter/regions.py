@@ -172,30 +172,5 @@ def keep_inside(ann: ImageAnnotation, regions: list[Region]) -> ImageAnnotation:
                                regions=list(regions), attributes=dict(ann.attributes))
 
 
-def parse_region(text: str) -> list[Region]:
-    """Regions from the command line: ``x0,y0,x1,y1`` (a rectangle) or a QuPath GeoJSON file's annotations."""
-    from pathlib import Path
-
-    parts = text.split(",")
-    if len(parts) == 4:
-        try:
-            x0, y0, x1, y1 = (float(p) for p in parts)
-        except ValueError:
-            pass
-        else:
-            if not (x1 > x0 and y1 > y0):
-                raise CellCounterError(f"--region {text}: a rectangle is x0,y0,x1,y1 with x1 > x0 and y1 > y0")
-            return [Region.rectangle("region 1", x0, y0, x1, y1)]
-    path = Path(text)
-    if not path.is_file():
-        raise CellCounterError(f"--region {text}: neither x0,y0,x1,y1 nor a GeoJSON file")
-    from cellcounter.formats.qupath import read_regions
-
-    regions = read_regions(path)
-    if not regions:
-        raise CellCounterError(f"{path}: no region (a Polygon annotation) in it")
-    return regions
-
-
 __all__ = ["REGION_CLASS", "Region", "RegionCount", "json_regions", "keep_inside", "object_centres",
-           "parse_region", "region_counts", "regions_json"]
+           "region_counts", "regions_json"]

@@ -1,7 +1,7 @@
 """Whole-slide images in vendor formats through OpenSlide (the ``openslide-bin`` wheel: nothing to install by
 hand): Aperio SVS, Hamamatsu NDPI/VMS, MIRAX MRXS, Leica SCN, Ventana BIF, Philips and generic tiled TIFF.
 
-A slide opens as an :class:`cellcounter.imageio.ImageSource` like any image, read region by region at its
+A slide opens as an :class:`cellcounter.imagesource.ImageSource` like any image, read region by region at its
 own pyramid levels, with microns per pixel and the objective power from the file; the app, ``info``,
 ``predict`` and the tiled predictor use it unchanged. Plain and OME-TIFFs keep the tifffile path.
 """
@@ -13,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.errors import ImageReadError
-from cellcounter.imageio import SLIDE_SUFFIXES
+from cellcounter.imagesource import ImageSource
+
+# vendor whole-slide formats, read through OpenSlide; plain and OME-TIFF stay with tifffile (cellcounter.imageio)
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".mrxs", ".scn", ".bif", ".svslide")
 
 
 class SlideLevel:
@@ -66,8 +69,6 @@ def is_slide(path: str | Path) -> bool:
 
 def open_slide(path: str | Path):
     """A slide as a lazy :class:`ImageSource` (level 0 for reading, every level for display)."""
-    from cellcounter.imageio import ImageSource
-
     p = Path(path)
     try:
         import openslide
@@ -83,14 +84,11 @@ def open_slide(path: str | Path):
     except ValueError:
         mpp = float("nan")
     levels = [SlideLevel(slide, k) for k in range(slide.level_count)]
-    src = ImageSource(p, levels[0].shape, levels[0].dtype, mpp if np.isfinite(mpp) and mpp > 0 else None, 1,
-                      levels[0], lazy=True)
-    src._levels = levels  # type: ignore[attr-defined]
-    src._closers = [slide]  # type: ignore[attr-defined]
     power = props.get(openslide.PROPERTY_NAME_OBJECTIVE_POWER)
-    src.objective_power = float(power) if power and power.replace(".", "", 1).isdigit() else None  # type: ignore
-    src.vendor = props.get(openslide.PROPERTY_NAME_VENDOR)  # type: ignore[attr-defined]
-    return src
+    return ImageSource(p, levels[0].shape, levels[0].dtype, mpp if np.isfinite(mpp) and mpp > 0 else None, 1,
+                       levels[0], lazy=True, levels=levels, closers=[slide],
+                       objective_power=float(power) if power and power.replace(".", "", 1).isdigit() else None,
+                       vendor=props.get(openslide.PROPERTY_NAME_VENDOR))
 
 
 __all__ = ["SLIDE_SUFFIXES", "SlideLevel", "is_slide", "open_slide"]

@@ -32,7 +32,8 @@ from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.evaluate import evaluate_annotations, key_metric
 from cellcounter.fileutil import atomic_open, atomic_write_text
-from cellcounter.inference.backends import TorchBackend, resolve_device
+from cellcounter.inference.backends import TorchBackend
+from cellcounter.inference.device import resolve_device
 from cellcounter.inference.predictor import Predictor
 from cellcounter.inference.tiling import predict_image
 from cellcounter.models.card import load_weights, save_model

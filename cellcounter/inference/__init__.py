@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-_WHERE = {"OnnxBackend": "backends", "TorchBackend": "backends", "resolve_device": "backends",
+_WHERE = {"OnnxBackend": "backends", "TorchBackend": "backends", "resolve_device": "device",
           "export_onnx": "export", "Cancelled": "predictor", "Predictor": "predictor",
           "RawDetections": "predictor", "TiledPredictor": "tiling", "predict_image": "tiling"}
 
@@ -17,7 +17,8 @@ __all__ = ["Cancelled", "OnnxBackend", "Predictor", "RawDetections", "TiledPredi
            "export_onnx", "predict_image", "resolve_device"]
 
 if TYPE_CHECKING:
-    from cellcounter.inference.backends import OnnxBackend, TorchBackend, resolve_device
+    from cellcounter.inference.backends import OnnxBackend, TorchBackend
+    from cellcounter.inference.device import resolve_device
     from cellcounter.inference.export import export_onnx
     from cellcounter.inference.predictor import Cancelled, Predictor, RawDetections
     from cellcounter.inference.tiling import TiledPredictor, predict_image

@@ -8,17 +8,15 @@ the exported graph, float or int8 (:mod:`cellcounter.inference.quantize`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cellcounter.errors import CellCounterError
-from cellcounter.flavour import has_torch
+from cellcounter.inference.choice import INT8_NAME
+from cellcounter.inference.device import resolve_device
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,46 +40,7 @@ def check_outputs(onnx_path: str | Path, kind: str, names: list[str], takes_netw
                                f"{', '.join(missing)} (it has {', '.join(names) or 'none'})")
 
 
-@functools.cache
-def _driver_sees_a_gpu() -> bool:
-    """Whether an NVIDIA driver is installed and reports a CUDA device, asked of the driver itself: importing
-    torch to find out costs seconds, and on a machine without a GPU the answer is always no."""
-    names = {"win32": ("nvcuda.dll",), "darwin": ()}.get(sys.platform, ("libcuda.so.1", "libcuda.so"))
-    for name in names:
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        count = ctypes.c_int(0)
-        return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
-    return False
-
-
-def cuda_available() -> bool:
-    """Whether torch can run on a CUDA GPU here (False without a GPU, without torch, or with a broken driver)."""
-    if not _driver_sees_a_gpu() or not has_torch():
-        return False
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:  # a broken driver install must not stop CPU inference
-        return False
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device.startswith("cuda") and not cuda_available():
-        raise CellCounterError("--device cuda asked for, but no usable CUDA GPU was found; use --device cpu")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise CellCounterError(f"unknown device {device!r}: use auto, cpu or cuda")
-    return device
-
-
 def _precision(onnx_path: str | Path) -> str:
-    from cellcounter.inference.choice import INT8_NAME
-
     return "int8" if Path(onnx_path).name == INT8_NAME else "float32"
 
 

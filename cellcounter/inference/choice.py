@@ -50,7 +50,7 @@ def default_backend(card, directory: Path, device: str = "auto") -> str:
     """What ``auto`` runs: torch on a GPU (mixed precision), else the kind's measured CPU default, falling
     back to float where the model has no accepted int8 graph, to OpenVINO where torch is not installed and to
     ONNX Runtime without OpenVINO."""
-    from cellcounter.inference.backends import resolve_device
+    from cellcounter.inference.device import resolve_device
 
     if resolve_device(device).startswith("cuda"):
         return "torch"

@@ -13,8 +13,10 @@ import numpy as np
 from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
 from cellcounter.formats import read_labels, write_labels
 from cellcounter.formats import image_files
+from cellcounter.formats.qupath import read_regions
 from cellcounter.imageio import open_image
 from cellcounter.inference.choice import BACKENDS
+from cellcounter.regions import Region
 from cellcounter.tasks import TASKS
 
 
@@ -116,12 +118,31 @@ def _images(inputs: list[Path]) -> list[Path]:
     return out
 
 
+def parse_region(text: str) -> list[Region]:
+    """Regions from the command line: ``x0,y0,x1,y1`` (a rectangle) or a QuPath GeoJSON file's annotations."""
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            x0, y0, x1, y1 = (float(p) for p in parts)
+        except ValueError:
+            pass
+        else:
+            if not (x1 > x0 and y1 > y0):
+                raise CellCounterError(f"--region {text}: a rectangle is x0,y0,x1,y1 with x1 > x0 and y1 > y0")
+            return [Region.rectangle("region 1", x0, y0, x1, y1)]
+    path = Path(text)
+    if not path.is_file():
+        raise CellCounterError(f"--region {text}: neither x0,y0,x1,y1 nor a GeoJSON file")
+    regions = read_regions(path)
+    if not regions:
+        raise CellCounterError(f"{path}: no region (a Polygon annotation) in it")
+    return regions
+
+
 def cmd_predict(args) -> int:
     from cellcounter.inference import Predictor, TiledPredictor
     from cellcounter.inference.overlay import save_overlay
     from cellcounter.inference.tiling import predict_path
-    from cellcounter.regions import parse_region
-
     _check_numbers(args)  # before the model loads: a wrong number is answered at once
     regions = parse_region(args.region) if args.region else []
     predictor = Predictor.load(args.model, args.backend, args.device)

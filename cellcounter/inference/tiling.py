@@ -20,7 +20,8 @@ import numpy as np
 
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
-from cellcounter.imageio import ImageSource, open_image
+from cellcounter.imageio import open_image
+from cellcounter.imagesource import ImageSource
 from cellcounter.inference.detector_post import batched_nms
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
 from cellcounter.inference.preprocess import check_has_pixels, intensity_levels, to_float_rgb
@@ -104,7 +105,7 @@ class TiledPredictor:
 
     def predict_array(self, image: np.ndarray, image_path: str = "image", progress: Progress | None = None,
                       should_stop: ShouldStop | None = None) -> ImageAnnotation:
-        src = ImageSource(Path(image_path), image.shape, image.dtype, None, 1, image, lazy=False)
+        src = ImageSource.from_array(image_path, image)
         return self.predict_source(src, progress, should_stop)
 
     def predict_source(self, src: ImageSource, progress: Progress | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellcounter.imageio import ImageSource
+from cellcounter.imagesource import ImageSource
 
 GLASS_BRIGHTNESS = 200  # a view whose median is darker than this is not brightfield on glass: no skipping
 

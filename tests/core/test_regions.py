@@ -21,7 +21,8 @@ from cellcounter.inference import predict_image
 from cellcounter.project.store import Project
 from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import apply_prediction, prediction_jobs
-from cellcounter.regions import Region, parse_region, region_counts
+from cellcounter.inference.cli import parse_region
+from cellcounter.regions import Region, region_counts
 from tests.core.test_inference import _blob_predictor
 from tests.core.test_slides import write_svs
 
