@@ -156,7 +156,7 @@ def cmd_predict(args) -> int:
     files = _images(args.inputs)
     stems = output_stems(files)
     if args.scheduler:
-        from cellcounter.cluster import PredictSpec, local_threads, predict_files
+        from cellcounter.inference.cluster import PredictSpec, local_threads, predict_files
 
         spec = PredictSpec(str(predictor.directory or args.model), args.backend, args.device, args.tile,
                            args.overlap, tuple(regions), local_threads(args.scheduler))

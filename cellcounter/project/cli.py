@@ -260,7 +260,7 @@ def _results(model, jobs: list, args):
         return
     import dataclasses
 
-    from cellcounter.cluster import PredictSpec, local_threads, predict_files
+    from cellcounter.inference.cluster import PredictSpec, local_threads, predict_files
 
     base = PredictSpec(str(model.directory), args.backend, args.device, threads=local_threads(args.scheduler))
     specs = [dataclasses.replace(base, regions=tuple(job.regions)) for job in jobs]

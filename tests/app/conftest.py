@@ -4,12 +4,14 @@ import pytest
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return
+    """Every test here is a ``gui`` test (``-m "not gui"`` leaves them out), skipped without a display."""
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
     skip = pytest.mark.skip(reason="GUI tests need a display: run them with `make test` (uses xvfb-run)")
     for item in items:
         if "tests/app" in str(item.fspath):
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.gui)
+            if not display:
+                item.add_marker(skip)
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def test_an_address_where_something_else_answers_is_refused_before_dask_reads_it
 
     from distributed import LocalCluster
 
-    from cellcounter.cluster import _check_answers_like_a_scheduler
+    from cellcounter.inference.cluster import _check_answers_like_a_scheduler
 
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
