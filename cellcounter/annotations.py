@@ -366,6 +366,12 @@ class Grade:
             return False
         return self.probabilities is None or np.allclose(self.probabilities, other.probabilities, atol=atol)
 
+    def set_by_person(self, value: int) -> Grade:
+        """This grade changed by a person to ``value``: a model's grade becomes *corrected* (its probabilities
+        kept, so the model's view stays on record), a person's stays a person's."""
+        origin = Origin.CORRECTED if self.origin == Origin.MODEL else self.origin
+        return Grade(value, self.probabilities, origin)
+
 
 #: the score a model object needs to be shown, counted, exported and trained on unless a person chose another
 DEFAULT_SCORE_THRESHOLD = 0.5

@@ -79,12 +79,12 @@ class GradePanel(QWidget):
             return
         if value < 0:
             ann.grade = None
+        elif ann.grade is None:
+            ann.grade = Grade(value, origin=Origin.HUMAN)
+        elif ann.grade.value != value:
+            ann.grade = ann.grade.set_by_person(value)
         else:
-            old = ann.grade
-            origin = Origin.CORRECTED if old is not None and old.origin == Origin.MODEL else Origin.HUMAN
-            if old is not None and old.value == value:
-                return
-            ann.grade = Grade(value, None if old is None else old.probabilities, origin)
+            return
         self.controller.session.commit(ann)
         self.controller.apply(self.controller.session.saved)
 
