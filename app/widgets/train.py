@@ -28,9 +28,8 @@ from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.flavour import FULL_BUILD, has_torch, needs_torch
-from cellcounter.project import Project
 from cellcounter.project.workflows import (KEY_METRICS, activate_model, activation_warning, default_model,
-                                           register_model, rollback_model, verdict)
+                                           project_at, register_model, rollback_model, verdict)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs
@@ -338,16 +337,13 @@ class TrainPanel(QWidget):
     def _register(self, model_dir: str) -> None:
         """Register the run's model in the project it was trained from, even when another one is open now."""
         project = self.controller.session.project
-        args = (model_dir, self.result["parent"], self.result["images"])
-        if not project.closed and project.path.resolve() == self.result["project"]:
-            version = register_model(project, *args)
-        else:
-            try:
-                with Project.open(self.result["project"], user=project.user) as other:
-                    version = register_model(other, *args)
-            except CellCounterError as exc:
-                show_error(f"The new model in {model_dir} could not be registered: {exc}")
-                return
+        try:
+            with project_at(self.result["project"], project, project.user) as target:
+                version = register_model(target, model_dir, self.result["parent"], self.result["images"])
+        except CellCounterError as exc:
+            show_error(f"The new model in {model_dir} could not be registered: {exc}")
+            return
+        if target is not project:
             show_info(f"Fine-tuned model {version['name']} registered in {self.result['project'].name}")
             return
         self._registered(version)

@@ -14,6 +14,7 @@ and plain values. The app's panels call these and only add widgets around them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -228,12 +229,20 @@ def apply_prediction(project: Project, job: PredictionJob, pred: ImageAnnotation
 
 def store_prediction(job: PredictionJob, pred: ImageAnnotation, model_version: str,
                      open_project: Project | None = None, force: bool = False, user: str | None = None) -> list[str]:
-    """:func:`apply_prediction` in the job's own project: ``open_project`` when it is that one, else the job's
-    project file is opened for the write (the user switched projects while it ran) and closed again."""
-    if open_project is not None and not open_project.closed and open_project.path.resolve() == job.project:
-        return apply_prediction(open_project, job, pred, model_version, force)
-    with Project.open(job.project, user=user) as proj:
+    """:func:`apply_prediction` in the job's own project (:func:`project_at`)."""
+    with project_at(job.project, open_project, user) as proj:
         return apply_prediction(proj, job, pred, model_version, force)
+
+
+@contextlib.contextmanager
+def project_at(path: str | Path, open_project: Project | None = None, user: str | None = None) -> Iterator[Project]:
+    """The project at ``path`` for a result of work started there: ``open_project`` when it is that one (left
+    open), else that file opened for the write and closed again (the user switched projects while it ran)."""
+    if open_project is not None and not open_project.closed and open_project.path.resolve() == Path(path).resolve():
+        yield open_project
+        return
+    with Project.open(path, user=user) as proj:
+        yield proj
 
 
 # --- review --------------------------------------------------------------------------
