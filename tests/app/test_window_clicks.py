@@ -227,6 +227,29 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     assert panel.activate_b.isEnabled()
 
 
+def test_a_fine_tune_finishing_after_the_user_opened_another_folder_registers_where_it_started(
+        app_window, voc_folder, qtbot, tmp_path):
+    """The run's model goes to the project it was trained from, opened again for the write, not to the one on
+    screen (workflows.project_at, shared with predictions)."""
+    from cellcounter.project import Project
+
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
+    started_in = win.session.project.path
+    panel = win.train
+    panel.base.setCurrentIndex(panel.base.findData(None))
+    panel.epochs.setValue(1)
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is not None, timeout=60_000)
+    other = voc_folder({"c": ["RBC"]}, tmp_path / "other")
+    assert win.open_path(other, "blood", wait=True)  # File > Open folder while the run goes on
+    assert win.session.project.path != started_in
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
+    assert win.session.project.models("blood") == []
+    with Project.open(started_in, readonly=True) as first:
+        models = first.models("blood")
+    assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2]
+
+
 def test_a_fine_tune_left_at_auto_runs_the_plan_and_says_in_a_line_whether_it_is_better(app_window, voc_folder,
                                                                                          qtbot, tmp_path):
     """#34 points 3 and 5: Epochs shows "auto" (steps scaled to the corrected images), and when the run ends the
