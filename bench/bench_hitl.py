@@ -105,7 +105,7 @@ def main() -> int:
     import dataclasses
 
     from cellcounter.project import Project
-    from cellcounter.project.workflows import (activate_model, default_model, predict_jobs, prediction_jobs,
+    from cellcounter.project.workflows import (Predicted, activate_model, default_model, predict_jobs, prediction_jobs,
                                                register_model, review_image, rollback_model, store_prediction)
     from training.child import iter_training_in_child
     from training.project import project_run
@@ -137,9 +137,9 @@ def main() -> int:
 
         predictor = Predictor.load(base)
         t = time.perf_counter()
-        for kind, job, ann, *rest in predict_jobs(predictor, prediction_jobs(proj, ids)):
-            if kind == "result":
-                store_prediction(job, ann, predictor.model_version, proj)
+        for ev in predict_jobs(predictor, prediction_jobs(proj, ids)):
+            if isinstance(ev, Predicted):
+                store_prediction(ev.job, ev.annotation, ev.model_version, proj)
         res["predict_s"] = time.perf_counter() - t
         for image_id, ref in zip(ids, correct):  # the person corrects every image to the reference labels
             stored = proj.load(image_id)

@@ -129,7 +129,8 @@ def corrected_project(path: Path, base: str, images: list):
     """A project holding ``images``, predicted by ``base`` and corrected to their reference labels, reviewed."""
     from cellcounter.inference import Predictor
     from cellcounter.project import Project
-    from cellcounter.project.workflows import predict_jobs, prediction_jobs, review_image, store_prediction
+    from cellcounter.project.workflows import (Predicted, predict_jobs, prediction_jobs, review_image,
+                                               store_prediction)
 
     from cellcounter.project.workflows import default_model
 
@@ -138,9 +139,9 @@ def corrected_project(path: Path, base: str, images: list):
     predictor = Predictor.load(base or default_model(proj, "blood"))  # none given: the project's active one
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for kind, job, ann, *rest in predict_jobs(predictor, prediction_jobs(proj, ids)):
-            if kind == "result":
-                store_prediction(job, ann, predictor.model_version, proj)
+        for ev in predict_jobs(predictor, prediction_jobs(proj, ids)):
+            if isinstance(ev, Predicted):
+                store_prediction(ev.job, ev.annotation, ev.model_version, proj)
     for image_id, ref in zip(ids, images):  # the person corrects every image to the reference labels
         stored = proj.load(image_id)
         stored.boxes = ref.boxes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from napari.qt.threading import thread_worker
@@ -14,8 +15,9 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
 from app.controller import LayerController
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.choice import BACKENDS
-from cellcounter.project.workflows import (PredictionJob, StalePredictionError, default_model, predict_jobs,
-                                           prediction_jobs, select_images)
+from cellcounter.project.workflows import (HeatMapReady, ImagesDone, Predicted, PredictionEvent, PredictionJob,
+                                           StalePredictionError, default_model, predict_jobs, prediction_jobs,
+                                           select_images)
 from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS, ModelCard, user_models_dir
 from cellcounter.tasks import TASKS
 
@@ -61,14 +63,18 @@ def _cached_predictor(model: str, backend: str, device: str):
     return _PREDICTORS[key]
 
 
+@dataclass(frozen=True)
+class ModelLoaded:
+    description: str  # the model and what runs it, as the status line says it
+    version: str
+
+
 def predict_images(model: str, backend: str, device: str, jobs: list[PredictionJob], should_stop,
                    heat_maps: bool = False, tile_progress=None):
-    """Generator run in the worker: the loaded model's ``("model", description, version)``, then the core's
-    :func:`predict_jobs` events with the model version added to each result."""
+    """Generator run in the worker: :class:`ModelLoaded`, then the core's :func:`predict_jobs` events."""
     predictor = _cached_predictor(model, backend, device)
-    yield ("model", predictor.description, predictor.model_version)
-    for item in predict_jobs(predictor, jobs, should_stop, heat_maps, tile_progress):
-        yield (*item, predictor.model_version) if item[0] == "result" else item
+    yield ModelLoaded(predictor.description, predictor.model_version)
+    yield from predict_jobs(predictor, jobs, should_stop, heat_maps, tile_progress)
 
 
 class TileProgress:
@@ -215,19 +221,17 @@ class PredictPanel(QWidget):
         worker.start()
         return worker
 
-    def _on_yield(self, item) -> None:
-        if item[0] == "model":
-            self._model_text = f"Predicting with {item[1]}"
+    def _on_yield(self, event: ModelLoaded | PredictionEvent) -> None:
+        if isinstance(event, ModelLoaded):
+            self._model_text = f"Predicting with {event.description}"
             self.status.setText(self._model_text)
-        elif item[0] == "result":
-            _, job, ann, version = item
-            self._store(job, ann, version)
-        elif item[0] == "heatmap":
-            job = item[1]
-            if job.project == self.controller.session.project.path.resolve():
-                self.controller.show_heatmap(job.image_id, item[2])
-        elif item[0] == "progress":
-            self._show_fraction(item[1] / max(1, item[2]), f"image {item[1]}/{item[2]} done")
+        elif isinstance(event, Predicted):
+            self._store(event.job, event.annotation, event.model_version)
+        elif isinstance(event, HeatMapReady):
+            if event.job.project == self.controller.session.project.path.resolve():
+                self.controller.show_heatmap(event.job.image_id, event.heat)
+        elif isinstance(event, ImagesDone):
+            self._show_fraction(event.done / max(1, event.total), f"image {event.done}/{event.total} done")
 
     def _poll_tiles(self) -> None:
         latest = self.tiles.latest

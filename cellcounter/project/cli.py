@@ -255,8 +255,8 @@ def _results(model, jobs: list, args):
     """``(job, annotation or why it failed)`` for each job, here or on the cluster ``args.scheduler``."""
     if not args.scheduler:
         for ev in wf.predict_jobs(model, jobs):
-            if ev[0] == "result":
-                yield ev[1], ev[2]
+            if isinstance(ev, wf.Predicted):
+                yield ev.job, ev.annotation
         return
     import dataclasses
 

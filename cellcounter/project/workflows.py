@@ -72,11 +72,37 @@ def select_images(project: Project, images: str = "unreviewed") -> list[int]:
     raise ValueError(f"images must be 'unreviewed', 'reviewed' or 'all', not {images!r}")
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """One image's prediction, by ``model_version``, to store in ``job``'s project."""
+
+    job: PredictionJob
+    annotation: ImageAnnotation
+    model_version: str
+
+
+@dataclass(frozen=True)
+class HeatMapReady:
+    """Where the grader looked on ``job``'s image: ``heat`` ``(H, W)`` in [0, 1]."""
+
+    job: PredictionJob
+    heat: np.ndarray
+
+
+@dataclass(frozen=True)
+class ImagesDone:
+    done: int
+    total: int
+
+
+PredictionEvent = Predicted | HeatMapReady | ImagesDone
+
+
 def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable[[], bool] = lambda: False,
                  heat_maps: bool = False,
-                 tile_progress: Callable[[int, int, int, int], None] | None = None) -> Iterator[tuple]:
-    """Predict each job's image; yields ``("result", job, annotation)``, ``("heatmap", job, map)`` (graders with
-    ``heat_maps``) and ``("progress", done, total)``. Detectors and segmenters are tiled, as everywhere.
+                 tile_progress: Callable[[int, int, int, int], None] | None = None) -> Iterator[PredictionEvent]:
+    """Predict each job's image; yields a :class:`Predicted` per image, a :class:`HeatMapReady` after it (graders
+    with ``heat_maps``) and :class:`ImagesDone`. Detectors and segmenters are tiled, as everywhere.
 
     ``tile_progress(image, images, tiles_done, tiles)`` is called as each tile of image number ``image``
     (from 0) is done, from the thread that runs the predictions: a large image reports its progress long
@@ -103,10 +129,10 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
                                         regions=list(job.regions))
                 except Cancelled:
                     return  # a tiled prediction cut short is incomplete: never stored
-        yield ("result", job, ann)
+        yield Predicted(job, ann, predictor.model_version)
         if heat is not None:
-            yield ("heatmap", job, heat)
-        yield ("progress", i + 1, len(jobs))
+            yield HeatMapReady(job, heat)
+        yield ImagesDone(i + 1, len(jobs))
 
 
 DUPLICATE_IOU = 0.5  # a new model box overlapping a kept or rejected one this much is the same cell

@@ -127,8 +127,9 @@ def test_training_validation_and_the_app_predict_an_image_through_one_entry_poin
     with Project.create(tmp_path / "p.ccproj") as proj:  # the app's path: a job, predicted and stored
         image_id = proj.add_image(image, "nuclei")
         predictor = Predictor.load(model_dir, "torch", "cpu")
-        (event,) = [e for e in wf.predict_jobs(predictor, wf.prediction_jobs(proj, [image_id])) if e[0] == "result"]
-        wf.apply_prediction(proj, event[1], event[2], predictor.model_version)
+        (event,) = [e for e in wf.predict_jobs(predictor, wf.prediction_jobs(proj, [image_id]))
+                    if isinstance(e, wf.Predicted)]
+        wf.apply_prediction(proj, event.job, event.annotation, event.model_version)
         stored = proj.load(image_id)
     assert len(validation.masks) == len(stored.masks) > 0
     np.testing.assert_array_equal(validation.masks.label_image > 0, stored.masks.label_image > 0)
