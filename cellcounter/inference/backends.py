@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -42,6 +42,19 @@ def check_outputs(onnx_path: str | Path, kind: str, names: list[str], takes_netw
 
 def _precision(onnx_path: str | Path) -> str:
     return "int8" if Path(onnx_path).name == INT8_NAME else "float32"
+
+
+class Backend(Protocol):
+    """What the predictor asks of every backend: a preprocessed batch in, the kind's named arrays out."""
+
+    name: str  # torch, onnx or openvino
+    kind: str  # the model's kind (detector, segmenter, unet, grader)
+    takes_network_input: bool  # a detector's network alone (post-processing after it), not a whole graph
+
+    @property
+    def description(self) -> str: ...
+
+    def run(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 class TorchBackend:

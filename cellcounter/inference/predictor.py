@@ -16,7 +16,7 @@ from cellcounter.calibration import calibrate_scores, thresholds_by_index
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.fileutil import not_regular_reason
 from cellcounter.flavour import needs_torch
-from cellcounter.inference.backends import OnnxBackend, OpenVinoBackend, TorchBackend
+from cellcounter.inference.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 from cellcounter.inference.choice import BACKENDS, default_backend
 from cellcounter.inference.instances import instances_from_maps
 from cellcounter.inference.preprocess import check_has_pixels, detection_input, grader_input, to_chw
@@ -119,7 +119,7 @@ class RawDetections:
 class Predictor:
     """Runs one model on whole images. Use :meth:`load`; see :class:`TiledPredictor` for large images."""
 
-    def __init__(self, card: ModelCard, backend: TorchBackend | OnnxBackend, directory: Path | None = None,
+    def __init__(self, card: ModelCard, backend: Backend, directory: Path | None = None,
                  model=None) -> None:
         self.card = card
         self.config = card.config
@@ -167,7 +167,7 @@ class Predictor:
             return self._watershed(image)
         h, w = image.shape[:2]
         x, scale = detection_input(image, self.config.min_size, self.config.max_size)
-        if getattr(self.backend, "takes_network_input", False):
+        if self.backend.takes_network_input:
             out = self._network(x)
         else:  # a whole graph, post-processing included (Mask R-CNN)
             out = self.backend.run(x)
@@ -243,7 +243,7 @@ class Predictor:
             return class_activation_heat(self.backend, self.config, image, target)
         from cellcounter.inference.gradcam import grad_cam
 
-        if getattr(self.backend, "model", None) is not None:
+        if isinstance(self.backend, TorchBackend):
             model = self.backend.model
         else:
             needs_torch("the grade's heat map (Grad-CAM) needs torch")

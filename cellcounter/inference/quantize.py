@@ -30,8 +30,8 @@ class _Recorder:
 
     def __init__(self, backend, limit: int) -> None:
         self.backend, self.limit, self.inputs = backend, limit, []
-        self.takes_network_input = getattr(backend, "takes_network_input", False)
-        self.model = getattr(backend, "model", None)
+        self.name, self.kind, self.description = backend.name, backend.kind, backend.description
+        self.takes_network_input = backend.takes_network_input
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if len(self.inputs) < self.limit:

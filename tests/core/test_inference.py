@@ -77,6 +77,9 @@ class BlobBackend:
     tiler's job of keeping only whole objects once is really exercised.
     """
 
+    name = "blobs"
+    takes_network_input = False  # whole-graph outputs: boxes, labels, scores (and masks)
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.calls = 0

@@ -74,7 +74,7 @@ def test_objects_are_numbered_one_to_n_and_scored_by_their_mean_foreground():
 class _RampBackend:
     """Maps that are the column and row position in whatever view the network is shown."""
 
-    description = "ramps"
+    name, kind, description, takes_network_input = "ramps", "unet", "ramps", False
 
     def __init__(self):
         self.shapes = []

@@ -4,6 +4,7 @@ to torch/torchvision's own code, and the bundled models predicting in a process 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -86,7 +87,6 @@ def test_the_bundled_models_predict_their_samples_where_torch_cannot_load(tmp_pa
     whole graph) predicted with ``auto`` in a process where ``import torch`` fails, giving what the same
     backend gives with torch present. The float graphs come from the cache a full build fills (the counting
     installer ships them beside the weights)."""
-    import os
 
     env = dict(os.environ)
     samples = REPO / "resources" / "samples"
@@ -122,7 +122,6 @@ def test_the_bundled_models_predict_their_samples_where_torch_cannot_load(tmp_pa
 def test_training_says_it_needs_the_full_build_where_torch_cannot_load(tmp_path):
     """``project train`` (and the packaged ``cellcounter-app train``) in a build without torch: a plain error
     naming the full build and exit status 2, not an ImportError."""
-    import os
 
     from cellcounter.project import Project
     from tests.conftest import make_image
@@ -137,11 +136,13 @@ def test_training_says_it_needs_the_full_build_where_torch_cannot_load(tmp_path)
     assert ran.returncode == 2 and "training needs torch" in ran.stderr and "full build" in ran.stderr, ran.stderr
 
 
+@pytest.mark.gui
+@pytest.mark.skipif(not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
+                    reason="opens the window: run it with `make test` (uses xvfb-run)")
 def test_the_app_opens_predicts_and_counts_where_torch_cannot_load(tmp_path):
     """#35 point 4: the window's self-test (what the counting installer runs) in a process where ``import
     torch`` fails: the blood sample predicted on OpenVINO and ONNX Runtime int8, the other samples by their
     default models, the Fine-tune panel saying it needs the full build, and torch never imported."""
-    import os
 
     from cellcounter.inference import Predictor
 
