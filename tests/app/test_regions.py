@@ -56,10 +56,10 @@ def test_regions_import_from_a_qupath_geojson(open_window, voc_folder, tmp_path,
 
 
 def test_a_region_on_a_slide_shows_its_area_and_density_from_the_slides_pixel_size(open_window, tmp_path, qtbot):
-    from tests.core.test_regions import _squares, _write_svs
+    from tests.helpers import squares, write_svs
 
-    img, centres = _squares(1500, 2000)
-    _write_svs(tmp_path / "s.svs", img)
+    img, centres = squares(1500, 2000)
+    write_svs(tmp_path / "s.svs", img=img, mpp=0.25)
     _, win, first = open_window(tmp_path / "s.svs")
     assert win.session.project.load(first).pixel_size_um == 0.25
     win.viewer.layers[REGIONS].add_rectangles([np.array([[0, 0], [0, 400], [400, 400], [400, 0]], float)])

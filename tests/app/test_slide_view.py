@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.session import Session
 from app.window import CellCounterWindow
-from tests.core.test_slides import write_svs
+from tests.helpers import write_svs
 
 
 def test_an_svs_opens_as_a_multiscale_image(make_napari_viewer, tmp_path, monkeypatch, qtbot):

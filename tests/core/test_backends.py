@@ -168,11 +168,11 @@ def test_an_older_whole_graph_export_still_predicts(tiny_models, rgb_image, tmp_
 
 def test_cli_quantize_writes_the_int8_graph_and_its_verdict_into_the_card(tiny_models, tmp_path, capsys):
     from cellcounter.cli import main
-    from tests.training.test_training import _disc_folder
+    from tests.helpers import disc_folder
 
     d = tmp_path / "unet"
     shutil.copytree(tiny_models["unet"], d)
-    data = _disc_folder(tmp_path / "discs", 3)
+    data = disc_folder(tmp_path / "discs", 3)
     assert main(["quantize", "--task", "nuclei", "--model", str(d), "--calibration", str(data), "--images", "2",
                  "--data", str(data)]) == 0
     verdict = ModelCard.from_file(d / CARD_NAME).metrics["int8"]

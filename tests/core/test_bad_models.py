@@ -14,7 +14,7 @@ from cellcounter.cli import main
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.models import load_model
 from cellcounter.models.card import resolve_model
-from tests.training.test_training import tiny
+from tests.helpers import tiny
 from training import iter_training
 
 

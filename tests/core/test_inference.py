@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
-from scipy import ndimage
 
 from cellcounter.cli import main
 from cellcounter.errors import CellCounterError
@@ -17,8 +16,7 @@ from cellcounter.formats import read_labels
 from cellcounter.inference import Cancelled, Predictor, TiledPredictor
 from cellcounter.inference.tiling import core_bounds, tile_starts
 from cellcounter.metrics import box_iou
-from cellcounter.models import DetectorConfig, ModelCard, SegmenterConfig
-from cellcounter.models.config import UNetConfig, config_to_dict
+from tests.helpers import blob_predictor
 
 
 @pytest.mark.parametrize("kind", ["detector", "segmenter", "unet", "grader"])
@@ -70,50 +68,6 @@ def test_whole_image_prediction_is_an_annotation(tiny_models, rgb_image):
             assert 0 <= ann.grade.value <= 4 and ann.grade.probabilities.shape == (5,)
 
 
-class BlobBackend:
-    """A stand-in for a trained network that finds bright squares in whatever tile it is shown.
-
-    Objects cut by the tile edge are reported cut, as a real detector would, so the
-    tiler's job of keeping only whole objects once is really exercised.
-    """
-
-    name = "blobs"
-    takes_network_input = False  # whole-graph outputs: boxes, labels, scores (and masks)
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.calls = 0
-        self.description = "blobs"
-
-    def run(self, chw: np.ndarray) -> dict:
-        self.calls += 1
-        if self.kind == "unet":  # the maps a trained U-Net gives: foreground, each blob's distance to its edge
-            fg = chw[0, 0] > 0.5
-            lab, n = ndimage.label(fg)
-            dist = ndimage.distance_transform_edt(np.pad(fg, 1))[1:-1, 1:-1]
-            top = ndimage.maximum(dist, lab, np.arange(n + 1)) if n else np.zeros(1)
-            norm = dist / np.maximum(np.asarray(top)[lab], 1)
-            return {"maps": np.stack([fg, norm])[None].astype(np.float32)}
-        lab, n = ndimage.label(chw[0] > 0.5)
-        boxes, masks = [], []
-        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
-            boxes.append([sl[1].start, sl[0].start, sl[1].stop, sl[0].stop])
-            masks.append((lab == k)[None].astype(np.float32))
-        out = {"boxes": np.array(boxes, np.float32).reshape(-1, 4), "scores": np.full(n, 0.9, np.float32),
-               "labels": np.full(n, 1 if self.kind == "segmenter" else 0, np.int64)}
-        if self.kind == "segmenter":
-            out["masks"] = np.array(masks).reshape(n, 1, *chw.shape[1:])
-        return out
-
-
-def _blob_predictor(kind: str) -> Predictor:
-    cfg = {"detector": DetectorConfig(min_size=0), "segmenter": SegmenterConfig(min_size=0),  # native pixels
-           "unet": UNetConfig()}[kind]
-    card = ModelCard("blobs", "blood" if kind == "detector" else "nuclei",
-                     ["RBC", "WBC", "Platelets"] if kind == "detector" else ["nucleus"], config_to_dict(cfg))
-    return Predictor(card, BlobBackend(kind))
-
-
 def _blob_image(size=(700, 900), tile=256, overlap=64):
     """Squares of side 30 everywhere, including straddling every tile border."""
     img = np.zeros((*size, 3), np.uint8)
@@ -143,7 +97,7 @@ def test_tiles_cover_the_image_and_cores_partition_it():
 @pytest.mark.parametrize("kind", ["detector", "segmenter", "unet"])
 def test_tiled_finds_each_object_exactly_once_like_untiled(kind):
     img, centres = _blob_image()
-    pred = _blob_predictor(kind)
+    pred = blob_predictor(kind)
     whole = pred.predict(img)
     tiled = TiledPredictor(pred, tile_size=256, overlap=64).predict_array(img)
     assert pred.backend.calls > 12
@@ -161,7 +115,7 @@ def test_tiled_prediction_reports_progress_and_can_be_cancelled(tmp_path):
     img, centres = _blob_image()
     tifffile.imwrite(tmp_path / "big.tif", img, tile=(128, 128), photometric="rgb", compression="zlib")
     seen = []
-    tp = TiledPredictor(_blob_predictor("detector"), tile_size=256, overlap=64)
+    tp = TiledPredictor(blob_predictor("detector"), tile_size=256, overlap=64)
     ann = tp.predict_path(tmp_path / "big.tif", progress=lambda d, t: seen.append((d, t)))
     assert len(ann.boxes) == len(centres)
     assert seen[-1][0] == seen[-1][1] == len(tp.tiles(700, 900)) and len(seen) == seen[-1][1]
@@ -252,7 +206,7 @@ def test_tiled_prediction_of_a_large_lazily_read_tiff_keeps_memory_bounded(tmp_p
     tifffile.imwrite(path, tiles(), shape=(n_side * tile, n_side * tile, 3), dtype=np.uint8, tile=(tile, tile),
                      compression="zlib", photometric="rgb", bigtiff=True)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ann = TiledPredictor(_blob_predictor("detector"), tile_size=1024, overlap=128).predict_path(path)
+    ann = TiledPredictor(blob_predictor("detector"), tile_size=1024, overlap=128).predict_path(path)
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     assert len(ann.boxes) == n_side * n_side
     assert grew < 250, f"peak memory grew by {grew:.0f} MB for a {3 * (n_side * tile) ** 2 / 1e6:.0f} MB image"

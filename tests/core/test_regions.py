@@ -23,21 +23,9 @@ from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import apply_prediction, prediction_jobs
 from cellcounter.inference.cli import parse_region
 from cellcounter.regions import Region, region_counts
-from tests.core.test_inference import _blob_predictor
-from tests.core.test_slides import write_svs
+from tests.helpers import blob_predictor, squares, write_svs
 
 MPP = 0.25
-
-
-def _squares(h=1500, w=2000):
-    """White 20 px squares every 100 px on black, and their centres (x, y)."""
-    img = np.zeros((h, w, 3), np.uint8)
-    centres = []
-    for y in range(60, h - 40, 100):
-        for x in range(60, w - 40, 100):
-            img[y - 10:y + 10, x - 10:x + 10] = 255
-            centres.append((x, y))
-    return img, np.array(centres, float)
 
 
 def _write_svs(path, img):
@@ -53,13 +41,13 @@ def _write_ome(path, img):
 
 @pytest.mark.parametrize("reader", ["openslide", "tifffile"])
 def test_a_slide_region_is_predicted_alone_and_counted_with_its_density(tmp_path, reader):
-    img, centres = _squares()
+    img, centres = squares()
     path = tmp_path / ("s.svs" if reader == "openslide" else "s.ome.tif")
     (_write_svs if reader == "openslide" else _write_ome)(path, img)
     region = Region("tumour", [[130, 130], [850, 170], [700, 800], [150, 700]])  # a skewed quadrilateral
     inside = region.contains(centres[:, 0], centres[:, 1])
     assert 20 < inside.sum() < len(centres) - 20
-    pred = _blob_predictor("detector")
+    pred = blob_predictor("detector")
     with open_image(path) as src:
         assert src.pixel_size_um == MPP
         everything = predict_image(pred, src)
@@ -104,7 +92,7 @@ def test_counts_csv_has_a_row_per_region_with_its_area_and_density(tmp_path):
 def test_regions_are_kept_by_the_project_its_undo_and_a_new_prediction(tmp_path):
     from PIL import Image
 
-    img, centres = _squares(400, 500)
+    img, centres = squares(400, 500)
     Image.fromarray(img).save(tmp_path / "a.png")
     proj = Project.create(tmp_path / "p.ccproj")
     image_id = proj.add_image(tmp_path / "a.png", task="blood")
@@ -118,7 +106,7 @@ def test_regions_are_kept_by_the_project_its_undo_and_a_new_prediction(tmp_path)
     with Project.open(tmp_path / "p.ccproj") as proj:
         assert proj.load(image_id).regions[0].name == "r" and proj.regions(image_id)[0].equals(ann.regions[0])
         [job] = prediction_jobs(proj, [image_id])
-        pred = predict_image(_blob_predictor("detector"), img, str(tmp_path / "a.png"), regions=list(job.regions))
+        pred = predict_image(blob_predictor("detector"), img, str(tmp_path / "a.png"), regions=list(job.regions))
         apply_prediction(proj, job, pred, "blobs@1")
         after = proj.load(image_id)
         assert after.regions[0].equals(ann.regions[0])  # a prediction never drops the regions
@@ -156,7 +144,7 @@ def test_qupath_geojson_round_trips_regions_and_reads_drawn_annotations_as_regio
 def test_predict_region_on_the_command_line(tmp_path, capsys):
     from PIL import Image
 
-    img, centres = _squares(300, 400)
+    img, centres = squares(300, 400)
     Image.fromarray(img).save(tmp_path / "a.png")
     bad = [["--region", "10,10,5,50"], ["--region", str(tmp_path / "none.geojson")]]
     for extra in bad:

@@ -7,28 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import tifffile
 
 from cellcounter.cli import main
 from cellcounter.errors import ImageReadError
 from cellcounter.imageio import image_size, open_image
-
-
-def write_svs(path, h=1500, w=2000, img=None, mpp=0.25):
-    """An Aperio SVS of ``img`` (or of 40 stained squares on glass) with a 4x lower level."""
-    if img is None:
-        rng = np.random.default_rng(0)
-        img = np.full((h, w, 3), 235, np.uint8)
-        for _ in range(40):
-            y, x = rng.integers(20, h - 40), rng.integers(20, w - 40)
-            img[y:y + 24, x:x + 24] = (140, 60, 150)
-    h, w = img.shape[:2]
-    with tifffile.TiffWriter(path) as tw:
-        tw.write(img, tile=(256, 256), photometric="rgb", metadata=None,
-                 description=f"Aperio Image Library v12.0.15 \r\n{w}x{h} [0,0 {w}x{h}] (256x256) RAW|AppMag = 40|"
-                             f"MPP = {mpp}")
-        tw.write(np.ascontiguousarray(img[::4, ::4]), tile=(256, 256), photometric="rgb", metadata=None)
-    return img
+from tests.helpers import write_svs
 
 
 def test_an_aperio_slide_opens_lazily_at_its_own_levels_with_its_scale(tmp_path):

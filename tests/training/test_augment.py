@@ -12,41 +12,21 @@ from training.augment import GridMask, ScheduledDropBlock, grid_mask, mosaic
 from training.config import TrainConfig
 from training.data import DetectionDataset, InstanceDataset
 from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks
-
-COLOURS = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1.0, 1.0, 0.0)]
-
-
-def _coloured(h, w, boxes, labels):
-    """An image whose only coloured pixels are inside its boxes, each painted the colour of its label."""
-    img = torch.full((3, h, w), 0.5)
-    for lab, (x1, y1, x2, y2) in zip(labels, boxes):
-        img[:, y1:y2, x1:x2] = torch.tensor(COLOURS[lab % 4])[:, None, None]
-    return img
-
-
-def _box_colour_ok(img, boxes, labels, min_frac=0.9):
-    for (x1, y1, x2, y2), lab in zip(boxes.round().int().tolist(), labels.tolist()):
-        patch = img[:, y1:y2, x1:x2].reshape(3, -1)
-        target = torch.tensor(COLOURS[lab % 4])[:, None]
-        frac = ((patch - target).abs().max(0).values < 0.2).float().mean()
-        if frac < min_frac:
-            return False
-    return True
-
+from tests.helpers import box_colour_ok, coloured
 
 def test_mosaic_boxes_follow_their_pixels():
     rng = np.random.default_rng(0)
     samples = []
     for s in range(4):
         boxes = [(10 + 20 * s, 15, 60 + 20 * s, 70), (100, 90, 150, 140)]
-        img = _coloured(200, 240, boxes, [s, s])
+        img = coloured(200, 240, boxes, [s, s])
         samples.append((img, {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor([s, s])}))
     for seed in range(5):
         img, tgt = mosaic(samples, 256, np.random.default_rng(seed))
         assert img.shape == (3, 256, 256)
         assert len(tgt["boxes"]) > 0 and (tgt["boxes"][:, 2:] > tgt["boxes"][:, :2]).all()
         assert (tgt["boxes"] >= 0).all() and (tgt["boxes"] <= 256).all()
-        assert _box_colour_ok(img, tgt["boxes"], tgt["labels"], min_frac=0.8)
+        assert box_colour_ok(img, tgt["boxes"], tgt["labels"], min_frac=0.8)
     del rng
 
 
@@ -92,7 +72,7 @@ def test_detection_dataset_flips_resizes_and_mosaics_keep_boxes_aligned():
     loaders = []
     for s in range(5):
         boxes = [(5 + 10 * s, 10, 40 + 10 * s, 45), (80, 60, 120, 100)]
-        img = (_coloured(120, 160, boxes, [s % 4, (s + 1) % 4]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        img = (coloured(120, 160, boxes, [s % 4, (s + 1) % 4]).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         ann = ImageAnnotation("x.png", 160, 120, ("A", "B", "C", "D"),
                               boxes=Boxes(np.array(boxes, float), [s % 4, (s + 1) % 4]))
         loaders.append(_loader(img, ann))
@@ -102,7 +82,7 @@ def test_detection_dataset_flips_resizes_and_mosaics_keep_boxes_aligned():
         for i in range(len(ds)):
             img, tgt = ds[i]
             assert min(img.shape[1:]) == 96 or max(img.shape[1:]) == 128
-            assert _box_colour_ok(img, tgt["boxes"], tgt["labels"], min_frac=0.75)
+            assert box_colour_ok(img, tgt["boxes"], tgt["labels"], min_frac=0.75)
     a, b = ds[2], ds[2]
     assert torch.equal(a[0], b[0]) and torch.equal(a[1]["boxes"], b[1]["boxes"])  # seeded per sample
 

@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from cellcounter.errors import CellCounterError
-from tests.training.test_training import tiny
+from tests.helpers import tiny
 from training.child import TrainingProcess, iter_training_in_child
 
 

@@ -17,29 +17,11 @@ import torch
 from cellcounter.inference import Predictor
 from cellcounter.models import load_model
 from tests.conftest import REPO, data_dir
+from tests.helpers import disc_folder, tiny
 from training import TrainConfig, apply_recipe, iter_training, run_training
 from training.cli import build_parser, config_from_args, main
 from training.config import TrainConfig as TC
 from training.seeds import run_seeds
-
-QUIET = dict(checkpoint_every=0, warmup_iters=2, num_workers=0)
-
-
-def tiny(task: str, tmp_path, **kw) -> TrainConfig:
-    base = {
-        "blood": dict(data=str(data_dir("bccd")), train_ids="train", val_ids="val", min_size=96, max_size=128,
-                      fpn_channels=32, limit_images=4, batch_size=2),
-        "nuclei": dict(data=str(data_dir("dsb2018-stained") / "stage1_train"), random_crop=96, multiscale=(96,),
-                       limit_images=3, batch_size=1, val_split=0.03, representation_size=32,
-                       detections_per_img=30),
-        "leaves": dict(data="synthetic", synthetic_train=3, synthetic_val=2, synthetic_size=96,
-                       representation_size=32, batch_size=1, detections_per_img=30),
-        "retinopathy": dict(data=str(data_dir("idrid")), input_size=64, limit_images=6, batch_size=3,
-                            val_split=0.05),
-    }[task]
-    cfg = TrainConfig(task=task, out=str(tmp_path / task), **{"epochs": 1, **base, **QUIET, **kw})
-    return apply_recipe(cfg, explicit=set(base) | set(QUIET) | set(kw) | {"task", "out", "epochs"})
-
 
 @pytest.mark.parametrize("task", ["blood", "nuclei", "leaves", "retinopathy"])
 def test_each_recipe_trains_and_writes_a_model_the_core_loads(task, tmp_path):
@@ -242,34 +224,6 @@ def test_fine_tune_keeps_the_parents_input_size_unless_given(tmp_path):
     assert scratch.min_size == 480
 
 
-def _disc_folder(folder, n: int, size: int = 96, seed: int = 0, prefix: str = "d"):
-    """Bright discs on a dark ground, some touching, written as images with label TIFFs."""
-    from PIL import Image
-
-    from cellcounter.annotations import ImageAnnotation, InstanceMasks
-    from cellcounter.formats import write_labels
-
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    for i in range(n):
-        lab = np.zeros((size, size), np.int32)
-        k = 0
-        for _ in range(40):
-            cy, cx, r = rng.integers(10, size - 10), rng.integers(10, size - 10), rng.integers(6, 10)
-            disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-            if (lab[disc] > 0).mean() < 0.15:  # touching or slightly overlapping, never hidden
-                k += 1
-                lab[disc & (lab == 0)] = k
-        img = np.where(lab[..., None] > 0, [190, 70, 160], [235, 225, 235]).astype(np.uint8)
-        img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{prefix}{i}.png")
-        ann = ImageAnnotation(image_path=str(folder / f"{prefix}{i}.png"), width=size, height=size, task="nuclei",
-                              class_names=["nucleus"], masks=InstanceMasks(lab))
-        write_labels([ann], folder, "label-tiff")
-    return folder
-
-
 def test_the_unet_recipe_learns_to_split_touching_nuclei_and_predicts_through_the_core(tmp_path):
     """Training targets, loss, the exported card and the watershed agree: a small U-Net trained for a minute on
     discs finds them one by one, touching ones included."""
@@ -277,7 +231,7 @@ def test_the_unet_recipe_learns_to_split_touching_nuclei_and_predicts_through_th
     from cellcounter.formats import read_labels
     from cellcounter.inference import predict_image
 
-    data = _disc_folder(tmp_path / "discs", 6)
+    data = disc_folder(tmp_path / "discs", 6)
     cfg = apply_recipe(TrainConfig(task="nuclei", recipe="nuclei-unet", data=str(data), out=str(tmp_path / "u"),
                                    unet_width=8, random_crop=64, batch_size=4, max_steps=150, epochs=200, lr=3e-3,
                                    val_split=0.0, stain_jitter=0.0, warmup_iters=10, checkpoint_every=0),
@@ -289,7 +243,7 @@ def test_the_unet_recipe_learns_to_split_touching_nuclei_and_predicts_through_th
     model, card = load_model(tmp_path / "u" / "model")
     assert card.config.kind == "unet" and card.config.width == 8
     predictor = Predictor.load(tmp_path / "u" / "model")
-    test = read_labels(_disc_folder(tmp_path / "test", 2, seed=7), None, ["nucleus"])
+    test = read_labels(disc_folder(tmp_path / "test", 2, seed=7), None, ["nucleus"])
     preds = [predict_image(predictor, np.asarray(__import__("PIL.Image").Image.open(a.image_path)), a.image_path)
              for a in test]
     res = evaluate_annotations("nuclei", test, preds, 0.5)
@@ -305,7 +259,7 @@ def test_a_unet_is_fine_tuned_with_the_unet_recipe(tmp_path):
     assert apply_recipe(TC(task="nuclei", architecture="unet"), explicit={"task", "architecture"}).recipe == \
         "nuclei-unet"
     assert apply_recipe(TC(task="nuclei"), explicit={"task"}).recipe == "nuclei-maskrcnn"
-    data = _disc_folder(tmp_path / "discs", 2)
+    data = disc_folder(tmp_path / "discs", 2)
     cfg = apply_recipe(TC(task="nuclei", init=str(parent), data=str(data), out=str(tmp_path / "ft"), max_steps=2,
                           random_crop=48, batch_size=2, val_split=0.5, checkpoint_every=0),
                        explicit={"task", "init", "data", "out", "max_steps", "random_crop", "batch_size", "val_split",
@@ -323,7 +277,7 @@ def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp
     and scores the start model and itself on the start model's own validation images (never on its own)."""
     from training.base import base_sets
 
-    base = _disc_folder(tmp_path / "base", 6)
+    base = disc_folder(tmp_path / "base", 6)
     explicit = {"task", "recipe", "data", "out", "unet_width", "random_crop", "batch_size", "max_steps", "val_split",
                 "checkpoint_every", "init", "rehearsal", "base_check"}
     first = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", data=str(base), out=str(tmp_path / "b"),
@@ -332,7 +286,7 @@ def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp
     assert run_training(first).kind == "done"
     sets = base_sets(str(tmp_path / "b" / "model"), "nuclei")
     assert len(sets.train) == 3 and len(sets.val) == 3  # the split the card records, rebuilt
-    new = _disc_folder(tmp_path / "new", 2, seed=5, prefix="n")
+    new = disc_folder(tmp_path / "new", 2, seed=5, prefix="n")
     cfg = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", init=str(tmp_path / "b" / "model"), data=str(new),
                           out=str(tmp_path / "ft"), unet_width=8, random_crop=48, batch_size=2, max_steps=2,
                           val_split=0.5, checkpoint_every=0, rehearsal=0.5, base_check=2), explicit=explicit)
@@ -371,14 +325,14 @@ def test_the_start_models_scores_are_computed_once_and_a_resumed_fine_tune_keeps
     import training.loop as loop
 
     monkeypatch.setenv("CELLCOUNTER_CACHE", str(tmp_path / "cache"))
-    base = _disc_folder(tmp_path / "base", 4)
+    base = disc_folder(tmp_path / "base", 4)
     explicit = {"task", "recipe", "data", "out", "unet_width", "random_crop", "batch_size", "max_steps", "val_split",
                 "checkpoint_every", "init", "base_check"}
     first = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", data=str(base), out=str(tmp_path / "b"),
                             unet_width=8, random_crop=48, batch_size=2, max_steps=1, val_split=0.5,
                             checkpoint_every=0), explicit=explicit)
     assert run_training(first).kind == "done"
-    new = _disc_folder(tmp_path / "new", 4, seed=5, prefix="n")
+    new = disc_folder(tmp_path / "new", 4, seed=5, prefix="n")
     cfg = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", init=str(tmp_path / "b" / "model"), data=str(new),
                           out=str(tmp_path / "ft1"), unet_width=8, random_crop=48, batch_size=1, max_steps=3,
                           val_split=0.5, checkpoint_every=0, base_check=2), explicit=explicit)
@@ -415,7 +369,7 @@ def test_the_start_models_scores_are_computed_once_and_a_resumed_fine_tune_keeps
     # a resume onto other images is refused by name
     stop4 = dataclasses.replace(cfg, out=str(tmp_path / "ft4"))
     assert run_training(stop4, should_stop=lambda: True).kind == "stopped"
-    _disc_folder(tmp_path / "more", 1, seed=9, prefix="m")
+    disc_folder(tmp_path / "more", 1, seed=9, prefix="m")
     for f in (tmp_path / "more").iterdir():
         shutil.copy(f, new / f.name)
     with pytest.raises(Exception, match="not those this run started with"):

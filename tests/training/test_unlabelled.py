@@ -13,8 +13,7 @@ from cellcounter.errors import CellCounterError
 from cellcounter.models import DetectorConfig, build_model
 from cellcounter.models import build
 from cellcounter.models.build import IgnoringHead
-from tests.training.test_augment import _box_colour_ok, _coloured
-from tests.training.test_training import tiny
+from tests.helpers import box_colour_ok, coloured, tiny
 from training import iter_training
 from training.config import TrainConfig
 from training.data import IGNORE_LABEL, DetectionDataset
@@ -30,7 +29,7 @@ def _loader(img: torch.Tensor, boxes, classes, path="a.png"):
 
 def test_ignore_boxes_follow_flips_and_resizes_and_stay_out_of_the_labels():
     labelled, ignored = [(10, 12, 50, 60)], [(100, 80, 140, 120), (150, 20, 190, 50)]
-    img = _coloured(160, 200, labelled + ignored, [0, 3, 3])  # ignored objects painted in their own colour
+    img = coloured(160, 200, labelled + ignored, [0, 3, 3])  # ignored objects painted in their own colour
     cfg = TrainConfig(min_size=80, max_size=100, hflip=1.0, vflip=1.0, brightness=0, contrast=0, saturation=0,
                       hue=0)
     ds = DetectionDataset([_loader(img, labelled, [0])], cfg, train=True,
@@ -39,15 +38,15 @@ def test_ignore_boxes_follow_flips_and_resizes_and_stay_out_of_the_labels():
     assert image.shape == (3, 80, 100)
     assert target["labels"].tolist() == [0] and IGNORE_LABEL not in target["labels"]
     assert len(target["ignore"]) == 2
-    assert _box_colour_ok(image, target["boxes"], target["labels"])
-    assert _box_colour_ok(image, target["ignore"], torch.tensor([3, 3]))
+    assert box_colour_ok(image, target["boxes"], target["labels"])
+    assert box_colour_ok(image, target["ignore"], torch.tensor([3, 3]))
     plain = DetectionDataset([_loader(img, labelled, [0])], cfg, train=True)[0][1]
     assert "ignore" not in plain and torch.equal(plain["boxes"], target["boxes"])
 
 
 def test_ignore_boxes_survive_mosaic_with_their_pixels():
     boxes = [(10, 12, 50, 60), (100, 80, 140, 120)]
-    img = _coloured(160, 200, boxes, [0, 3])
+    img = coloured(160, 200, boxes, [0, 3])
     cfg = TrainConfig(min_size=0, max_size=0, hflip=0, vflip=0, brightness=0, contrast=0, saturation=0, hue=0,
                       mosaic_p=1.0)
     loaders = [_loader(img, boxes[:1], [0], f"{i}.png") for i in range(4)]
@@ -58,7 +57,7 @@ def test_ignore_boxes_survive_mosaic_with_their_pixels():
         image, target = ds[i]
         assert IGNORE_LABEL not in target["labels"]
         seen += len(target["ignore"])
-        assert _box_colour_ok(image, target["ignore"], torch.full((len(target["ignore"]),), 3), min_frac=0.8)
+        assert box_colour_ok(image, target["ignore"], torch.full((len(target["ignore"]),), 3), min_frac=0.8)
     assert seen > 0
 
 
@@ -89,7 +88,7 @@ def _prediction(path: str, xyxy, scores) -> ImageAnnotation:
 
 
 def test_only_confident_detections_off_every_label_become_ignore_regions(monkeypatch, tmp_path):
-    img = _coloured(160, 200, [], [])
+    img = coloured(160, 200, [], [])
     load = _loader(img, [(10, 10, 50, 50)], [1])  # a labelled WBC
     found = [(12, 11, 50, 52), (100, 100, 140, 140), (150, 20, 190, 60), (30, 30, 70, 70)]
     scores = [0.9, 0.8, 0.3, 0.7]  # on the label / unlabelled / too weak / overlapping the label by IoU 0.14
