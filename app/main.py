@@ -76,11 +76,12 @@ def predict_samples() -> dict:
     from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
     from cellcounter.imageio import read_image
     from cellcounter.inference import Predictor, predict_image
+    from cellcounter.project.workflows import default_model
 
     out = {}
-    for task, model in (("nuclei", "nuclei-default"), ("leaves", "leaves-default"),
-                        ("retinopathy", "retinopathy-default")):
-        if SAMPLES.get(task) is None:
+    for task in ("nuclei", "leaves", "retinopathy"):  # the blood sample is the self-test's own
+        model = default_model(None, task)
+        if SAMPLES.get(task) is None or model is None:
             continue
         predictor = Predictor.load(model, "auto")
         ann = predict_image(predictor, read_image(SAMPLES[task]), str(SAMPLES[task]))

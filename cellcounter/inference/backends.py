@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from cellcounter.models.card import ModelCard
 
 log = logging.getLogger(__name__)
+# f32 as written: left to itself OpenVINO may compute in bf16 where the CPU has it, and drift from torch
+OPENVINO_CPU = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 DETECTION_OUTPUTS = {"detector": ("cls_logits", "bbox_regression"), "segmenter": ("boxes", "labels", "scores", "masks"),
                      "unet": ("maps",), "grader": ("logits",)}
 
@@ -150,9 +152,7 @@ class OpenVinoBackend:
         core = ov.Core()
         try:
             model = core.read_model(str(onnx_path))
-            # f32 as written: left to itself it may compute in bf16 where the CPU has it, and drift from torch
-            self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                              "INFERENCE_PRECISION_HINT": "f32"})
+            self.compiled = core.compile_model(model, "CPU", OPENVINO_CPU)
         except Exception as exc:
             raise CellCounterError(f"{onnx_path}: OpenVINO cannot compile the model ({exc})") from None
         self.request = self.compiled.create_infer_request()
@@ -174,7 +174,9 @@ class OpenVinoBackend:
 
         with self._lock:
             if self._cam is None:  # a second compiled copy, kept apart from the one that predicts
-                compiled, weights = class_activation(self._ov, self._core, self._core.read_model(str(self._path)))
+                model = self._core.read_model(str(self._path))
+                weights = class_activation(self._ov, self._core, model)
+                compiled = self._core.compile_model(model, "CPU", OPENVINO_CPU)
                 self._cam = (compiled.create_infer_request(), compiled, weights)
             request, compiled, weights = self._cam
             res = request.infer({0: np.ascontiguousarray(x)})

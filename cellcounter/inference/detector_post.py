@@ -50,14 +50,14 @@ def base_anchors(sizes, aspect_ratios) -> np.ndarray:
     return np.round(np.stack([-ws, -hs, ws, hs], axis=1) / np.float32(2))
 
 
-def level_anchors(base: np.ndarray, grid: tuple[int, int], padded: tuple[int, int]) -> np.ndarray:
-    """Every anchor of one level, location by location (row-major), ``len(base)`` per location."""
+def level_anchors(base: np.ndarray, grid: tuple[int, int], padded: tuple[int, int], index: np.ndarray) -> np.ndarray:
+    """The anchors numbered ``index`` of one level, whose anchors run location by location (row-major),
+    ``len(base)`` per location: only those are made, not the level's tens of thousands."""
     stride_y, stride_x = padded[0] // grid[0], padded[1] // grid[1]
-    ys = np.arange(grid[0], dtype=np.float32) * stride_y
-    xs = np.arange(grid[1], dtype=np.float32) * stride_x
-    sy, sx = np.meshgrid(ys, xs, indexing="ij")
-    shifts = np.stack([sx.ravel(), sy.ravel(), sx.ravel(), sy.ravel()], axis=1)
-    return (shifts[:, None, :] + base[None, :, :]).reshape(-1, 4)
+    location, a = np.divmod(index, len(base))
+    y, x = np.divmod(location, grid[1])
+    shift = np.stack([x * stride_x, y * stride_y] * 2, axis=1).astype(np.float32)
+    return shift + base[a]
 
 
 def decode(deltas: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -139,7 +139,7 @@ class DetectorPostprocess:
                 idx = idx[np.argpartition(-flat[idx], cfg.topk_candidates - 1)[:cfg.topk_candidates]]
             idx = idx[np.argsort(-flat[idx], kind="stable")]
             anchor_idx, label = idx // num_classes, idx % num_classes
-            anchors = level_anchors(base, grid, padded)[anchor_idx]
+            anchors = level_anchors(base, grid, padded, anchor_idx)
             b = decode(level_deltas[anchor_idx], anchors)
             b[:, 0::2] = np.clip(b[:, 0::2], 0, image[1])
             b[:, 1::2] = np.clip(b[:, 1::2], 0, image[0])

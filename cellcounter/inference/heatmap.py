@@ -17,9 +17,9 @@ from cellcounter.errors import CellCounterError
 from cellcounter.inference.preprocess import grader_crop_xyxy, grader_view, view_input
 
 
-def class_activation(ov, core, model) -> tuple[object, np.ndarray]:
-    """``(compiled model with the feature map as a second output, classifier weights (classes, C))`` for an
-    OpenVINO grader ``model`` (read, not compiled; changed in place)."""
+def class_activation(ov, core, model) -> np.ndarray:
+    """The classifier weights ``(classes, C)`` of an OpenVINO grader ``model`` (read, not compiled), which gets
+    its last feature map added as a second output (in place)."""
     ops = model.get_ordered_ops()
     pools = [op for op in ops if op.get_type_name() in ("ReduceMean", "AvgPool")]
     heads = [op for op in ops if op.get_type_name() == "MatMul"]
@@ -33,8 +33,7 @@ def class_activation(ov, core, model) -> tuple[object, np.ndarray]:
     if not head.get_attributes().get("transpose_b"):
         weights = weights.T
     model.add_outputs([features])
-    compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-    return compiled, weights
+    return weights
 
 
 def cam_from_features(features: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
