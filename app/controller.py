@@ -9,7 +9,6 @@ prediction, the threshold, mask operations) comes back to the layers through the
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +17,21 @@ import numpy as np
 import pandas as pd
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from app.layers import (BOXES, LABEL_LAYERS, MASKS, OVERVIEW, POINTS, REGIONS, annotation_layers,
-                        mask_colours, overview_layer_data, pin_class_colours, point_numbers, style_boxes, sync_layers)
+from app.layers import (
+    BOXES,
+    LABEL_LAYERS,
+    MASKS,
+    OVERVIEW,
+    POINTS,
+    REGIONS,
+    annotation_layers,
+    mask_colours,
+    overview_layer_data,
+    pin_class_colours,
+    point_numbers,
+    style_boxes,
+    sync_layers,
+)
 from app.session import Session
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin, ReviewStatus, flip_xy_rc
 from cellcounter.editing import EditEvent, EditModel

@@ -20,7 +20,7 @@ from cellcounter.annotations import (
 )
 from cellcounter.editing import NEW, EditModel
 from cellcounter.regions import Region
-from cellcounter.tasks import class_colours  # noqa: F401 - one palette, declared with the tasks
+from cellcounter.tasks import class_colours
 
 BOXES, MASKS, POINTS, REGIONS = "boxes", "masks", "points", "regions"
 LABEL_LAYERS = (REGIONS, BOXES, MASKS, POINTS)

@@ -39,6 +39,6 @@ def _excepthook(exc_type, exc, tb) -> None:
                                  f"{exc_type.__name__}: {exc}\n\nYour work is saved. Details are in the log:\n"
                                  f"{log_path()}")
             return
-    except Exception:  # the dialog itself failed: the log still has it
+    except Exception:  # noqa: BLE001 - the dialog itself failed: the log still has it
         pass
     sys.__excepthook__(exc_type, exc, tb)

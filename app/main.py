@@ -35,8 +35,8 @@ def selftest(window, model_name: str, shot: Path) -> dict:
 
     from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
     from cellcounter.flavour import has_torch
-    from cellcounter.inference import Predictor, predict_image
     from cellcounter.imageio import read_image
+    from cellcounter.inference import Predictor, predict_image
     from cellcounter.models.card import resolve_model
     from cellcounter.project.workflows import prediction_jobs
 
@@ -44,7 +44,7 @@ def selftest(window, model_name: str, shot: Path) -> dict:
     summary: dict = {"task": session.saved.task, "image": Path(session.saved.image_path).name, "model": None}
     try:
         resolve_model(model_name)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported with what failed
         summary["model_error"] = str(exc)
     else:
         image = read_image(session.saved.image_path)

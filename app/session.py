@@ -12,7 +12,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
 from platformdirs import user_data_dir
 
 from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, ImageAnnotation, ReviewStatus
@@ -21,8 +20,7 @@ from cellcounter.project import Project
 from cellcounter.project.importing import ToImport, import_folder, import_image, read_folder, read_image
 from cellcounter.project.queue import ordered, uncertainty
 from cellcounter.project.undo import UndoHistory
-from cellcounter.project.workflows import (PredictionJob, ensure_task, review_image, set_image_task,
-                                           store_prediction)
+from cellcounter.project.workflows import PredictionJob, ensure_task, review_image, set_image_task, store_prediction
 from cellcounter.tasks import TASKS
 
 UNDO_DEPTH = 100
@@ -45,7 +43,8 @@ def default_project_path(folder: Path) -> Path:
     """
     folder = folder.resolve()
     key = hashlib.sha1(str(folder).encode()).hexdigest()[:12]
-    base = Path(os.environ.get("CELLCOUNTER_PROJECTS") or Path(user_data_dir("cellcounter", appauthor=False)) / "projects")
+    default = Path(user_data_dir("cellcounter", appauthor=False)) / "projects"
+    base = Path(os.environ.get("CELLCOUNTER_PROJECTS") or default)
     return base / f"{folder.name}-{key}.ccproj"
 
 

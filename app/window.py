@@ -26,8 +26,8 @@ from app.widgets.train import TrainPanel
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError
 from cellcounter.formats import FORMATS
-from cellcounter.tasks import TASKS
 from cellcounter.project.workflows import export_project
+from cellcounter.tasks import TASKS
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 SAMPLES = {
@@ -53,7 +53,7 @@ class _PanelScroll(QScrollArea):
     """A scroll area that asks for its panel's natural size (docks get their full height where the screen has
     room) but can be squeezed below it (a laptop screen), scrolling then."""
 
-    def sizeHint(self):  # noqa: N802 - Qt's name
+    def sizeHint(self):
         hint = self.widget().sizeHint()
         return hint.expandedTo(super().sizeHint()) if hint.isValid() else super().sizeHint()
 
@@ -246,7 +246,8 @@ class CellCounterWindow:
             if spec.writer is None:
                 continue
             for label, whole in (("This image", False), ("Whole project", True)):
-                action = export.addAction(f"{label} as {fmt}...", lambda f=fmt, w=whole: self.export(f, whole_project=w))
+                action = export.addAction(f"{label} as {fmt}...",
+                                          lambda f=fmt, w=whole: self.export(f, whole_project=w))
                 action.setStatusTip(spec.description)
                 action.setToolTip(spec.description)
         tasks = menu.addMenu("Image task")

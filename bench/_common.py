@@ -20,7 +20,7 @@ def machine() -> str:
         import torch
 
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    except Exception:
+    except Exception:  # noqa: BLE001 - no torch or no driver: the GPU is unknown
         gpu = "?"
     return f"{platform.machine()} {os.cpu_count()} cores, {gpu}, python {platform.python_version()}"
 

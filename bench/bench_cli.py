@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from _common import ROOT, machine, write
+from PIL import Image
 
 VOC = """<annotation><filename>a.png</filename><size><width>64</width><height>48</height><depth>3</depth></size>
 <object><name>RBC</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>9</ymax></bndbox></object>

@@ -15,9 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cellcounter.annotations import ImageAnnotation, InstanceMasks  # noqa: E402
-from cellcounter.formats import write_labels  # noqa: E402
-from cellcounter.formats.coco import encode_mask  # noqa: E402
+from cellcounter.annotations import ImageAnnotation, InstanceMasks
+from cellcounter.formats import write_labels
+from cellcounter.formats.coco import encode_mask
 
 
 def tile(n: int = 5000, side: int = 2048) -> InstanceMasks:

@@ -18,7 +18,6 @@ import sys
 import time
 
 import numpy as np
-
 from _common import RESULTS, ROOT, median_time, write
 
 MODELS = (("blood-default", "resources/samples/blood/BloodImage_00000.jpg"),
@@ -44,7 +43,7 @@ def _onnx_with(predictor, provider: str):
     path = predictor.backend.session._model_path
     try:
         predictor.backend.session = ort.InferenceSession(path, providers=[provider, "CPUExecutionProvider"])
-    except Exception as exc:  # a TensorRT without its libraries: say so, measure the rest
+    except Exception as exc:  # noqa: BLE001 - a TensorRT without its libraries: say so, measure the rest
         print(f"{provider}: {exc}", file=sys.stderr)
         return None
     predictor.backend.provider = predictor.backend.session.get_providers()[0]

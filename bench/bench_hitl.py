@@ -24,7 +24,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, write
 
 DATA = Path(os.environ.get("CELLCOUNTER_DATA", ROOT.parent / "shared" / "data"))
@@ -105,8 +104,17 @@ def main() -> int:
     import dataclasses
 
     from cellcounter.project import Project
-    from cellcounter.project.workflows import (Predicted, activate_model, default_model, predict_jobs, prediction_jobs,
-                                               register_model, review_image, rollback_model, store_prediction)
+    from cellcounter.project.workflows import (
+        Predicted,
+        activate_model,
+        default_model,
+        predict_jobs,
+        prediction_jobs,
+        register_model,
+        review_image,
+        rollback_model,
+        store_prediction,
+    )
     from training.child import iter_training_in_child
     from training.project import project_run
 

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, median_time, model_or_tiny, write
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")

@@ -36,7 +36,8 @@ def timed(fn, repeat=3):
 
 
 def main() -> int:
-    results: dict = {"machine": f"{platform.machine()}, {platform.processor() or '?'}, python {platform.python_version()}"}
+    cpu = platform.processor() or "?"
+    results: dict = {"machine": f"{platform.machine()}, {cpu}, python {platform.python_version()}"}
     rows = []
     for name in ("bccd", "dsb2018-stained", "monuseg", "idrid"):
         if not (DATA / name).is_dir():

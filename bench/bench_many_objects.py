@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-
 from _common import write
+
 from cellcounter.project.workflows import prediction_jobs
 
 

@@ -31,7 +31,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from _common import RESULTS, ROOT, write
 from bench_hitl import DATA, score
 
@@ -129,10 +128,14 @@ def corrected_project(path: Path, base: str, images: list):
     """A project holding ``images``, predicted by ``base`` and corrected to their reference labels, reviewed."""
     from cellcounter.inference import Predictor
     from cellcounter.project import Project
-    from cellcounter.project.workflows import (Predicted, predict_jobs, prediction_jobs, review_image,
-                                               store_prediction)
-
-    from cellcounter.project.workflows import default_model
+    from cellcounter.project.workflows import (
+        Predicted,
+        default_model,
+        predict_jobs,
+        prediction_jobs,
+        review_image,
+        store_prediction,
+    )
 
     proj = Project.create(path, user="bench") if not path.exists() else Project.open(path)
     ids = [proj.add_image(a.image_path, "blood") for a in images]

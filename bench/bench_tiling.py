@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-
 from _common import ROOT, median_time, model_or_tiny, write
 
 SIDE, TIFF_TILE = 20000, 512

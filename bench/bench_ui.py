@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import ROOT, model_or_tiny, write
+
 from cellcounter.project.workflows import prediction_jobs
 
 

@@ -15,7 +15,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from cellcounter.annotations import (  # noqa: E402
+from cellcounter.annotations import (
     Boxes,
     Grade,
     ImageAnnotation,
@@ -25,8 +25,8 @@ from cellcounter.annotations import (  # noqa: E402
     ReviewStatus,
     flip_xy_rc,
 )
-from cellcounter.errors import CellCounterError, FormatError, ImageReadError  # noqa: E402
-from cellcounter.tasks import TASKS, Task, get_task  # noqa: E402
+from cellcounter.errors import CellCounterError, FormatError, ImageReadError
+from cellcounter.tasks import TASKS, Task, get_task
 
 __all__ = [
     "Boxes",

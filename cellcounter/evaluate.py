@@ -93,7 +93,7 @@ def predict_all(predict: Callable[[np.ndarray, str], ImageAnnotation], gts: Sequ
     kept_gts, preds = [], []
     for i, g in enumerate(gts):
         if not Path(g.image_path).is_file():
-            warnings.warn(f"{g.image_path}: image listed in the labels but not found; skipped")
+            warnings.warn(f"{g.image_path}: image listed in the labels but not found; skipped", stacklevel=2)
             continue
         image = read_image(g.image_path)
         p = predict(image, g.image_path)

@@ -194,7 +194,7 @@ def _pil_pixel_size(im: Image.Image) -> float | None:
 def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
     try:
         tif = tifffile.TiffFile(p)
-    except Exception as exc:  # tifffile raises a variety of errors on damaged files
+    except Exception as exc:  # noqa: BLE001 - tifffile raises a variety of errors on damaged files
         raise ImageReadError(p, f"not a readable TIFF ({exc})") from None
     try:
         series = tif.series[0]
@@ -225,7 +225,7 @@ def _open_tiff(p: Path, page: int, lazy: bool | None) -> ImageSource:
     except ImageReadError:
         tif.close()
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported with what failed
         tif.close()
         raise ImageReadError(p, f"damaged or unsupported TIFF ({type(exc).__name__}: {exc})") from None
 
@@ -358,9 +358,7 @@ def _lazy_plane(tif: tifffile.TiffFile, series, p: Path, page: int):
             raise ImageReadError(p, "large planar (SYX) TIFFs cannot be read lazily; save it interleaved")
         other = [i for i, ax in enumerate(axes) if ax not in "YXS"]
         idx = list(np.unravel_index(page, [series.shape[i] for i in other]))
-        index: list[Any] = []
-        for i, ax in enumerate(axes):
-            index.append(int(idx.pop(0)) if i in other else slice(None))
+        index: list[Any] = [int(idx.pop(0)) if i in other else slice(None) for i in range(len(axes))]
         z = _IndexedZarr(z, tuple(index))
     return z, store
 

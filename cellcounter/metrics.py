@@ -115,7 +115,7 @@ def coco_mask_ap(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation
     doc["annotations"] = [a for a in doc["annotations"] if "segmentation" in a]
     names = [c["name"] for c in doc["categories"]]
     dets = []
-    for img_id, (g, p) in enumerate(zip(gts, preds), start=1):
+    for img_id, (_g, p) in enumerate(zip(gts, preds), start=1):
         if p.masks is None:
             continue
         for i in range(len(p.masks)):

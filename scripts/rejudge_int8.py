@@ -15,12 +15,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids  # noqa: E402
-from cellcounter.fileutil import atomic_write_text  # noqa: E402
-from cellcounter.formats import read_labels  # noqa: E402
-from cellcounter.inference import Predictor, predict_image  # noqa: E402
-from cellcounter.inference.quantize import judge  # noqa: E402
-from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model  # noqa: E402
+from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
+from cellcounter.fileutil import atomic_write_text
+from cellcounter.formats import read_labels
+from cellcounter.inference import Predictor, predict_image
+from cellcounter.inference.quantize import judge
+from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
 
 def rejudge(name: str) -> dict:
@@ -38,7 +38,7 @@ def rejudge(name: str) -> dict:
         p = Predictor.load(directory, old["runtime"] + precision, "cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kept, preds = predict_all(lambda image, path: predict_image(p, image, path), gts)
+            kept, preds = predict_all(lambda image, path, p=p: predict_image(p, image, path), gts)
         scores[precision or "fp32"] = evaluate_annotations(card.task, kept, preds)
     verdict = judge(card.config.kind, scores["fp32"], scores["-int8"])
     verdict.update({k: old[k] for k in ("runtime", "calibration", "validation")})

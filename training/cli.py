@@ -18,12 +18,13 @@ from training.config import TrainConfig, field_help
 from training.loop import TrainEvent, iter_training
 from training.recipes import RECIPES, apply_recipe
 
+
 def _tuple_of(kind):
     def parse(text: str):
         try:
             return tuple(kind(x) for x in text.split(",") if x.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__} values, got {text!r}") from None
     return parse
 
 

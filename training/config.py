@@ -174,7 +174,8 @@ class TrainConfig:
 _P = (0.0, 1.0, False)  # a probability or share
 # (lowest, highest or None, whether the lowest itself is refused)
 _RANGES: dict[str, tuple[float, float | None, bool]] = {
-    "epochs": (1, None, False), "max_steps": (0, None, False), "time_budget_min": (0, None, False), "batch_size": (1, 4096, False),
+    "epochs": (1, None, False), "max_steps": (0, None, False), "time_budget_min": (0, None, False),
+    "batch_size": (1, 4096, False),
     "lr": (0, 10, True), "momentum": (0, 1, False), "weight_decay": (0, 1, False), "warmup_iters": (0, None, False),
     "sgdr_t0": (1, None, False), "sgdr_t_mult": (1, 100, False), "sgdr_eta_min": (0, 10, False),
     "step_milestones": _P, "step_gamma": (0, 1, True), "heads_only_epochs": (0, None, False),

@@ -46,7 +46,6 @@ from training.setup import build_for_training, make_optimizer, make_scheduler, s
 from training.unlabelled import ignore_regions
 
 
-
 def selection_score(metrics: dict, kind: str) -> float:
     """How good a validation result is for choosing the checkpoint to keep (higher is better).
 
@@ -522,9 +521,7 @@ def _selected_by(kind: str) -> str:
 
 def command_line(cfg: TrainConfig) -> str:
     """The ``cellcounter-train`` command that reproduces this run (settings that differ from the recipe)."""
-    from training.recipes import RECIPES
-
-    from training.recipes import GEOMETRY
+    from training.recipes import GEOMETRY, RECIPES
 
     base = TrainConfig(**{**asdict(TrainConfig()), **RECIPES.get(cfg.recipe, {})})
     # a fine-tune inherits its parent's input size unless told: the size it ran at is always written out

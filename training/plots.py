@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never a window (and never Qt from the training package)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cellcounter.metrics import confusion_matrix, precision_recall  # noqa: E402
-from cellcounter.tasks import get_task  # noqa: E402
+from cellcounter.metrics import confusion_matrix, precision_recall
+from cellcounter.tasks import get_task
 
 
 def save_plots(out: Path, history: list[dict], card, pairs) -> list[Path]:

@@ -13,7 +13,6 @@ from cellcounter.errors import CellCounterError
 from cellcounter.tasks import TASKS
 from training.recipes import RECIPES
 
-
 # --- ``cellcounter project train`` (registered through the ``cellcounter.project_commands`` entry point) ----
 
 

@@ -10,7 +10,6 @@ from cellcounter.annotations import Grade, Origin
 from cellcounter.grading import grade_call
 from cellcounter.tasks import TASKS
 
-
 COMMIT_AFTER_MS = 600
 
 

@@ -9,16 +9,35 @@ from pathlib import Path
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QProgressBar,
-                            QPushButton, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.controller import LayerController
 from cellcounter.errors import CellCounterError
 from cellcounter.inference.choice import BACKENDS
-from cellcounter.project.workflows import (HeatMapReady, ImagesDone, Predicted, PredictionEvent, PredictionJob,
-                                           StalePredictionError, default_model, predict_jobs, prediction_jobs,
-                                           select_images)
 from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS, ModelCard, user_models_dir
+from cellcounter.project.workflows import (
+    HeatMapReady,
+    ImagesDone,
+    Predicted,
+    PredictionEvent,
+    PredictionJob,
+    StalePredictionError,
+    default_model,
+    predict_jobs,
+    prediction_jobs,
+    select_images,
+)
 from cellcounter.tasks import TASKS
 
 
@@ -31,7 +50,7 @@ def available_models(task: str, project=None) -> list[tuple[str, str]]:
                 if (d / CARD_NAME).is_file():
                     try:
                         card = ModelCard.from_file(d / CARD_NAME)
-                    except Exception:  # a broken card is listed nowhere rather than crashing the panel
+                    except Exception:  # noqa: BLE001 - a broken card is listed nowhere rather than crashing the panel
                         continue
                     if card.task == task:
                         out.append((f"{card.name} v{card.version} ({where})", str(d)))

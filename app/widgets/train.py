@@ -20,16 +20,38 @@ from matplotlib.figure import Figure
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QHeaderView, QLabel, QLayout,
-                            QMessageBox, QProgressBar, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLayout,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.flavour import FULL_BUILD, has_torch, needs_torch
-from cellcounter.project.workflows import (KEY_METRICS, activate_model, activation_warning, default_model,
-                                           project_at, register_model, rollback_model, verdict)
+from cellcounter.project.workflows import (
+    KEY_METRICS,
+    activate_model,
+    activation_warning,
+    default_model,
+    project_at,
+    register_model,
+    rollback_model,
+    verdict,
+)
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs

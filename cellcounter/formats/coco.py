@@ -178,7 +178,7 @@ def _decode_segmentation(path: Path, where: str, seg: Any, h: int, w: int) -> np
         return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
     except FormatError:
         raise
-    except Exception as exc:  # pycocotools raises bare Exceptions and TypeErrors on bad input
+    except Exception as exc:  # noqa: BLE001 - pycocotools raises bare Exceptions and TypeErrors on bad input
         raise FormatError(path, f"{where}: undecodable segmentation ({exc})") from None
 
 

@@ -57,7 +57,8 @@ def read_dsb_sample(folder: Path, class_names: tuple[str, ...]) -> ImageAnnotati
             continue
         overlap = on & (lab > 0)
         if overlap.any():
-            warn(f, f"overlaps an earlier mask on {int(overlap.sum())} pixel(s); those pixels stay with the earlier one")
+            warn(f, f"overlaps an earlier mask on {int(overlap.sum())} pixel(s); "
+                    "those pixels stay with the earlier one")
             on &= ~overlap
             if not on.any():
                 continue

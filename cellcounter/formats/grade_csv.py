@@ -140,7 +140,8 @@ def _csv_text(rows: list[list[str]]) -> str:
 
 
 def write_grade_csv(anns: Sequence[ImageAnnotation], dst: str | Path) -> list[Path]:
-    """One CSV of grades: ``dst`` when it ends in ``.csv``, else ``dst/grades.csv``. Images without a grade are left out."""
+    """One CSV of grades: ``dst`` when it ends in ``.csv``, else ``dst/grades.csv``. Images without a grade are
+    left out."""
     dst = Path(dst)
     target = dst if dst.suffix.lower() == ".csv" else dst / "grades.csv"
     graded = [a for a in anns if a.grade is not None]
@@ -162,7 +163,8 @@ def write_grade_csv(anns: Sequence[ImageAnnotation], dst: str | Path) -> list[Pa
     return [target]
 
 
-def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path, score_threshold: float | None = None) -> list[Path]:
+def write_counts_csv(anns: Sequence[ImageAnnotation], dst: str | Path,
+                     score_threshold: float | None = None) -> list[Path]:
     """One row per image, one column per class plus ``total``; a last ``TOTAL`` row sums them.
 
     When every image has a pixel size, ``<class>_per_mm2`` density columns follow (the

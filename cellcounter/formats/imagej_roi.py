@@ -11,7 +11,6 @@ to the first ``-``.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,7 +57,8 @@ def rois(ann: ImageAnnotation) -> list:
     for i in range(len(ann.boxes)):
         x1, y1, x2, y2 = ann.boxes.xyxy[i]
         name = ann.class_names[int(ann.boxes.classes[i])]
-        roi = rf.ImagejRoi.frompoints(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]), name=f"{_entry(name)}-{i + 1:04d}")
+        corners = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+        roi = rf.ImagejRoi.frompoints(corners, name=f"{_entry(name)}-{i + 1:04d}")
         roi.roitype = rf.ROI_TYPE.RECT
         roi.left, roi.top = int(np.floor(x1)), int(np.floor(y1))
         roi.right, roi.bottom = int(np.ceil(x2)), int(np.ceil(y2))

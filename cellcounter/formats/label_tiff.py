@@ -64,7 +64,7 @@ def read_label_tiff_file(path: Path) -> ImageAnnotation:
                 meta = {}
     except FormatError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported with what failed
         raise FormatError(path, f"not a readable TIFF ({type(exc).__name__}: {exc})") from None
     while lab.ndim > 2 and lab.shape[0] == 1:  # leading page/channel axes of one; Y and X stay, even of size 1
         lab = lab[0]

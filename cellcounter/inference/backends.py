@@ -114,7 +114,7 @@ class OnnxBackend:
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=providers)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported with what failed
             raise CellCounterError(f"{onnx_path}: cannot load the ONNX model ({exc})") from None
         self.provider = self.session.get_providers()[0]
         self.precision = _precision(onnx_path)
@@ -153,7 +153,7 @@ class OpenVinoBackend:
         try:
             model = core.read_model(str(onnx_path))
             self.compiled = core.compile_model(model, "CPU", OPENVINO_CPU)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported with what failed
             raise CellCounterError(f"{onnx_path}: OpenVINO cannot compile the model ({exc})") from None
         self.request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one request: one inference at a time

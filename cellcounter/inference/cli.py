@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
-from cellcounter.formats import read_labels, write_labels
-from cellcounter.formats import image_files
+from cellcounter.formats import image_files, read_labels, write_labels
 from cellcounter.formats.qupath import read_regions
 from cellcounter.imageio import open_image
 from cellcounter.inference.choice import BACKENDS
@@ -280,11 +279,11 @@ def _labelled(args, data: str | None = None, split: str | None = None) -> list:
 def cmd_quantize(args) -> int:
     from cellcounter.evaluate import evaluate_annotations, predict_all
     from cellcounter.fileutil import atomic_write_text
+    from cellcounter.imageio import read_image
     from cellcounter.inference import Predictor, predict_image
     from cellcounter.inference.choice import INT8_NAME
     from cellcounter.inference.predictor import graph_path
     from cellcounter.inference.quantize import KEY_SCORE, calibration_inputs, judge, quantize_onnx
-    from cellcounter.imageio import read_image
     from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
 
     if args.images < 1:
@@ -308,7 +307,7 @@ def cmd_quantize(args) -> int:
         p = Predictor.load(directory, args.runtime + precision, "cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            kept, preds = predict_all(lambda image, path: predict_image(p, image, path), gts)
+            kept, preds = predict_all(lambda image, path, p=p: predict_image(p, image, path), gts)
         scores[precision or "fp32"] = evaluate_annotations(args.task, kept, preds)
     verdict = judge(predictor.config.kind, scores["fp32"], scores["-int8"])
     verdict.update(runtime=args.runtime, calibration=f"{len(pick)} images of {args.calibration}"

@@ -104,7 +104,7 @@ def _check_answers_like_a_scheduler(address: str, timeout: float = 5.0) -> None:
                 if not chunk:
                     break
                 head += chunk
-    except socket.timeout:
+    except TimeoutError:
         return  # says nothing yet: dask's own timeout decides
     except (OSError, ValueError) as exc:
         raise CellCounterError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None

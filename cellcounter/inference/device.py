@@ -36,7 +36,7 @@ def cuda_available() -> bool:
         import torch
 
         return bool(torch.cuda.is_available())
-    except Exception:  # a broken driver install must not stop CPU inference
+    except Exception:  # noqa: BLE001 - a broken driver install must not stop CPU inference
         return False
 
 

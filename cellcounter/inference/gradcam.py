@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from cellcounter.inference.heatmap import place_heat
 from cellcounter.inference.preprocess import grader_view, view_input
 from cellcounter.models.build import Grader

@@ -56,7 +56,8 @@ def render_overlay(image: np.ndarray, ann: ImageAnnotation, score_threshold: flo
     return im
 
 
-def save_overlay(path: str | Path, image: np.ndarray, ann: ImageAnnotation, score_threshold: float | None = None) -> Path:
+def save_overlay(path: str | Path, image: np.ndarray, ann: ImageAnnotation,
+                 score_threshold: float | None = None) -> Path:
     im = render_overlay(image, ann, score_threshold)
     atomic_write_with(path, lambda tmp: im.save(tmp, format="PNG"))
     return Path(path)

@@ -28,6 +28,7 @@ from cellcounter.inference.preprocess import check_has_pixels, intensity_levels,
 from cellcounter.models.config import INSTANCE_KINDS
 from cellcounter.regions import Region, keep_inside
 
+
 def _region(tile) -> tuple[int, int, int, int]:
     y0, x0, y1, x1 = tile[:4]
     return y0, y1, x0, x1
@@ -135,7 +136,7 @@ class TiledPredictor:
         reader = ThreadPoolExecutor(max_workers=1)
         pending = reader.submit(src.read_region, *_region(tiles[0])) if tiles else None
         try:
-            for done, (y0, x0, y1, x1, (cy0, cy1), (cx0, cx1)) in enumerate(tiles):
+            for done, (y0, x0, _y1, _x1, (cy0, cy1), (cx0, cx1)) in enumerate(tiles):
                 if should_stop is not None and should_stop():
                     raise Cancelled("prediction cancelled")
                 pixels = pending.result()

@@ -19,8 +19,13 @@ __all__ = ["DetectorConfig", "GraderConfig", "ModelCard", "SegmenterConfig", "bu
 if TYPE_CHECKING:
     from cellcounter.models.build import build_model
     from cellcounter.models.card import ModelCard, load_model, resolve_model, save_model
-    from cellcounter.models.config import (DetectorConfig, GraderConfig, SegmenterConfig, config_from_dict,
-                                           config_to_dict)
+    from cellcounter.models.config import (
+        DetectorConfig,
+        GraderConfig,
+        SegmenterConfig,
+        config_from_dict,
+        config_to_dict,
+    )
 
 
 def __getattr__(name: str):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torchvision.models import resnet18, resnet34, resnet50
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection._utils import Matcher
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
-from torchvision.models.detection.faster_rcnn import TwoMLPHead, FastRCNNPredictor
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNN, MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.retinanet import (
     RetinaNet,
@@ -17,6 +16,7 @@ from torchvision.models.detection.retinanet import (
     RetinaNetHead,
     RetinaNetRegressionHead,
 )
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_iou, sigmoid_focal_loss
 from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7

@@ -38,7 +38,7 @@ def imagenet_state_dict(backbone: str, weights_file: str | Path | None = None) -
     weights = IMAGENET_WEIGHTS[backbone]
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
-    except Exception as exc:  # URLError, socket timeouts, SSL errors: all mean "could not fetch"
+    except Exception as exc:  # noqa: BLE001 - URLError, socket timeouts, SSL errors: all mean "could not fetch"
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise CellCounterError(
             f"cannot fetch ImageNet weights for {backbone} ({type(exc).__name__}: {exc}). This machine seems "

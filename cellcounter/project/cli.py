@@ -7,11 +7,10 @@ functions the app's panels call.
 from __future__ import annotations
 
 import argparse
-import sys
 import json
-from pathlib import Path
-
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError, FormatError

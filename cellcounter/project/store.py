@@ -31,11 +31,11 @@ from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
 from cellcounter.project import backups
 from cellcounter.project import serialize as ser
 from cellcounter.project._sql import _connect_db, _sqlite_reason, _tidy_after_reading, _tx
+from cellcounter.project.lock import FileLock
 from cellcounter.project.paths import _refuse_hard_links, project_files, refuse_project_output
 from cellcounter.project.rejected import REJECTED, _rejected_after, _rejected_blob, rejected_boxes
-from cellcounter.project.lock import FileLock
-from cellcounter.tasks import TASKS
 from cellcounter.regions import json_regions, regions_json
+from cellcounter.tasks import TASKS
 
 SCHEMA_VERSION = 4
 APPLICATION_ID = 0x43434E54  # "CCNT": marks the SQLite file as a cellcounter project
@@ -107,7 +107,7 @@ class ImageRecord:
 def current_user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no login name (containers, services)
+    except Exception:  # noqa: BLE001 - no login name (containers, services)
         return f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import (DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin,
-                                     ReviewStatus)
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.evaluate import KEY_METRIC
 from cellcounter.project.store import Project
@@ -398,9 +397,8 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
     scores after and before (the parent's, on the same images). Returns the version's record."""
     import time
 
-    from cellcounter.models.card import CARD_NAME, ModelCard
-
     from cellcounter.fileutil import atomic_write_text
+    from cellcounter.models.card import CARD_NAME, ModelCard
 
     card = ModelCard.from_file(Path(model_dir) / CARD_NAME)
     base = version = time.strftime("%Y%m%d-%H%M%S")

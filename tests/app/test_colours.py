@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from napari.utils.colormaps.standardize_color import transform_color
 
 from app.layers import BOXES, POINTS, class_colours
-from napari.utils.colormaps.standardize_color import transform_color
+
 
 def test_rbc_has_the_same_colour_on_images_whose_first_objects_differ(open_window, voc_folder):
     root = voc_folder({"a_wbc_first": ["WBC", "RBC", "RBC"], "b_rbc_first": ["RBC", "Platelets"],

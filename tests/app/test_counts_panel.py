@@ -7,7 +7,6 @@ import numpy as np
 from PIL import Image
 
 
-
 def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is_elided(open_window, voc_folder,
                                                                                         qtbot):
     _, win, _ = open_window(voc_folder({"BloodImage_00004_" + "x" * 120: ["WBC", "RBC", "RBC"]}))

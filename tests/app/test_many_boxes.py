@@ -9,8 +9,8 @@ from app.controller import LayerController
 from app.layers import BOXES, OVERVIEW
 from app.session import Session
 from cellcounter.annotations import Boxes, Origin
-from tests.conftest import sample_annotation
 from cellcounter.project.workflows import prediction_jobs
+from tests.conftest import sample_annotation
 
 
 def test_editing_window_follows_the_view_and_keeps_every_box(make_napari_viewer, tmp_path, monkeypatch, qtbot):

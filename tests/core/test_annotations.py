@@ -15,8 +15,8 @@ from cellcounter.annotations import (
     total_counts,
     xyxy_to_napari_rectangles,
 )
-from cellcounter.tasks import TASKS, get_task
 from cellcounter.errors import CellCounterError
+from cellcounter.tasks import TASKS, get_task
 
 
 def test_flip_is_its_own_inverse_and_swaps_axes():

@@ -70,8 +70,8 @@ def test_openvino_matches_torch(tiny_models, rgb_image, kind):
 @pytest.fixture(scope="module")
 def int8_models(tiny_models, tmp_path_factory):
     """The tiny models with an int8 graph each, calibrated on images like the test's."""
-    from cellcounter.inference.quantize import calibration_inputs, quantize_onnx
     from cellcounter.inference.predictor import graph_path
+    from cellcounter.inference.quantize import calibration_inputs, quantize_onnx
 
     rng = np.random.default_rng(1)
     images = []

@@ -52,7 +52,7 @@ def test_a_threshold_is_kept_only_where_it_counts_better_on_images_it_was_not_fi
     """#37: a calibration fitted on the images whose count error it then reports looked better than it was."""
     rng = np.random.default_rng(0)
     gts, preds = [], []
-    for i in range(20):
+    for _ in range(20):
         n_plt = int(rng.integers(1, 4))
         # platelets: truly found at 0.3 (a real shift: held-back counts improve); RBC: noise around 0.5 that an
         # in-sample fit can always improve a little, and images it was not fitted on cannot

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cellcounter.cli import main
-from tests.conftest import sample_annotation
 from cellcounter.formats import write_labels
+from tests.conftest import sample_annotation
 
 
 def test_help_of_each_command():

@@ -39,10 +39,9 @@ def test_view_crops_the_fundus_and_the_crop_maps_back_into_it():
 
 
 def test_training_sees_what_prediction_sees():
+    from cellcounter.annotations import Grade, ImageAnnotation
     from training.config import TrainConfig
     from training.data import GradeDataset
-
-    from cellcounter.annotations import Grade, ImageAnnotation
 
     cfg_m = GraderConfig(input_size=64, fundus_crop=True, local_contrast=1 / 30)
     img = _photo()

@@ -28,7 +28,8 @@ def test_a_grade_changed_by_a_person_keeps_who_gave_it_first():
 
     model = Grade(3, np.array([0.1, 0.1, 0.2, 0.5, 0.1]), Origin.MODEL)
     fixed = model.set_by_person(2)
-    assert (fixed.value, fixed.origin) == (2, Origin.CORRECTED) and np.allclose(fixed.probabilities, model.probabilities)
+    assert (fixed.value, fixed.origin) == (2, Origin.CORRECTED)
+    assert np.allclose(fixed.probabilities, model.probabilities)
     again = fixed.set_by_person(1)
     assert (again.value, again.origin) == (1, Origin.CORRECTED)
     person = Grade(0, None, Origin.HUMAN).set_by_person(4)

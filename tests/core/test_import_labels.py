@@ -31,7 +31,8 @@ def test_labels_from_another_tool_supersede_the_models_and_keep_a_persons(tmp_pa
     # the lab corrected im0 in LabelImg: two RBC (one the model had, one new) and the WBC the person drew
     fixed = ImageAnnotation(str(images[0]), 64, 48, NAMES, boxes=Boxes(
         np.array([[1, 1, 10, 10], [50, 2, 60, 12], [2, 30, 12, 40]], float), [0, 0, 1]))
-    other = ImageAnnotation(str(tmp_path / "elsewhere.png"), 64, 48, NAMES, boxes=Boxes(np.array([[1, 1, 5, 5.0]]), [0]))
+    boxes = Boxes(np.array([[1, 1, 5, 5.0]]), [0])
+    other = ImageAnnotation(str(tmp_path / "elsewhere.png"), 64, 48, NAMES, boxes=boxes)
     make_image(tmp_path / "elsewhere.png", 64, 48, seed=9)
     write_labels([fixed, other], tmp_path / "voc", "voc")
     shutil.copy(images[0], tmp_path / "voc" / "im0.png")

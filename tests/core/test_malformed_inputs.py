@@ -100,7 +100,8 @@ def test_voc_out_of_image_boxes_are_clipped_or_dropped_with_a_warning(tmp_path):
     (lambda d: d["annotations"][0].update(image_id=99), "image_id 99"),
     (lambda d: d["annotations"][0].update(category_id=7), "category_id 7"),
     (lambda d: d["annotations"][0].update(score="high"), "score"),
-    (lambda d: d["annotations"][0].update(segmentation={"size": [5, 5], "counts": "0"}), "mask is 5x5 but its image is 20x10"),
+    (lambda d: d["annotations"][0].update(segmentation={"size": [5, 5], "counts": "0"}),
+     "mask is 5x5 but its image is 20x10"),
     (lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3]]), "polygon"),
     (lambda d: d.update(images={}), "images"),
 ])

@@ -151,7 +151,7 @@ def test_a_second_process_gets_a_clear_message_or_read_only_access(project):
     """)
     try:
         assert child.stdout.readline().strip() == "open"
-        with pytest.raises(ProjectError, match=r"open in another process \(.*pid %d\)" % child.pid):
+        with pytest.raises(ProjectError, match=rf"open in another process \(.*pid {child.pid}\)"):
             Project.open(path)
         with Project.open(path, readonly=True) as ro:
             assert ro.load(image_id).equals(ann)

@@ -3,7 +3,6 @@ naming what it is about, and none crashes the check, the status or the export.""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import numpy as np

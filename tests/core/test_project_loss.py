@@ -8,10 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
-from cellcounter.annotations import Boxes
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
 from cellcounter.project import Project

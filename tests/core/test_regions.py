@@ -18,10 +18,10 @@ from cellcounter.formats.grade_csv import write_counts_csv
 from cellcounter.formats.qupath import read_regions
 from cellcounter.imageio import open_image
 from cellcounter.inference import predict_image
+from cellcounter.inference.cli import parse_region
 from cellcounter.project.store import Project
 from cellcounter.project.undo import UndoHistory
 from cellcounter.project.workflows import apply_prediction, prediction_jobs
-from cellcounter.inference.cli import parse_region
 from cellcounter.regions import Region, region_counts
 from tests.helpers import blob_predictor, squares, write_svs
 

@@ -92,7 +92,8 @@ def test_the_bundled_models_predict_their_samples_where_torch_cannot_load(tmp_pa
     samples = REPO / "resources" / "samples"
     nuclei = next((samples / "nuclei").glob("*/images/*.png"))
     cases = [("blood-default", "blood", samples / "blood" / "BloodImage_00000.jpg"),
-             ("nuclei-default", "nuclei", nuclei), ("leaves-default", "leaves", samples / "leaves" / "rosette_20261123.png")]
+             ("nuclei-default", "nuclei", nuclei),
+             ("leaves-default", "leaves", samples / "leaves" / "rosette_20261123.png")]
     for model, task, image in cases:
         # with torch: the backend `auto` would choose without it (which also exports a missing float graph)
         backend = "openvino-int8" if model == "blood-default" else "openvino"

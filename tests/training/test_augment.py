@@ -7,12 +7,13 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
+from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks
 from cellcounter.models import DetectorConfig, build_model
+from tests.helpers import box_colour_ok, coloured
 from training.augment import GridMask, ScheduledDropBlock, grid_mask, mosaic
 from training.config import TrainConfig
 from training.data import DetectionDataset, InstanceDataset
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks
-from tests.helpers import box_colour_ok, coloured
+
 
 def test_mosaic_boxes_follow_their_pixels():
     rng = np.random.default_rng(0)

@@ -23,6 +23,7 @@ from training.cli import build_parser, config_from_args, main
 from training.config import TrainConfig as TC
 from training.seeds import run_seeds
 
+
 @pytest.mark.parametrize("task", ["blood", "nuclei", "leaves", "retinopathy"])
 def test_each_recipe_trains_and_writes_a_model_the_core_loads(task, tmp_path):
     cfg = tiny(task, tmp_path, max_steps=2)
@@ -163,7 +164,7 @@ def test_ddp_two_processes_with_gloo(tmp_path):
         procs.append(subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cfg.json")], cwd=REPO, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     assert "RESULT done 2" in outs[0][0]
     # with 4 images over 2 ranks and batch 1, each epoch is 2 steps: both ranks agree on the step count

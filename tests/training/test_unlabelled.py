@@ -10,14 +10,12 @@ import torch
 
 from cellcounter.annotations import Boxes, ImageAnnotation
 from cellcounter.errors import CellCounterError
-from cellcounter.models import DetectorConfig, build_model
-from cellcounter.models import build
+from cellcounter.models import DetectorConfig, build, build_model
 from cellcounter.models.build import IgnoringHead
 from tests.helpers import box_colour_ok, coloured, tiny
-from training import iter_training
+from training import iter_training, unlabelled
 from training.config import TrainConfig
 from training.data import IGNORE_LABEL, DetectionDataset
-from training import unlabelled
 
 
 def _loader(img: torch.Tensor, boxes, classes, path="a.png"):
