@@ -202,7 +202,7 @@ class Session:
 
     def uncertainty(self, image_id: int, threshold: float = DEFAULT_SCORE_THRESHOLD) -> float:
         """:func:`~cellcounter.project.queue.uncertainty` of an image, kept until its labels change."""
-        key = (image_id, threshold, self.project.label_revision(image_id))
+        key = (image_id, threshold, self.project.history.label_revision(image_id))
         if key not in self._uncertainty:
             self._uncertainty[key] = uncertainty(self.project.load(image_id), threshold)
         return self._uncertainty[key]
@@ -221,18 +221,19 @@ class Session:
     def count_rows(self, ann: ImageAnnotation, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
         """``(class, model count, current count)`` for the current image."""
         current = ann.counts(score_threshold=score_threshold)
-        model = self.project.model_counts(self.current_id, score_threshold) if self.current_id is not None else None
+        model = (self.project.history.model_counts(self.current_id, score_threshold)
+                 if self.current_id is not None else None)
         return [(name, (model or {}).get(name, 0), n) for name, n in current.items()]
 
     def model_grade(self) -> int | None:
         """The grade the model gave the image on screen, whatever a person set since."""
-        return None if self.current_id is None else self.project.model_grade(self.current_id)
+        return None if self.current_id is None else self.project.history.model_grade(self.current_id)
 
     def project_count_rows(self, score_threshold: float | None = None) -> list[tuple[str, int, int]]:
         totals: dict[str, list[int]] = {}
         for rec in self.project.images():
             ann = self.project.load(rec.id)
-            model = self.project.model_counts(rec.id, score_threshold) or {}
+            model = self.project.history.model_counts(rec.id, score_threshold) or {}
             for name, n in ann.counts(score_threshold=score_threshold).items():
                 row = totals.setdefault(name, [0, 0])
                 row[0] += model.get(name, 0)

@@ -34,19 +34,19 @@ def _image(name: str, sample: str | None) -> np.ndarray:
     return (rng.random((*side, 3)) * 255).astype(np.uint8)
 
 
-def _onnx_with(predictor, provider: str):
-    """``predictor`` with its ONNX Runtime session re-made on ``provider``, or None where it is missing."""
+def _onnx_on(name: str, provider: str):
+    """``name`` on ONNX Runtime with ``provider`` first, or None where that provider is missing or fails."""
     import onnxruntime as ort
+
+    from cellcounter.inference import Predictor
 
     if provider not in ort.get_available_providers():
         return None
-    path = predictor.backend.session._model_path
     try:
-        predictor.backend.session = ort.InferenceSession(path, providers=[provider, "CPUExecutionProvider"])
+        predictor = Predictor.load(name, "onnx", "cuda", providers=[provider, "CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - a TensorRT without its libraries: say so, measure the rest
         print(f"{provider}: {exc}", file=sys.stderr)
         return None
-    predictor.backend.provider = predictor.backend.session.get_providers()[0]
     return predictor if predictor.backend.provider == provider else None
 
 
@@ -74,10 +74,8 @@ def main() -> int:
         ref = predict_image(cpu, image, "bench")
         res["models"][name] = {}
         for label, make in (("torch cuda amp", lambda: Predictor.load(name, "torch", "cuda")),
-                            ("onnx cuda", lambda: _onnx_with(Predictor.load(name, "onnx", "cuda"),
-                                                             "CUDAExecutionProvider")),
-                            ("onnx tensorrt", lambda: _onnx_with(Predictor.load(name, "onnx", "cuda"),
-                                                                 "TensorrtExecutionProvider"))):
+                            ("onnx cuda", lambda: _onnx_on(name, "CUDAExecutionProvider")),
+                            ("onnx tensorrt", lambda: _onnx_on(name, "TensorrtExecutionProvider"))):
             t = time.perf_counter()
             p = make()
             if p is None:

@@ -170,11 +170,11 @@ def main() -> int:
                 if ev.kind == "done":
                     done = ev
             version = register_model(proj, done.model_dir, base, image_ids)
-            activate_model(proj, version["name"], force=True)  # measured either way; the gate is reported
+            activate_model(proj, version.name, force=True)  # measured either way; the gate is reported
             t_train = time.perf_counter() - t
             rollback_model(proj, args.task)  # each variant starts from the base model
             after = score(done.model_dir, args.task, measure)
-            kept = version["metrics"].get("base") or {}
+            kept = version.metrics.get("base") or {}
             kb, ka = kept.get("before") or {}, kept.get("after") or {}
             rows.append((name, f"{t_train:.0f} s", f"{after[key]:.3f}", _count(after),
                          f"{kb.get(key, float('nan')):.3f} -> {ka.get(key, float('nan')):.3f}",

@@ -25,7 +25,7 @@ def main() -> int:
     import torchvision
 
     from cellcounter.imageio import read_image
-    from cellcounter.inference import Predictor
+    from cellcounter.inference import Predictor, predict_image
     from cellcounter.inference.choice import INT8_NAME, default_backend, openvino_available
     from cellcounter.models.card import resolve_model
 
@@ -57,7 +57,7 @@ def main() -> int:
                     continue  # Mask R-CNN is exported whole, post-processing included: no int8 graph
                 p = Predictor.load(model, backend, device)
                 runs = args.runs if kind not in ("segmenter", "unet") else max(3, args.runs // 4)
-                times[backend] = median_time(lambda: p.predict(image), runs)
+                times[backend] = median_time(lambda: predict_image(p, image), runs)
             auto = default_backend(Predictor.load(model, "torch", device).card, directory, device)
             t0 = times["torch"]
             rows.append((f"{kind} ({name}, {what}) {device}",

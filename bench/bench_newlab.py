@@ -120,7 +120,7 @@ def finetune(proj, init: str, variant: dict, seed: int, out: Path) -> tuple[str,
         elif ev.kind == "error":
             raise RuntimeError(ev.message)
     version = register_model(proj, done.model_dir, cfg.init, ids)
-    activate_model(proj, version["name"], force=True)
+    activate_model(proj, version.name, force=True)
     return done.model_dir, version, time.perf_counter() - t
 
 
@@ -232,7 +232,7 @@ def main() -> int:
         point = {"images": n, "variant": name, "seed": seed, "train_to_active_s": seconds, "lab": lab,
                  "others": oth, "load": load}
         if version is not None:
-            point["version"] = {k: version["metrics"].get(k) for k in ("after", "before", "base", "calibration")}
+            point["version"] = {k: version.metrics.get(k) for k in ("after", "before", "base", "calibration")}
         res["points"].append(point)
         rows.append((n, name, seed, f"{seconds:.0f} s" if seconds else "", f"{lab['map50']:.3f}",
                      f"{lab['count_error']:.2f}", f"{lab['rbc_count_error']:.2f}", f"{oth['map50']:.3f}",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cellcounter.evaluate import evaluate_annotations, predict_all, select_ids, split_ids
 from cellcounter.formats import read_labels
 from cellcounter.inference import Predictor
-from cellcounter.inference.tiling import predict_image
+from cellcounter.inference.run import predict_image
 
 
 def per_lab(model: str, data: Path, split: str, backend: str = "torch", threshold: float = 0.5) -> dict:

@@ -35,7 +35,7 @@ from cellcounter.fileutil import atomic_open, atomic_write_text
 from cellcounter.inference.backends import TorchBackend
 from cellcounter.inference.device import resolve_device
 from cellcounter.inference.predictor import Predictor
-from cellcounter.inference.tiling import predict_image
+from cellcounter.inference.run import predict_image
 from cellcounter.models.card import load_weights, save_model
 from cellcounter.tasks import get_task
 from training.augment import ScheduledDropBlock

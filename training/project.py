@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.models.card import CARD_NAME
+from cellcounter.project.registry import ModelVersion
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
 from training.base import rehearsal_unavailable
@@ -135,10 +137,17 @@ def resume_run(project: Project, run: str | Path) -> tuple[TrainConfig, list[Ima
     return dataclasses.replace(cfg, resume=True, out=str(run)), anns, ids
 
 
+@dataclass(frozen=True)
+class Registered:
+    """The run's model, registered as a new version of the project (not active yet)."""
+
+    version: ModelVersion
+
+
 def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnnotation], image_ids: list[int],
-                  should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent | dict]:
-    """Run the fine-tune, yielding its events; when it ends, registers the model and yields the version's
-    record (a dict). Run it from the thread that owns ``project``."""
+                  should_stop: Callable[[], bool] | None = None) -> Iterator[TrainEvent | Registered]:
+    """Run the fine-tune, yielding its events; when it ends, registers the model and yields
+    :class:`Registered`. Run it from the thread that owns ``project``."""
     from training.loop import iter_training  # torch: imported when a run starts, not when the app opens
 
     done = None
@@ -147,4 +156,4 @@ def train_project(project: Project, cfg: TrainConfig, annotations: list[ImageAnn
             done = ev
         yield ev
     if done is not None:
-        yield register_model(project, done.model_dir, None if cfg.init == "none" else cfg.init, image_ids)
+        yield Registered(register_model(project, done.model_dir, None if cfg.init == "none" else cfg.init, image_ids))

@@ -66,7 +66,7 @@ def cmd_train(args) -> int:
     needs_torch("fine-tuning needs torch")
     from cellcounter.project.store import Project
     from cellcounter.project.workflows import activate_model, verdict
-    from training.project import project_run, project_task, resume_run, stopped_runs, train_project
+    from training.project import Registered, project_run, project_task, resume_run, stopped_runs, train_project
 
     if args.epochs is not None and args.epochs < 1:
         raise CellCounterError(f"--epochs must be at least 1, got {args.epochs}")
@@ -92,8 +92,8 @@ def cmd_train(args) -> int:
         version = None
         said_at = 0.0
         for ev in train_project(proj, cfg, anns, ids):
-            if isinstance(ev, dict):
-                version = ev
+            if isinstance(ev, Registered):
+                version = ev.version
             elif ev.kind == "step":  # a line every 30 s at most: progress without flooding a log
                 if time.monotonic() - said_at >= 30 or ev.step == ev.total_steps:
                     said_at = time.monotonic()
@@ -110,8 +110,8 @@ def cmd_train(args) -> int:
                 return 1
         if version is None:
             raise CellCounterError("training ended without a model")
-        metrics = version["metrics"]
-        print(f"registered {version['name']}")
+        metrics = version.metrics
+        print(f"registered {version.name}")
         print(f"  on its validation images: {_scores(metrics.get('after') or {})}")
         if metrics.get("before"):
             print(f"  its start model there:    {_scores(metrics['before'])}")
@@ -124,8 +124,8 @@ def cmd_train(args) -> int:
         print(f"verdict: {verdict(metrics)}", flush=True)
         if args.activate:
             try:
-                activate_model(proj, version["name"], force=args.force)
+                activate_model(proj, version.name, force=args.force)
             except CellCounterError as exc:
                 raise CellCounterError(f"registered, but {exc}; or train with --rehearsal") from None
-            print(f"{version['name']} is now the active {task} model")
+            print(f"{version.name} is now the active {task} model")
     return 0

@@ -20,7 +20,7 @@ from torchvision.ops import box_iou
 from cellcounter.errors import CellCounterError
 from cellcounter.fileutil import atomic_write_text
 from cellcounter.inference.predictor import Predictor
-from cellcounter.inference.tiling import predict_image
+from cellcounter.inference.run import predict_image
 
 IGNORE_FILE = "ignore_regions.json"
 

@@ -31,6 +31,7 @@ from cellcounter.project.workflows import (
     ImagesDone,
     Predicted,
     PredictionEvent,
+    PredictionFailed,
     PredictionJob,
     StalePredictionError,
     default_model,
@@ -55,31 +56,9 @@ def available_models(task: str, project=None) -> list[tuple[str, str]]:
                     if card.task == task:
                         out.append((f"{card.name} v{card.version} ({where})", str(d)))
     if project is not None:
-        for m in project.models(task):
-            out.append((f"{m['name']} ({'active, ' if m['active'] else ''}project)", m["file"]))
+        for m in project.registry.versions(task):
+            out.append((f"{m.name} ({'active, ' if m.active else ''}project)", m.file))
     return out
-
-
-_PREDICTORS: dict[tuple, object] = {}
-
-
-def _cached_predictor(model: str, backend: str, device: str):
-    """The loaded model and its torch module or ONNX Runtime session, kept for the next Run.
-
-    Loading costs about 0.4 s on the CPU (weights, session set-up), more than predicting a BCCD image.
-    Keyed by the folder and the modification times of its card and weights (the counting build's models have
-    no weights file), so a model retrained in place is loaded afresh.
-    """
-    from cellcounter.inference import Predictor
-    from cellcounter.models.card import CARD_NAME, WEIGHTS_NAME, resolve_model
-
-    directory = resolve_model(model)
-    stamps = tuple(f.stat().st_mtime_ns for f in (directory / CARD_NAME, directory / WEIGHTS_NAME) if f.exists())
-    key = (str(directory), stamps, backend, device)
-    if key not in _PREDICTORS:
-        _PREDICTORS.clear()  # one model at a time: a bundled model is tens of MB, a session more
-        _PREDICTORS[key] = Predictor.load(model, backend, device)
-    return _PREDICTORS[key]
 
 
 @dataclass(frozen=True)
@@ -91,7 +70,9 @@ class ModelLoaded:
 def predict_images(model: str, backend: str, device: str, jobs: list[PredictionJob], should_stop,
                    heat_maps: bool = False, tile_progress=None):
     """Generator run in the worker: :class:`ModelLoaded`, then the core's :func:`predict_jobs` events."""
-    predictor = _cached_predictor(model, backend, device)
+    from cellcounter.inference import load_predictor
+
+    predictor = load_predictor(model, backend, device)
     yield ModelLoaded(predictor.description, predictor.model_version)
     yield from predict_jobs(predictor, jobs, should_stop, heat_maps, tile_progress)
 
@@ -137,6 +118,7 @@ class PredictPanel(QWidget):
                                     "this stores them anyway (the model's objects are replaced, yours stay)")
         self.apply_stale.setVisible(False)
         self.stale: list[tuple] = []
+        self.failed: list[PredictionFailed] = []  # of the latest run: images that could not be predicted
         self._stop = False
         self.progress = QProgressBar()
         self.status = QLabel("")  # what runs now, how far it is and how long it should still take
@@ -219,6 +201,7 @@ class PredictPanel(QWidget):
             return None
         jobs = prediction_jobs(session.project, ids)
         self._stop = False
+        self.failed = []
         # a flag, not worker.quit(): the generator then ends at its own checks, and a cancel is not a failure
         worker = thread_worker(predict_images, start_thread=False)(
             model, self.backend.currentText(), self.device.currentText(), jobs, lambda: self._stop,
@@ -246,6 +229,9 @@ class PredictPanel(QWidget):
             self.status.setText(self._model_text)
         elif isinstance(event, Predicted):
             self._store(event.job, event.annotation, event.model_version)
+        elif isinstance(event, PredictionFailed):  # one bad image: said, and the others are still predicted
+            self.failed.append(event)
+            show_error(f"{event.job.image_path.name} was not predicted: {event.reason}")
         elif isinstance(event, HeatMapReady):
             if event.job.project == self.controller.session.project.path.resolve():
                 self.controller.show_heatmap(event.job.image_id, event.heat)
@@ -303,7 +289,8 @@ class PredictPanel(QWidget):
             self.status.setText(f"Cancelled after {took}: images finished before it are stored")
             show_info("Prediction cancelled: images finished before it are stored")
         else:
-            self.status.setText(f"Done: {self._n_jobs} image(s) in {took}")
+            failed = f"; {len(self.failed)} could not be read (skipped)" if self.failed else ""
+            self.status.setText(f"Done: {self._n_jobs - len(self.failed)} image(s) in {took}{failed}")
 
 
 PROGRESS_STEPS = 1000

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.flavour import FULL_BUILD, has_torch, needs_torch
+from cellcounter.project.registry import ModelVersion
 from cellcounter.project.workflows import (
     KEY_METRICS,
     activate_model,
@@ -68,6 +70,20 @@ def prepare_run(controller: LayerController, task: str, recipe: str, epochs: int
                        rehearsal=rehearsal if base else 0.0, trunk_lr=trunk_lr if base else None)
 
 
+@dataclass
+class FineTuneRun:
+    """The panel's current (or last) run: what it trains, for which project, and what came of it."""
+
+    task: str
+    config: TrainConfig | None = None
+    parent: str | None = None  # the start model, None from scratch
+    images: list[int] = field(default_factory=list)  # the reviewed images it trains on
+    project: Path | None = None  # the project it was started from (registered there, whatever is open then)
+    version: ModelVersion | None = None  # once registered
+    warning: str = ""  # why making it active needs a confirmation ("" when it does not)
+    previous: str | None = None  # the version it replaced when made active
+
+
 class TrainPanel(QWidget):
     models_changed = Signal()  # a version was activated or rolled back: the Predict panel re-chooses
 
@@ -76,7 +92,7 @@ class TrainPanel(QWidget):
         self.controller = controller
         self.task = task
         self.worker = None
-        self.result: dict | None = None
+        self.result: FineTuneRun | None = None
         self.recipe = QComboBox()
         self.recipe.addItems(list(RECIPES))
         self.recipe.setCurrentText(DEFAULT_RECIPE.get(task, "blood-detector"))
@@ -249,8 +265,8 @@ class TrainPanel(QWidget):
         self.scores.setVisible(False)
         self._stop = False
         self._anns = anns
-        self.result = {"config": cfg, "parent": None if cfg.init == "none" else cfg.init, "images": ids,
-                       "project": self.controller.session.project.path.resolve(), "task": cfg.task}
+        self.result = FineTuneRun(cfg.task, cfg, None if cfg.init == "none" else cfg.init, list(ids),
+                                  self.controller.session.project.path.resolve())
 
         def run():
             # a flag, not worker.quit(): the child's loop then reaches its own stop branch and writes a checkpoint
@@ -276,9 +292,9 @@ class TrainPanel(QWidget):
         text = str(exc) if isinstance(exc, CellCounterError) else f"training failed: {exc}"
         self.status.setText(text)
         self.progress.setRange(0, 1)
-        cfg = self.result["config"] if self.result else None
+        cfg = self.result.config if self.result else None
         if cfg is not None and (Path(cfg.out) / "checkpoints" / "last.pt").is_file():  # a died child left one
-            self._resumable = (cfg, self._anns, self.result["images"], self.result["project"])
+            self._resumable = (cfg, self._anns, self.result.images, self.result.project)
         show_error(text[:1].upper() + text[1:])
 
     def _on_event(self, ev) -> None:
@@ -313,7 +329,7 @@ class TrainPanel(QWidget):
             self.progress.setRange(0, max(1, ev.total_steps))
             self.progress.setValue(ev.step)
             self.status.setText(f"stopped at step {ev.step} of {ev.total_steps}; Resume goes on from there")
-            self._resumable = (self.result["config"], self._anns, self.result["images"], self.result["project"])
+            self._resumable = (self.result.config, self._anns, self.result.images, self.result.project)
 
     def _plot(self, force: bool = False) -> None:
         """Training loss per step (and its running mean), validation score per evaluation. Lines are updated
@@ -360,30 +376,30 @@ class TrainPanel(QWidget):
         """Register the run's model in the project it was trained from, even when another one is open now."""
         project = self.controller.session.project
         try:
-            with project_at(self.result["project"], project, project.user) as target:
-                version = register_model(target, model_dir, self.result["parent"], self.result["images"])
+            with project_at(self.result.project, project, project.user) as target:
+                version = register_model(target, model_dir, self.result.parent, self.result.images)
         except CellCounterError as exc:
             show_error(f"The new model in {model_dir} could not be registered: {exc}")
             return
         if target is not project:
-            show_info(f"Fine-tuned model {version['name']} registered in {self.result['project'].name}")
+            show_info(f"Fine-tuned model {version.name} registered in {self.result.project.name}")
             return
         self._registered(version)
 
-    def _registered(self, version: dict) -> None:
-        metrics = version["metrics"]
-        self.result.update(name=version["name"], metrics=metrics)
+    def _registered(self, version: ModelVersion) -> None:
+        metrics = version.metrics
+        self.result.version = version
         self._show_scores(metrics.get("before") or {}, metrics.get("after") or {}, metrics.get("base") or {})
         said = activation_warning(metrics)
         calibration = f" {metrics['calibration'][:1].upper()}{metrics['calibration'][1:]}." if metrics.get(
             "calibration") else ""
         said_in_a_line = verdict(metrics)
-        self.status.setText(f"new model {version['name']}: {said_in_a_line[:1].upper()}{said_in_a_line[1:]}."
+        self.status.setText(f"new model {version.name}: {said_in_a_line[:1].upper()}{said_in_a_line[1:]}."
                             f"{calibration}")
-        self.result["warning"] = f"WARNING: {said}." if said else ""
+        self.result.warning = f"WARNING: {said}." if said else ""
         self.activate_b.setText("Make active (worse than before!)" if said else "Make active")
         self.activate_b.setEnabled(True)
-        show_info(f"Fine-tuned model {version['name']} is ready: {said_in_a_line}")
+        show_info(f"Fine-tuned model {version.name} is ready: {said_in_a_line}")
 
     def _show_scores(self, before: dict, after: dict, base: dict | None = None) -> None:
         """The run's scores beside its parent's on the same validation images, then (when measured) on the
@@ -431,29 +447,29 @@ class TrainPanel(QWidget):
         self.resume_b.setEnabled(self._resumable is not None)
 
     def activate(self) -> None:
-        if not self.result or "name" not in self.result:
+        if not self.result or self.result.version is None:
             return
-        if self.result.get("warning") and not self.confirm_activation(self.result["warning"]):
+        if self.result.warning and not self.confirm_activation(self.result.warning):
             return
         try:
-            self.result["previous"] = activate_model(self.controller.session.project, self.result["name"],
-                                                     force=bool(self.result.get("warning")))  # asked just now
+            self.result.previous = activate_model(self.controller.session.project, self.result.version.name,
+                                                  force=bool(self.result.warning))  # asked just now
         except CellCounterError as exc:  # registered in another project than the one open now
             show_error(str(exc))
             return
         self.rollback_b.setEnabled(True)
         self.activate_b.setEnabled(False)
         self.models_changed.emit()
-        show_info(f"{self.result['name']} is now the active model: Predict uses it for {self.result['task']}")
+        show_info(f"{self.result.version.name} is now the active model: Predict uses it for {self.result.task}")
 
     def confirm_activation(self, warning: str) -> bool:
         """Ask before making active a version that is worse than, or forgot what, the model it started from."""
-        answer = QMessageBox.question(self, "Make active?", f"{warning}\n\nMake {self.result['name']} the active "
+        answer = QMessageBox.question(self, "Make active?", f"{warning}\n\nMake {self.result.version.name} the active "
                                       "model anyway?", QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
         return answer == QMessageBox.Yes
 
     def rollback(self) -> None:
-        task = (self.result or {}).get("task", self.task)
+        task = self.result.task if self.result else self.task
         now = rollback_model(self.controller.session.project, task)
         self.rollback_b.setEnabled(False)
         self.activate_b.setEnabled(True)

@@ -1,4 +1,4 @@
-"""Inference: torch and ONNX Runtime backends, whole-image and tiled prediction.
+"""Inference: torch, ONNX Runtime and OpenVINO backends; one entry (:func:`predict_image`) for every caller.
 
 The names below load on first use: a command that needs no model (``cellcounter info``, ``convert``,
 ``project status``) never pays for importing torch or ONNX Runtime.
@@ -11,17 +11,19 @@ from typing import TYPE_CHECKING
 
 _WHERE = {"OnnxBackend": "backends", "TorchBackend": "backends", "resolve_device": "device",
           "export_onnx": "export", "Cancelled": "predictor", "Predictor": "predictor",
-          "RawDetections": "predictor", "TiledPredictor": "tiling", "predict_image": "tiling"}
+          "RawDetections": "predictor", "TiledPredictor": "tiling", "predict_image": "run", "predict_file": "run",
+          "load_predictor": "run"}
 
 __all__ = ["Cancelled", "OnnxBackend", "Predictor", "RawDetections", "TiledPredictor", "TorchBackend",
-           "export_onnx", "predict_image", "resolve_device"]
+           "export_onnx", "load_predictor", "predict_file", "predict_image", "resolve_device"]
 
 if TYPE_CHECKING:
     from cellcounter.inference.backends import OnnxBackend, TorchBackend
     from cellcounter.inference.device import resolve_device
     from cellcounter.inference.export import export_onnx
     from cellcounter.inference.predictor import Cancelled, Predictor, RawDetections
-    from cellcounter.inference.tiling import TiledPredictor, predict_image
+    from cellcounter.inference.run import load_predictor, predict_file, predict_image
+    from cellcounter.inference.tiling import TiledPredictor
 
 
 def __getattr__(name: str):

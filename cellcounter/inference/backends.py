@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -101,15 +102,20 @@ class TorchBackend:
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, onnx_path: str | Path, card: ModelCard, device: str = "auto") -> None:
+    def __init__(self, onnx_path: str | Path, card: ModelCard, device: str = "auto",
+                 providers: Sequence[str] | None = None) -> None:
+        """``providers``: ONNX Runtime's execution providers in order of preference (default: CUDA where
+        ``device`` resolves to a GPU and ONNX Runtime has it, then the CPU)."""
         import onnxruntime as ort
 
         ort.set_default_logger_severity(3)  # keep CUDA/TensorRT probing messages off the user's console
         self.kind = card.config.kind
-        want_cuda = resolve_device(device).startswith("cuda")
-        providers = ["CPUExecutionProvider"]
-        if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
+        if providers is None:
+            want_cuda = resolve_device(device).startswith("cuda")
+            providers = ["CPUExecutionProvider"]
+            if want_cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+                providers.insert(0, "CUDAExecutionProvider")
+        providers = list(providers)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         try:

@@ -139,9 +139,11 @@ def parse_region(text: str) -> list[Region]:
 
 
 def cmd_predict(args) -> int:
-    from cellcounter.inference import Predictor, TiledPredictor
+    from cellcounter.inference import Predictor
     from cellcounter.inference.overlay import save_overlay
-    from cellcounter.inference.tiling import predict_path
+    from cellcounter.inference.run import predict_file
+    from cellcounter.inference.tiling import tile_geometry
+
     _check_numbers(args)  # before the model loads: a wrong number is answered at once
     regions = parse_region(args.region) if args.region else []
     predictor = Predictor.load(args.model, args.backend, args.device)
@@ -152,6 +154,8 @@ def cmd_predict(args) -> int:
     fmt = args.format or "coco"
     if regions and kind == "grader":
         raise CellCounterError("--region: a grader grades the whole photo; regions are for counting objects")
+    if kind != "grader":
+        tile_geometry(predictor, args.tile, args.overlap)  # an overlap the model's tiles cannot take: said once
     files = _images(args.inputs)
     stems = output_stems(files)
     if args.scheduler:
@@ -163,8 +167,8 @@ def cmd_predict(args) -> int:
         outcomes = ((f, ann, None) for f, ann in predict_files(args.scheduler, spec, files))
     else:
         print(f"model: {predictor.description}", file=sys.stderr)
-        tiled = None if kind == "grader" else TiledPredictor(predictor, args.tile, args.overlap, regions=regions)
-        outcomes = ((f, *predict_path(predictor, f, tiled, keep_pixels=True)) for f in files)
+        outcomes = ((f, *predict_file(predictor, f, regions, tile=args.tile, overlap=args.overlap, keep_pixels=True))
+                    for f in files)
     results, failed = [], []
     args.out.mkdir(parents=True, exist_ok=True)
     for i, (f, ann, image) in enumerate(outcomes, start=1):
@@ -299,7 +303,7 @@ def cmd_quantize(args) -> int:
                                "detectors, U-Nets and graders (a Mask R-CNN graph holds its post-processing)")
     inputs = calibration_inputs(predictor, [read_image(calib[i].image_path) for i in pick], limit=4 * args.images)
     print(f"calibrating on {len(inputs)} network input(s) from {len(pick)} image(s)", file=sys.stderr)
-    fp32 = graph_path(directory, predictor.card, predictor.backend.model)
+    fp32 = graph_path(directory, predictor.card, predictor.torch_model)
     quantize_onnx(fp32, directory / INT8_NAME, inputs)
     gts = _labelled(args)
     scores = {}
@@ -338,10 +342,10 @@ def cmd_calibrate(args) -> int:
         part = _labelled(args, source, args.split)
         gts += part
         groups += [Path(source).name] * len(part)
-    predictor = Predictor.load(args.model)
+    # fit on the model's own scores, not on an earlier calibration's
+    predictor = Predictor.load(args.model, calibrated=False)
     if predictor.config.kind == "grader":
         raise CellCounterError(f"{predictor.model_version} is a grader: there are no object scores to calibrate")
-    predictor.score_thresholds = None  # fit on the model's own scores, not on an earlier calibration's
     print(f"model: {predictor.description}; {len(gts)} labelled image(s)", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")

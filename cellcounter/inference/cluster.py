@@ -17,8 +17,6 @@ from pathlib import Path
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 
-_PREDICTORS: dict[tuple, object] = {}  # per worker process: the models it has loaded
-
 
 @dataclass(frozen=True)
 class PredictSpec:
@@ -33,28 +31,17 @@ class PredictSpec:
     threads: int = 0  # torch threads per worker (0: torch's default)
 
 
-def _predictor(spec: PredictSpec):
-    key = (spec.model, spec.backend, spec.device)
-    if key not in _PREDICTORS:
-        if spec.threads:
-            import torch
+def worker_predict(spec: PredictSpec, path: str) -> ImageAnnotation | str:
+    """One image's prediction on a worker, or the reason it failed (a bad file never stops the batch); the
+    worker keeps its model loaded for the next file."""
+    from cellcounter.inference.run import load_predictor, predict_file
 
-            torch.set_num_threads(spec.threads)
-        from cellcounter.inference import Predictor
+    if spec.threads:
+        import torch
 
-        _PREDICTORS[key] = Predictor.load(spec.model, spec.backend, spec.device)
-    return _PREDICTORS[key]
-
-
-def predict_file(spec: PredictSpec, path: str) -> ImageAnnotation | str:
-    """One image's prediction on a worker, or the reason it failed (a bad file never stops the batch)."""
-    from cellcounter.inference import TiledPredictor
-    from cellcounter.inference.tiling import predict_path
-
-    predictor = _predictor(spec)
-    tiled = None if predictor.config.kind == "grader" else TiledPredictor(predictor, spec.tile, spec.overlap,
-                                                                          regions=list(spec.regions))
-    return predict_path(predictor, path, tiled)[0]
+        torch.set_num_threads(spec.threads)
+    predictor = load_predictor(spec.model, spec.backend, spec.device)
+    return predict_file(predictor, path, spec.regions, tile=spec.tile, overlap=spec.overlap)[0]
 
 
 def open_client(address: str):
@@ -149,7 +136,7 @@ def predict_files(address: str, spec: PredictSpec | list[PredictSpec], files: li
     specs = spec if isinstance(spec, list) else [spec] * len(files)
     client = open_client(address)
     try:
-        futures = client.map(predict_file, specs, [str(f) for f in files], pure=False)
+        futures = client.map(worker_predict, specs, [str(f) for f in files], pure=False)
         for f, fut in zip(files, futures):
             yield f, fut.result()
     finally:
@@ -159,4 +146,4 @@ def predict_files(address: str, spec: PredictSpec | list[PredictSpec], files: li
             cluster.close()
 
 
-__all__ = ["PredictSpec", "open_client", "predict_file", "predict_files"]
+__all__ = ["PredictSpec", "open_client", "predict_files", "worker_predict"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,24 +131,49 @@ class Predictor:
         self.score_thresholds = thresholds_by_index(card.score_calibration, card.class_names)
 
     @classmethod
-    def load(cls, model: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+    def load(cls, model: str | Path, backend: str = "torch", device: str = "auto", *, calibrated: bool = True,
+             providers: Sequence[str] | None = None) -> Predictor:
         """The model (folder or name) on ``backend``: one of :data:`BACKENDS`; ``auto`` is the measured
-        default of the model's kind on this device (:func:`default_backend`)."""
+        default of the model's kind on this device (:func:`default_backend`).
+
+        ``calibrated=False`` leaves the card's score calibration out (to fit a new one on the model's own
+        scores); ``providers`` chooses ONNX Runtime's execution providers (``onnx`` backends only).
+        """
         directory = resolve_model(model)
         if backend == "torch":
             needs_torch("the torch backend needs torch; choose --backend auto, onnx or openvino")
             net, card = load_model(directory)
-            return cls(card, TorchBackend(net, card, device), directory, net)
-        # the ONNX runtimes need the card only: the weights are read (with torch) only to export a graph
-        card = ModelCard.from_file(directory / CARD_NAME)
-        if backend == "auto":
-            return cls.load(directory, default_backend(card, directory, device), device)
-        runtime, _, precision = backend.partition("-")
-        if backend not in BACKENDS:
-            raise CellCounterError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
-        path = graph_path(directory, card, int8=precision == "int8")
-        engine = OnnxBackend(path, card, device) if runtime == "onnx" else OpenVinoBackend(path, card, device)
-        return cls(card, engine, directory)
+            predictor = cls(card, TorchBackend(net, card, device), directory, net)
+        else:
+            # the ONNX runtimes need the card only: the weights are read (with torch) only to export a graph
+            card = ModelCard.from_file(directory / CARD_NAME)
+            if backend == "auto":
+                return cls.load(directory, default_backend(card, directory, device), device, calibrated=calibrated,
+                                providers=providers)
+            runtime, _, precision = backend.partition("-")
+            if backend not in BACKENDS:
+                raise CellCounterError(f"unknown backend {backend!r}: use {', '.join(BACKENDS)}")
+            path = graph_path(directory, card, int8=precision == "int8")
+            engine = (OnnxBackend(path, card, device, providers) if runtime == "onnx"
+                      else OpenVinoBackend(path, card, device))
+            predictor = cls(card, engine, directory)
+        if not calibrated:
+            predictor.score_thresholds = None
+        return predictor
+
+    @contextlib.contextmanager
+    def using(self, backend: Backend) -> Iterator[Predictor]:
+        """Run through ``backend`` within the block (a recorder of the network inputs, for int8 calibration)."""
+        original, self.backend = self.backend, backend
+        try:
+            yield self
+        finally:
+            self.backend = original
+
+    @property
+    def torch_model(self):
+        """The torch model this predictor was made from (torch backend), else ``None``."""
+        return self._torch_model
 
     @property
     def model_version(self) -> str:

@@ -41,17 +41,14 @@ class _Recorder:
 
 def calibration_inputs(predictor, images: Sequence[np.ndarray], limit: int = 64) -> list[np.ndarray]:
     """The network inputs ``predictor`` makes of ``images`` (tiles included), at most ``limit`` of them."""
-    from cellcounter.inference.tiling import predict_image
+    from cellcounter.inference.run import predict_image
 
     recorder = _Recorder(predictor.backend, limit)
-    original, predictor.backend = predictor.backend, recorder
-    try:
+    with predictor.using(recorder):
         for image in images:
             predict_image(predictor, image, "calibration")
             if len(recorder.inputs) >= limit:
                 break
-    finally:
-        predictor.backend = original
     if not recorder.inputs:
         raise CellCounterError("no calibration inputs: give at least one image")
     return recorder.inputs

@@ -14,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from cellcounter.annotations import Boxes, ImageAnnotation, Origin
 from cellcounter.errors import CellCounterError
-from cellcounter.imageio import open_image
 from cellcounter.imagesource import ImageSource
 from cellcounter.inference.detector_post import batched_nms
 from cellcounter.inference.predictor import Cancelled, InstancePainter, Predictor, check_predictable
@@ -69,6 +67,21 @@ def core_bounds(starts: list[int], tile: int, length: int) -> list[tuple[float, 
     return bounds
 
 
+def tile_geometry(predictor: Predictor, tile: int = 0, overlap: int = -1) -> tuple[int, int]:
+    """The tile size and overlap ``predictor`` will use: ``tile`` 0 is its card's (1024 when it has none),
+    ``overlap`` -1 is 128 pixels or a quarter of a tile when tiles are smaller than 512. Raises on an overlap
+    the tiles cannot take, and for graders (they see the whole image)."""
+    if predictor.config.kind == "grader":
+        raise CellCounterError("graders look at the whole image; tiling does not apply")
+    tile = tile or int(getattr(predictor.config, "tile_size", 0) or 1024)
+    if overlap == -1:  # a card may give small tiles: the default must still fit inside one
+        overlap = min(128, tile // 4)
+    if overlap < 0 or overlap > tile // 2:  # more: tiles step by a few pixels, for hours
+        raise CellCounterError(f"the tile overlap must be between 0 and half the tile size ({tile // 2}), "
+                               f"got {overlap}")
+    return tile, overlap
+
+
 @dataclass
 class TiledPredictor:
     predictor: Predictor
@@ -83,26 +96,13 @@ class TiledPredictor:
     regions: list[Region] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.tile_size:
-            self.tile_size = int(getattr(self.predictor.config, "tile_size", 0) or 1024)
-        if self.overlap == -1:  # a card may give small tiles: the default must still fit inside one
-            self.overlap = min(128, self.tile_size // 4)
-        if self.overlap < 0 or self.overlap > self.tile_size // 2:  # more: tiles step by a few pixels, for hours
-            raise CellCounterError(f"the tile overlap must be between 0 and half the tile size ({self.tile_size // 2}),"
-                                   f" got {self.overlap}")
-        if self.predictor.config.kind == "grader":
-            raise CellCounterError("graders look at the whole image; tiling does not apply")
+        self.tile_size, self.overlap = tile_geometry(self.predictor, self.tile_size, self.overlap)
 
     def tiles(self, height: int, width: int) -> list[tuple[int, int, int, int, tuple, tuple]]:
         ys, xs = tile_starts(height, self.tile_size, self.overlap), tile_starts(width, self.tile_size, self.overlap)
         cy, cx = core_bounds(ys, self.tile_size, height), core_bounds(xs, self.tile_size, width)
         return [(y, x, min(y + self.tile_size, height), min(x + self.tile_size, width), cy[i], cx[j])
                 for i, y in enumerate(ys) for j, x in enumerate(xs)]
-
-    def predict_path(self, path: str | Path, progress: Progress | None = None,
-                     should_stop: ShouldStop | None = None) -> ImageAnnotation:
-        with open_image(path) as src:
-            return self.predict_source(src, progress, should_stop)
 
     def predict_array(self, image: np.ndarray, image_path: str = "image", progress: Progress | None = None,
                       should_stop: ShouldStop | None = None) -> ImageAnnotation:
@@ -196,40 +196,3 @@ def source_levels(src: ImageSource, max_side: int = 2048) -> tuple[float, float]
     view = np.asarray(src.display_levels(max_side)[-1]) if src.lazy else src.read()
     check_has_pixels(view)
     return intensity_levels(view)
-
-
-def predict_image(predictor: Predictor, image: np.ndarray | ImageSource, image_path: str | None = None,
-                  progress: Progress | None = None, should_stop: ShouldStop | None = None,
-                  regions: list[Region] | None = None) -> ImageAnnotation:
-    """The one inference entry point of the app, ``predict``, ``evaluate`` and training's validation.
-
-    Graders see the whole image; detectors and segmenters see tiles of their card's size (one tile when the
-    image is smaller), with one intensity stretch for the whole image, so every caller gets the same result
-    for the same pixels. With ``regions``, only they are predicted (tiles outside all of them skipped) and only
-    objects centred in one are kept; graders ignore regions.
-    """
-    tiled = TiledPredictor(predictor, regions=list(regions or [])) if predictor.config.kind != "grader" else None
-    if isinstance(image, ImageSource):
-        if tiled is None:
-            return predictor.predict(image.read(), image_path or str(image.path))
-        return tiled.predict_source(image, progress, should_stop)
-    if tiled is None:
-        return predictor.predict(image, image_path or "image")
-    return tiled.predict_array(image, image_path or "image", progress, should_stop)
-
-
-def predict_path(predictor: Predictor, path: str | Path, tiled: TiledPredictor | None = None,
-                 keep_pixels: bool = False) -> tuple[ImageAnnotation | str, np.ndarray | None]:
-    """One image file's prediction, or the reason it failed (a bad file never stops a batch), and, with
-    ``keep_pixels``, its pixels when it was read whole (for an overlay; a lazily read slide gives none).
-
-    ``tiled`` predicts detectors and segmenters (graders see the whole image)."""
-    try:
-        with open_image(path) as src:
-            if predictor.config.kind == "grader":
-                pixels = src.read()
-                return predictor.predict(pixels, str(path)), pixels if keep_pixels else None
-            ann = (tiled or TiledPredictor(predictor)).predict_source(src)
-            return ann, src.read() if keep_pixels and not src.lazy else None
-    except (CellCounterError, ValueError, OSError, MemoryError) as exc:
-        return str(exc) or type(exc).__name__, None

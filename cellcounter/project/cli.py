@@ -16,6 +16,7 @@ from cellcounter.annotations import ReviewStatus
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.formats import FORMATS
 from cellcounter.inference.choice import BACKENDS
+from cellcounter.project import maintenance
 from cellcounter.project import workflows as wf
 from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.store import Project
@@ -256,6 +257,8 @@ def _results(model, jobs: list, args):
         for ev in wf.predict_jobs(model, jobs):
             if isinstance(ev, wf.Predicted):
                 yield ev.job, ev.annotation
+            elif isinstance(ev, wf.PredictionFailed):
+                yield ev.job, ev.reason
         return
     import dataclasses
 
@@ -319,16 +322,16 @@ def cmd_models(args) -> int:
         elif args.rollback:
             now = wf.rollback_model(proj, args.rollback)
             print(f"{args.rollback}: now using {now or 'the bundled model'}")
-        versions = proj.models()
+        versions = proj.registry.versions()
     if args.json:
-        print(json.dumps(versions))
+        print(json.dumps([v.as_dict() for v in versions]))
     else:
         for v in versions:
-            after = ", ".join(f"{k} {x:.3f}" for k, x in (v["metrics"].get("after") or {}).items()
+            after = ", ".join(f"{k} {x:.3f}" for k, x in (v.metrics.get("after") or {}).items()
                               if isinstance(x, float))
-            flag = wf.activation_warning(v["metrics"])
-            print(f"{'*' if v['active'] else ' '} {v['name']} ({v['task']}) parent {v['parent'] or '-'}; "
-                  f"{len(v['training_data'])} image(s); {after or 'no scores'}"
+            flag = wf.activation_warning(v.metrics)
+            print(f"{'*' if v.active else ' '} {v.name} ({v.task}) parent {v.parent or '-'}; "
+                  f"{len(v.training_data)} image(s); {after or 'no scores'}"
                   + (f"; FLAGGED: {flag}" if flag else ""))
         if not versions:
             print(f"{args.project}: no model versions")
@@ -337,7 +340,7 @@ def cmd_models(args) -> int:
 
 def cmd_check(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
-        problems = proj.check(quick=args.quick)
+        problems = maintenance.check(proj, quick=args.quick)
     for p in problems:
         print(f"problem: {p}")
     print(f"{args.project}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
@@ -346,21 +349,21 @@ def cmd_check(args) -> int:
 
 def cmd_backup(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
-        proj.backup(args.dest)
+        maintenance.backup(proj, args.dest)
     print(f"backed up {args.project} to {args.dest}")
     return 0
 
 
 def cmd_relink(args) -> int:
     with Project.open(args.project) as proj:
-        found = proj.relink(args.folder)
-        still = proj.missing_images()
+        found = maintenance.relink(proj, args.folder)
+        still = maintenance.missing_images(proj)
     print(f"relinked {len(found)} image(s); {len(still)} still missing")
     return 0 if not still else 1
 
 
 def cmd_audit(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
-        proj.export_audit(args.dst)
+        proj.history.export_audit(args.dst)
     print(f"wrote the edit history to {args.dst}")
     return 0

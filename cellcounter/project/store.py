@@ -9,30 +9,29 @@ open it read-only.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import getpass
-import io
 import json
 import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation, Origin, ReviewStatus
+from cellcounter.annotations import ImageAnnotation, ReviewStatus
 from cellcounter.errors import CellCounterWarning, ProjectError, WriteError, os_error_reason
-from cellcounter.fileutil import atomic_write_text
-from cellcounter.imageio import IMAGE_SUFFIXES, file_hash, open_image
+from cellcounter.imageio import file_hash, open_image
 from cellcounter.project import backups
 from cellcounter.project import serialize as ser
 from cellcounter.project._sql import _connect_db, _sqlite_reason, _tidy_after_reading, _tx
+from cellcounter.project.history import History, class_names
 from cellcounter.project.lock import FileLock
 from cellcounter.project.paths import _refuse_hard_links, project_files, refuse_project_output
+from cellcounter.project.registry import ModelRegistry
 from cellcounter.project.rejected import REJECTED, _rejected_after, _rejected_blob, rejected_boxes
 from cellcounter.regions import json_regions, regions_json
 from cellcounter.tasks import TASKS
@@ -122,7 +121,9 @@ class Project:
         self._lock = lock
         self.readonly = readonly
         self.user = user or current_user()
-        self._model_counts_cache: dict[tuple, dict[str, int]] = {}
+        conn.row_factory = sqlite3.Row  # columns read by name
+        self.registry = ModelRegistry(self)
+        self.history = History(self)
         self._schema = conn.execute("PRAGMA user_version").fetchone()[0]  # an old file opened read-only stays old
         row = conn.execute("SELECT value FROM meta WHERE key = 'image_root'").fetchone()
         # a backup records its original's folder: where it lies, its relative image paths are looked up there too
@@ -297,7 +298,7 @@ class Project:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (rel, file_hash(image), image.stat().st_size, w, h, px, task, time.time()))
             image_id = int(cur.lastrowid)
-            self._event(conn, image_id, "add", "human", None, rel.encode())
+            self.history.record(conn, image_id, "add", "human", None, rel.encode())
         return image_id
 
     def set_task(self, image_id: int, task: str) -> None:
@@ -312,11 +313,11 @@ class Project:
             conn.execute("UPDATE images SET task = ? WHERE id = ?", (task, image_id))
             conn.execute("UPDATE annotations SET class_names = ? WHERE image_id = ?",
                          (json.dumps(list(TASKS[task].class_names)), image_id))
-            self._event(conn, image_id, "task", "human", (old or "").encode(), task.encode())
+            self.history.record(conn, image_id, "task", "human", (old or "").encode(), task.encode())
 
     def images(self, status: ReviewStatus | str | None = None, image_id: int | None = None) -> list[ImageRecord]:
         """The project's images in id order: all, those in review state ``status``, or the one ``image_id``."""
-        min_score = "review_min_score" if self._schema >= 2 else "NULL"
+        min_score = "review_min_score" if self._schema >= 2 else "NULL AS review_min_score"
         sql = f"SELECT id, path, content_hash, width, height, task, review, reviewed_by, {min_score} FROM images"
         where, args = [], []
         if status is not None:
@@ -328,8 +329,8 @@ class Project:
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._conn.execute(sql + " ORDER BY id", tuple(args)).fetchall()
-        return [ImageRecord(r[0], self._abs(r[1]), r[2], r[3], r[4], r[5], ReviewStatus(r[6]), r[7], r[8])
-                for r in rows]
+        return [ImageRecord(r["id"], self._abs(r["path"]), r["content_hash"], r["width"], r["height"], r["task"],
+                            ReviewStatus(r["review"]), r["reviewed_by"], r["review_min_score"]) for r in rows]
 
     def image(self, image_id: int) -> ImageRecord:
         """One image's record, by its primary key (not a scan of them all: a batch over N images stays O(N))."""
@@ -337,13 +338,6 @@ class Project:
         if not found:
             raise ProjectError(f"{self.path}: no image with id {image_id}")
         return found[0]
-
-    def label_revision(self, image_id: int) -> int:
-        """The id of the image's latest label edit (0 if never edited): a prediction started at one revision
-        and finished at another was computed while someone changed the labels."""
-        row = self._conn.execute("SELECT max(id) FROM events WHERE image_id = ? AND kind IN "
-                                 "('boxes', 'masks', 'points', 'grade')", (image_id,)).fetchone()
-        return int(row[0] or 0)
 
     def regions(self, image_id: int) -> list:
         """The image's regions, read without its labels."""
@@ -371,20 +365,21 @@ class Project:
         try:
             return self._decode(r)
         except Exception as exc:  # noqa: BLE001 - any decoding failure means the stored bytes are damaged
-            raise ProjectError(f"{self.path}: {_damaged(r[0], exc)}; {backups.restore_hint(self.path)}") from None
+            raise ProjectError(f"{self.path}: {damaged(r['path'], exc)}; {backups.restore_hint(self.path)}") from None
 
     @property
     def _labels_sql(self) -> str:
-        return _LABELS_SQL.format(regions="a.regions" if self._schema >= 3 else "NULL",  # an old file read-only
-                                  rejected="a.rejected" if self._schema >= 4 else "NULL")
+        return _LABELS_SQL.format(regions="a.regions" if self._schema >= 3 else "NULL AS regions",  # old, read-only
+                                  rejected="a.rejected" if self._schema >= 4 else "NULL AS rejected")
 
-    def _decode(self, r: tuple) -> ImageAnnotation:
-        task = r[3]
+    def _decode(self, r: sqlite3.Row) -> ImageAnnotation:
         return ImageAnnotation(
-            image_path=str(self._abs(r[0])), width=r[1], height=r[2], class_names=_class_names(r[7], task),
-            task=task, boxes=ser.blob_boxes(r[8]), masks=ser.blob_masks(r[9]), points=ser.blob_points(r[10]),
-            grade=ser.json_grade(r[11]), content_hash=r[5], pixel_size_um=r[6], review=ReviewStatus(r[4]),
-            model_version=r[12], regions=json_regions(r[13]), attributes={REJECTED: rejected_boxes(r[14])},
+            image_path=str(self._abs(r["path"])), width=r["width"], height=r["height"],
+            class_names=class_names(r["class_names"], r["task"]), task=r["task"], boxes=ser.blob_boxes(r["boxes"]),
+            masks=ser.blob_masks(r["masks"]), points=ser.blob_points(r["points"]), grade=ser.json_grade(r["grade"]),
+            content_hash=r["content_hash"], pixel_size_um=r["pixel_size_um"], review=ReviewStatus(r["review"]),
+            model_version=r["model_version"], regions=json_regions(r["regions"]),
+            attributes={REJECTED: rejected_boxes(r["rejected"])},
         )
 
     def save(self, image_id: int, ann: ImageAnnotation, origin: str = "human") -> list[str]:
@@ -424,10 +419,9 @@ class Project:
                     continue
                 changed.append(kind)
                 if kind == "masks":
-                    self._event(conn, image_id, kind, origin, None, ser.mask_diff(old.masks, ann.masks))
+                    self.history.record(conn, image_id, kind, origin, None, ser.mask_diff(old.masks, ann.masks))
                 else:
-                    before, after = old_parts[kind], new_parts[kind]
-                    self._event(conn, image_id, kind, origin, _b(before), _b(after))
+                    self.history.record(conn, image_id, kind, origin, None, _b(new_parts[kind]))
             # boxes unchanged: nothing was deleted and no rejected id came back (a save at 100,000 boxes skips it)
             rejected = _rejected_after(old, ann, origin) if "boxes" in changed else None
             if changed or tuple(old.class_names) != tuple(ann.class_names):
@@ -459,53 +453,6 @@ class Project:
                     "regions": regions_json(old.regions)}
         return {"boxes": r[0], "points": r[1], "masks": r[2], "grade": r[3], "regions": r[4]}
 
-    def model_grade(self, image_id: int) -> int | None:
-        """The grade the latest model prediction gave the image (``None`` if no model graded it)."""
-        row = self._conn.execute("SELECT after FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND "
-                                 "kind = 'grade' ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
-        grade = ser.json_grade(_str(row[0])) if row is not None and row[0] is not None else None
-        return None if grade is None else grade.value
-
-    def model_counts(self, image_id: int, score_threshold: float | None = None) -> dict[str, int] | None:
-        """Per-class counts of the latest model prediction saved for the image (``None`` if never predicted).
-
-        Read from the history, so it survives every later correction: the counts table's "model" column.
-        """
-        # only the class names are needed: no need to load (and decompress) the image's labels
-        stored = self._conn.execute("SELECT a.class_names, i.task FROM images i LEFT JOIN annotations a "
-                                    "ON a.image_id = i.id WHERE i.id = ?", (image_id,)).fetchone()
-        if stored is None:
-            raise ProjectError(f"{self.path}: no image with id {image_id}")
-        names = _class_names(*stored)
-        row = self._conn.execute(
-            "SELECT id, kind FROM events WHERE image_id = ? AND origin LIKE 'model:%' AND kind IN "
-            "('boxes', 'masks', 'points') ORDER BY id DESC LIMIT 1", (image_id,)).fetchone()
-        if row is None:
-            return None
-        key = (image_id, row[0], score_threshold, tuple(names))  # events never change once written
-        if key in self._model_counts_cache:
-            return dict(self._model_counts_cache[key])
-        kind = row[1]
-        blob = self._conn.execute("SELECT after FROM events WHERE id = ?", (row[0],)).fetchone()[0]
-        # the saved state also holds the human objects kept beside the prediction: count the model's only
-        thr = -np.inf if score_threshold is None else score_threshold
-        if kind == "masks":
-            d = ser.unpack(blob)
-            present = bool(d["after_present"][0])
-            sel = (d["after_origins"] == Origin.MODEL) & ~(d["after_scores"] < thr) if present else None
-            classes = d["after_classes"][sel] if present else []
-        elif kind == "boxes":
-            part = ser.blob_boxes(blob)
-            classes = part.classes[(part.origins == Origin.MODEL) & ~(part.scores < thr)]
-        else:
-            part = ser.blob_points(blob)
-            classes = part.classes[part.origins == Origin.MODEL]
-        classes = np.asarray(classes, dtype=np.int64)
-        per_class = np.bincount(classes[(classes >= 0) & (classes < len(names))], minlength=len(names))
-        counts = {n: int(k) for n, k in zip(names, per_class)}
-        self._model_counts_cache[key] = counts
-        return dict(counts)
-
     def set_review(self, image_id: int, status: ReviewStatus | str, min_score: float | None = None) -> None:
         """Set the review status; ``min_score`` records the score threshold the reviewer had set (kept only
         with ``reviewed``)."""
@@ -516,152 +463,7 @@ class Project:
         with _tx(conn, self.path):
             conn.execute("UPDATE images SET review = ?, reviewed_by = ?, reviewed_at = ?, review_min_score = ?"
                          " WHERE id = ?", (status.value, self.user, time.time(), min_score, image_id))
-            self._event(conn, image_id, "review", "human", old.value.encode(), status.value.encode())
-
-    def _event(self, conn, image_id, kind, origin, before, after) -> None:
-        conn.execute("INSERT INTO events (time, user, image_id, kind, origin, before, after)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?)", (time.time(), self.user, image_id, kind, origin, before, after))
-
-    # --- history -------------------------------------------------------------
-
-    def history(self, image_id: int | None = None) -> list[dict]:
-        sql = ("SELECT e.id, e.time, e.user, e.image_id, i.path, e.kind, e.origin, length(e.before), length(e.after)"
-               " FROM events e LEFT JOIN images i ON i.id = e.image_id")
-        args: tuple = ()
-        if image_id is not None:
-            sql += " WHERE e.image_id = ?"
-            args = (image_id,)
-        rows = self._conn.execute(sql + " ORDER BY e.id", args).fetchall()
-        keys = ("id", "time", "user", "image_id", "image", "kind", "origin", "before_bytes", "after_bytes")
-        return [dict(zip(keys, r)) for r in rows]
-
-    def export_audit(self, dst: str | Path) -> Path:
-        """The edit history as CSV (or JSON when ``dst`` ends in ``.json``): who changed what, when."""
-        dst = Path(dst)
-        self.refuse_output(dst)
-        events = self.history()
-        for e in events:
-            e["time_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e["time"]))
-        if dst.suffix.lower() == ".json":
-            atomic_write_text(dst, json.dumps(events, indent=1))
-        else:
-            buf = io.StringIO()
-            fields = ["id", "time_utc", "user", "image", "kind", "origin", "before_bytes", "after_bytes"]
-            w = csv.DictWriter(buf, fields, extrasaction="ignore", lineterminator="\n")
-            w.writeheader()
-            w.writerows(events)
-            atomic_write_text(dst, buf.getvalue())
-        return dst
-
-    # --- models --------------------------------------------------------------
-
-    def add_model_version(self, name: str, task: str, file: str | Path, card: dict, parent: str | None = None,
-                          training_data: Sequence[int] | None = None, metrics: dict | None = None,
-                          active: bool = False) -> int:
-        conn = self._write()
-        with _tx(conn, self.path):
-            cur = conn.execute(
-                "INSERT INTO models (name, task, file, card, parent, training_data, metrics, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, task, self._rel(Path(file)), json.dumps(card), parent,
-                 json.dumps(list(training_data or [])), json.dumps(metrics or {}), time.time()))
-            if active:
-                self._activate(conn, name, task)
-        return int(cur.lastrowid)
-
-    def set_active_model(self, name: str) -> None:
-        conn = self._write()
-        row = conn.execute("SELECT task FROM models WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise ProjectError(f"{self.path}: no model version called {name!r}")
-        with _tx(conn, self.path):
-            self._activate(conn, name, row[0])
-
-    def deactivate_models(self, task: str) -> None:
-        """No active model for ``task`` (predictions then use a bundled or chosen model)."""
-        conn = self._write()
-        with _tx(conn, self.path):
-            conn.execute("UPDATE models SET active = 0 WHERE task = ?", (task,))
-
-    @staticmethod
-    def _activate(conn, name: str, task: str) -> None:
-        conn.execute("UPDATE models SET active = (name = ?) WHERE task = ?", (name, task))
-
-    def models(self, task: str | None = None) -> list[dict]:
-        sql = "SELECT name, task, file, card, parent, training_data, metrics, created_at, active FROM models"
-        rows = self._conn.execute(sql + (" WHERE task = ?" if task else "") + " ORDER BY id",
-                                  (task,) if task else ()).fetchall()
-        return [{"name": r[0], "task": r[1], "file": str(self._abs(r[2])), "card": json.loads(r[3]), "parent": r[4],
-                 "training_data": json.loads(r[5] or "[]"), "metrics": json.loads(r[6] or "{}"),
-                 "created_at": r[7], "active": bool(r[8])} for r in rows]
-
-    def active_model(self, task: str) -> dict | None:
-        return next((m for m in self.models(task) if m["active"]), None)
-
-    # --- maintenance ---------------------------------------------------------
-
-    def missing_images(self) -> list[ImageRecord]:
-        return [rec for rec in self.images() if not rec.path.is_file()]
-
-    def relink(self, folder: str | Path) -> dict[int, Path]:
-        """Find moved images under ``folder`` by content hash and point the project at them."""
-        missing = {rec.content_hash: rec for rec in self.missing_images()}
-        if not missing:
-            return {}
-        sizes = {r[0]: r[1] for r in self._conn.execute("SELECT content_hash, file_size FROM images")}
-        wanted_sizes = {sizes[h] for h in missing}
-        found: dict[int, Path] = {}
-        for f in sorted(Path(folder).rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and f.stat().st_size in wanted_sizes:
-                rec = missing.get(file_hash(f))
-                if rec is not None and rec.id not in found:
-                    found[rec.id] = f
-        conn = self._write()
-        with _tx(conn, self.path):
-            for image_id, f in found.items():
-                conn.execute("UPDATE images SET path = ? WHERE id = ?", (self._rel(f), image_id))
-        return found
-
-    def check(self, quick: bool = False) -> list[str]:
-        """Problems found (empty when the project is sound): see :mod:`cellcounter.project.checks`. ``quick``
-        skips comparing each image file's content hash."""
-        from cellcounter.project import checks
-
-        problems: list[str] = []
-        try:
-            problems += [r[0] for r in self._conn.execute("PRAGMA integrity_check") if r[0] != "ok"]
-            problems += [f"broken reference in {r[0]}" for r in self._conn.execute("PRAGMA foreign_key_check")]
-            problems += checks.schema_problems(self._conn, _SCHEMA)
-            rows = checks.image_row_problems(self._conn)
-            problems += rows
-            if not rows:  # the records can be built: their files and labels can be looked at
-                records = self.images()
-                problems += [f"image missing on disk: {rec.path}" for rec in records if not rec.path.is_file()]
-                if not quick:
-                    problems += checks.content_problems(records)
-                for r in self._conn.execute(self._labels_sql):  # every label must decode and make sense
-                    try:
-                        problems += checks.label_problems(self._decode(r))
-                    except Exception as exc:  # noqa: BLE001 - any decoding failure means damaged bytes
-                        problems.append(_damaged(r[0], exc))
-            problems += checks.history_problems(self._conn)
-            problems += checks.model_problems(self._conn, self.root)
-        except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError) as exc:
-            problems.append(f"the database is damaged ({type(exc).__name__}: {exc})")
-        if problems:
-            problems.append(f"to restore: {backups.restore_hint(self.path)}")
-        return problems
-
-    def backup(self, dest: str | Path) -> Path:
-        """A consistent copy through SQLite's backup API, safe while another connection writes, with the
-        project's model versions (copied beside it, so that the copy's versions can be used and rolled back)."""
-        dest = Path(dest)
-        self.refuse_output(dest)
-        if dest.exists():
-            raise ProjectError(f"{dest}: already exists")
-        backups.copy_database(self._conn, dest, image_root=self._image_root or self.root)
-        backups.copy_model_versions(dest, [(m["name"], Path(m["file"])) for m in self.models()])
-        return dest
+            self.history.record(conn, image_id, "review", "human", old.value.encode(), status.value.encode())
 
     def status(self, annotations: Iterable[ImageAnnotation] | None = None) -> dict:
         """Per-status image counts and per-class object counts over the whole project (over ``annotations``,
@@ -682,29 +484,13 @@ class Project:
             out["grades"] = dict(sorted(grades.items()))
         return out
 
-    def annotations(self, image_ids: Iterable[int] | None = None) -> list[ImageAnnotation]:
-        ids = [rec.id for rec in self.images()] if image_ids is None else list(image_ids)
-        return [self.load(i) for i in ids]
-
-
-def _class_names(stored_json: str | None, task: str | None) -> tuple[str, ...]:
-    """An image's class names as saved, else its task's."""
-    if stored_json:
-        return tuple(json.loads(stored_json))
-    return TASKS[task].class_names if task in TASKS else ()
-
-
 _LABELS_SQL = ("SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
                " a.boxes, a.masks, a.points, a.grade, a.model_version, {regions}, {rejected} FROM images i"
                " LEFT JOIN annotations a ON a.image_id = i.id")
 
 
-def _damaged(image: str, exc: BaseException) -> str:
+def damaged(image: str, exc: BaseException) -> str:
     return f"the labels of {image} are damaged and cannot be read ({type(exc).__name__}: {exc})"
-
-
-def _str(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def _b(v: bytes | str | None) -> bytes | None:
@@ -714,7 +500,6 @@ def _b(v: bytes | str | None) -> bytes | None:
 def _masks_same(a, b) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    import numpy as np
 
     return (np.array_equal(a.label_image, b.label_image) and np.array_equal(a.ids, b.ids)
             and np.array_equal(a.classes, b.classes) and np.array_equal(a.origins, b.origins)

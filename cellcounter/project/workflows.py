@@ -25,6 +25,7 @@ import numpy as np
 from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
 from cellcounter.errors import ProjectError
 from cellcounter.evaluate import KEY_METRIC
+from cellcounter.project.registry import ModelVersion
 from cellcounter.project.store import Project
 
 # model objects below DEFAULT_SCORE_THRESHOLD are kept in the store but not shown, exported or trained on
@@ -55,7 +56,7 @@ def prediction_jobs(project: Project, image_ids: Iterable[int]) -> list[Predicti
     for image_id in image_ids:
         rec = project.image(image_id)
         jobs.append(PredictionJob(project.path.resolve(), rec.id, rec.path, rec.content_hash, rec.width, rec.height,
-                                  project.label_revision(rec.id), tuple(project.regions(rec.id))))
+                                  project.history.label_revision(rec.id), tuple(project.regions(rec.id))))
     return jobs
 
 
@@ -94,43 +95,50 @@ class ImagesDone:
     total: int
 
 
-PredictionEvent = Predicted | HeatMapReady | ImagesDone
+@dataclass(frozen=True)
+class PredictionFailed:
+    """``job``'s image could not be predicted (unreadable, damaged, too large): ``reason`` says why; the
+    batch goes on with the next image."""
+
+    job: PredictionJob
+    reason: str
+
+
+PredictionEvent = Predicted | HeatMapReady | PredictionFailed | ImagesDone
 
 
 def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable[[], bool] = lambda: False,
                  heat_maps: bool = False,
                  tile_progress: Callable[[int, int, int, int], None] | None = None) -> Iterator[PredictionEvent]:
-    """Predict each job's image; yields a :class:`Predicted` per image, a :class:`HeatMapReady` after it (graders
-    with ``heat_maps``) and :class:`ImagesDone`. Detectors and segmenters are tiled, as everywhere.
+    """Predict each job's image; yields a :class:`Predicted` per image (or :class:`PredictionFailed`, and the
+    batch goes on), a :class:`HeatMapReady` after it (graders with ``heat_maps``) and :class:`ImagesDone`.
 
     ``tile_progress(image, images, tiles_done, tiles)`` is called as each tile of image number ``image``
     (from 0) is done, from the thread that runs the predictions: a large image reports its progress long
     before it ends."""
     from cellcounter.imageio import open_image
-    from cellcounter.inference import predict_image
     from cellcounter.inference.predictor import Cancelled
+    from cellcounter.inference.run import BAD_FILE_ERRORS, predict_image
 
     for i, job in enumerate(jobs):
         if should_stop():
             return
+        progress = None if tile_progress is None else (
+            lambda done, total, i=i: tile_progress(i, len(jobs), done, total))
         heat = None
-        with open_image(job.image_path) as src:
-            if predictor.config.kind == "grader":
-                pixels = src.read()
-                ann = predict_image(predictor, pixels, str(job.image_path))
-                if heat_maps:
-                    heat = predictor.explain(pixels, ann.grade.value)[0]
-            else:
-                progress = None if tile_progress is None else (
-                    lambda done, total, i=i: tile_progress(i, len(jobs), done, total))
-                try:
-                    ann = predict_image(predictor, src, progress=progress, should_stop=should_stop,
-                                        regions=list(job.regions))
-                except Cancelled:
-                    return  # a tiled prediction cut short is incomplete: never stored
-        yield Predicted(job, ann, predictor.model_version)
-        if heat is not None:
-            yield HeatMapReady(job, heat)
+        try:
+            with open_image(job.image_path) as src:
+                ann = predict_image(predictor, src, str(job.image_path), progress, should_stop, job.regions)
+                if heat_maps and ann.grade is not None:
+                    heat = predictor.explain(src.read(), ann.grade.value)[0]
+        except Cancelled:
+            return  # a tiled prediction cut short is incomplete: never stored
+        except BAD_FILE_ERRORS as exc:
+            yield PredictionFailed(job, str(exc) or type(exc).__name__)
+        else:
+            yield Predicted(job, ann, predictor.model_version)
+            if heat is not None:
+                yield HeatMapReady(job, heat)
         yield ImagesDone(i + 1, len(jobs))
 
 
@@ -235,7 +243,7 @@ def check_job(project: Project, job: PredictionJob, pred: ImageAnnotation, force
     if (pred.width, pred.height) != (rec.width, rec.height):
         raise ProjectError(f"{rec.path}: the prediction is for a {pred.width}x{pred.height} image but the image "
                            f"is {rec.width}x{rec.height}; nothing stored")
-    if not force and project.label_revision(job.image_id) != job.revision:
+    if not force and project.history.label_revision(job.image_id) != job.revision:
         raise StalePredictionError(f"{rec.path}: its labels were edited while the prediction ran; "
                                    "apply it anyway to replace the model's objects")
 
@@ -356,9 +364,9 @@ def default_model(project: Project | None, task: str) -> str | None:
     from cellcounter.models.card import CARD_NAME, RESOURCES_MODELS
 
     if project is not None:
-        active = project.active_model(task)
-        if active is not None and (Path(active["file"]) / CARD_NAME).is_file():
-            return active["file"]
+        active = project.registry.active(task)
+        if active is not None and (Path(active.file) / CARD_NAME).is_file():
+            return active.file
     bundled = RESOURCES_MODELS / f"{task}-default"
     return str(bundled) if (bundled / CARD_NAME).is_file() else None
 
@@ -366,32 +374,33 @@ def default_model(project: Project | None, task: str) -> str | None:
 def activate_model(project: Project, name: str, force: bool = False) -> str | None:
     """Make ``name`` the active version of its task; returns the version it replaces (for a rollback). A version
     with an :func:`activation_warning` is refused unless ``force`` (a person confirmed it)."""
-    versions = {m["name"]: m for m in project.models()}
+    versions = {v.name: v for v in project.registry.versions()}
     if name not in versions:
         raise ProjectError(f"{project.path}: no model version called {name!r} (known: {', '.join(versions) or 'none'})")
-    warning = activation_warning(versions[name].get("metrics") or {})
+    warning = activation_warning(versions[name].metrics)
     if warning and not force:
         raise ProjectError(f"{name} was not made active: {warning} (--force to activate it anyway)")
-    previous = project.active_model(versions[name]["task"])
-    project.set_active_model(name)
-    return previous["name"] if previous else None
+    previous = project.registry.active(versions[name].task)
+    project.registry.activate(name)
+    return previous.name if previous else None
 
 
 def rollback_model(project: Project, task: str) -> str | None:
     """Reactivate the active version's parent when the project holds it, else no project version is active
     (Predict falls back to the bundled model). Returns the version now active."""
-    active = project.active_model(task)
+    active = project.registry.active(task)
     if active is None:
         return None
-    names = {m["name"] for m in project.models(task)}
-    if active["parent"] in names:
-        project.set_active_model(active["parent"])
-        return active["parent"]
-    project.deactivate_models(task)
+    names = {v.name for v in project.registry.versions(task)}
+    if active.parent in names:
+        project.registry.activate(active.parent)
+        return active.parent
+    project.registry.deactivate(task)
     return None
 
 
-def register_model(project: Project, model_dir: str | Path, init: str | None, training_data: Sequence[int]) -> dict:
+def register_model(project: Project, model_dir: str | Path, init: str | None,
+                   training_data: Sequence[int]) -> ModelVersion:
     """Record a fine-tuned model as a new version of the project (not active yet): its parent (the project
     version it started from, by name, else the model path), the images it was trained on, and its validation
     scores after and before (the parent's, on the same images). Returns the version's record."""
@@ -402,7 +411,7 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
 
     card = ModelCard.from_file(Path(model_dir) / CARD_NAME)
     base = version = time.strftime("%Y%m%d-%H%M%S")
-    taken = {m["name"] for m in project.models()}
+    taken = {v.name for v in project.registry.versions()}
     for i in range(1, len(taken) + 2):  # two runs within a second
         if f"{card.name}@{version}" not in taken:
             break
@@ -413,15 +422,15 @@ def register_model(project: Project, model_dir: str | Path, init: str | None, tr
     name = f"{card.name}@{version}"
     parent = None
     if init and init != "none":
-        same = [m["name"] for m in project.models(card.task) if Path(m["file"]).resolve() == Path(init).resolve()]
+        same = [v.name for v in project.registry.versions(card.task) if Path(v.file).resolve() == Path(init).resolve()]
         parent = same[0] if same else str(init)
     metrics = {"after": card.metrics.get("validation", {}), "before": card.metrics.get("parent_validation")}
     if card.metrics.get("base_validation"):  # the start model's own validation images: what it kept
         metrics["base"] = card.metrics["base_validation"]
     metrics["calibration"] = calibration_words(card)
-    project.add_model_version(name, card.task, model_dir, {"name": card.name, "version": card.version},
-                              parent=parent, training_data=list(training_data), metrics=metrics)
-    return next(m for m in project.models(card.task) if m["name"] == name)
+    project.registry.add(name, card.task, model_dir, {"name": card.name, "version": card.version},
+                         parent=parent, training_data=list(training_data), metrics=metrics)
+    return project.registry.get(name)
 
 
 def calibration_words(card) -> str:

@@ -58,7 +58,7 @@ def test_a_prediction_started_on_image_a_lands_on_a_when_b_is_opened_before_it_e
     qtbot.wait(50)
     shown = win.session.saved
     assert shown.image_path == str(b) and len(shown.boxes) == 0 and len(viewer.layers[BOXES].data) == 0
-    assert all(e["origin"] == "human" for e in win.session.project.history())  # nothing of the model on B
+    assert all(e["origin"] == "human" for e in win.session.project.history.events())  # nothing of the model on B
     win.session.close()
     with Project.open(project_a, readonly=True) as pa:
         (rec,) = pa.images()

@@ -112,7 +112,7 @@ def test_scripted_session_predict_correct_count_grade_undo_export_reopen(make_na
     session, first = Session.open_path(image, "blood", user="tester")
     again = session.load(first)
     assert again.review.value == "reviewed" and again.boxes.equals(final.boxes) and len(again.points) == 3
-    kinds = {e["kind"] for e in session.project.history(first)}
+    kinds = {e["kind"] for e in session.project.history.events(first)}
     assert {"boxes", "points", "review"} <= kinds
     session.close()
 

@@ -13,7 +13,7 @@ def test_reference_model_and_human_boxes_look_different_and_the_selection_says_w
     viewer, win, first = open_window(voc_folder({"a": ["RBC", "WBC"]}))
     session = win.session
     assert (session.project.load(first).boxes.origins == Origin.REFERENCE).all()
-    assert [e["origin"] for e in session.project.history(first) if e["kind"] == "boxes"] == ["import"]
+    assert [e["origin"] for e in session.project.history.events(first) if e["kind"] == "boxes"] == ["import"]
     ann = win.session.saved
     ann.boxes = Boxes(np.vstack([ann.boxes.xyxy, [[150, 5, 190, 50]]]), np.r_[ann.boxes.classes, 2],
                       np.r_[ann.boxes.scores, 0.83], np.r_[ann.boxes.origins, Origin.MODEL])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from app.widgets.train import FineTuneRun
+from cellcounter.project.registry import ModelVersion
 from training.loop import TrainEvent
 
 
@@ -22,10 +24,10 @@ def test_curves_have_room_and_scores_before_and_after_sit_side_by_side(open_wind
     assert panel.canvas.height() >= 240
     assert len(panel.ax.get_lines()) == 2 and len(panel.ax_val.get_lines()) == 1  # loss, its mean, validation
     assert np.allclose(panel.ax_val.get_lines()[0].get_ydata(), [0.41, 0.6, 0.8])
-    panel.result = {"task": "blood"}
-    panel._registered({"name": "blood-project-1", "metrics": {
+    panel.result = FineTuneRun("blood")
+    panel._registered(ModelVersion("blood-project-1", "blood", "", metrics={
         "before": {"map50": 0.41, "count_mae": {"RBC": 3.0, "WBC": 0.5}},
-        "after": {"map50": 0.8, "count_mae": {"RBC": 1.5, "WBC": 0.25}}}})
+        "after": {"map50": 0.8, "count_mae": {"RBC": 1.5, "WBC": 0.25}}}))
     table = panel.scores
     rows = {table.item(i, 0).text(): (table.item(i, 1).text(), table.item(i, 2).text())
             for i in range(table.rowCount())}
@@ -58,11 +60,11 @@ def test_a_run_that_forgot_shows_both_figures_and_make_active_asks_first(open_wi
     Image.fromarray(np.full((60, 80, 3), 200, np.uint8)).save(tmp_path / "a.png")
     _, win, _ = open_window(tmp_path / "a.png")
     panel = win.train
-    panel.result = {"task": "blood"}
-    panel._registered({"name": "blood-project-2", "metrics": {
+    panel.result = FineTuneRun("blood")
+    panel._registered(ModelVersion("blood-project-2", "blood", "", metrics={
         "before": {"map50": 0.41}, "after": {"map50": 0.8},
         "base": {"model": "blood-default@3", "images": 30, "before": {"map50": 0.88, "count_mae": {"RBC": 3.5}},
-                 "after": {"map50": 0.70, "count_mae": {"RBC": 6.0}}}}})
+                 "after": {"map50": 0.70, "count_mae": {"RBC": 6.0}}}}))
     table = panel.scores
     rows = [tuple(table.item(i, j).text() if table.item(i, j) else None for j in range(3))
             for i in range(table.rowCount())]

@@ -87,18 +87,3 @@ def test_a_refill_updates_the_shown_layers_in_place_with_class_colours(make_napa
     back = ctl.current()
     assert back.boxes.origins.tolist()[-1] == Origin.HUMAN and back.points.origins.tolist()[-1] == Origin.HUMAN
     session.close()
-
-
-def test_a_second_run_reuses_the_loaded_model_until_its_weights_change(tmp_path):
-    import os
-
-    from app.widgets.predict import _cached_predictor
-    from tests.core.conftest import make_tiny_model
-
-    model = make_tiny_model("detector", tmp_path / "m")
-    first = _cached_predictor(str(model), "torch", "cpu")
-    assert _cached_predictor(str(model), "torch", "cpu") is first
-    weights = next(f for f in model.iterdir() if f.suffix in (".pt", ".safetensors"))
-    st = weights.stat()
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained in place
-    assert _cached_predictor(str(model), "torch", "cpu") is not first

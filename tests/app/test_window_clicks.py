@@ -209,7 +209,7 @@ def test_in_the_counting_build_the_fine_tune_button_says_it_needs_the_full_build
     assert "Fine-tuning needs torch" in panel.status.text() and "full build" in panel.status.text()
     qtbot.mouseClick(panel.start_b, Qt.LeftButton)
     qtbot.wait(200)
-    assert panel.worker is None and win.session.project.models("blood") == []
+    assert panel.worker is None and win.session.project.registry.versions("blood") == []
 
 
 def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_folder, qtbot):
@@ -222,8 +222,8 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     qtbot.waitUntil(lambda: panel.worker is not None, timeout=60_000)
     assert "'bool'" not in panel.status.text()
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
-    models = win.session.project.models("blood")
-    assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2], panel.status.text()
+    models = win.session.project.registry.versions("blood")
+    assert len(models) == 1 and sorted(models[0].training_data) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled()
 
 
@@ -244,10 +244,10 @@ def test_a_fine_tune_finishing_after_the_user_opened_another_folder_registers_wh
     assert win.open_path(other, "blood", wait=True)  # File > Open folder while the run goes on
     assert win.session.project.path != started_in
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
-    assert win.session.project.models("blood") == []
+    assert win.session.project.registry.versions("blood") == []
     with Project.open(started_in, readonly=True) as first:
-        models = first.models("blood")
-    assert len(models) == 1 and sorted(models[0]["training_data"]) == [1, 2]
+        models = first.registry.versions("blood")
+    assert len(models) == 1 and sorted(models[0].training_data) == [1, 2]
 
 
 def test_a_fine_tune_left_at_auto_runs_the_plan_and_says_in_a_line_whether_it_is_better(app_window, voc_folder,
@@ -261,24 +261,24 @@ def test_a_fine_tune_left_at_auto_runs_the_plan_and_says_in_a_line_whether_it_is
     viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
     project = win.session.project
     start_model = wf.register_model(project, make_tiny_model("detector", tmp_path / "tiny"), None, [])
-    wf.activate_model(project, start_model["name"])
+    wf.activate_model(project, start_model.name)
     panel = win.train
     panel.refresh_bases()  # as after a fine-tune made a version active: the start model is the active one
-    assert panel.epochs.text() == "auto" and panel.base.currentData() == start_model["file"]
+    assert panel.epochs.text() == "auto" and panel.base.currentData() == start_model.file
     qtbot.mouseClick(panel.start_b, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
-    cfg = panel.result["config"]
+    cfg = panel.result.config
     assert cfg.max_steps == 40 and cfg.plan.endswith("40 steps for 2 images"), panel.status.text()
     # an untrained start model on one held-back image: the new one is no better, and the panel says so plainly
-    assert panel.status.text().startswith(f"new model {panel.result['name']}: Worse: keep the current model; "
+    assert panel.status.text().startswith(f"new model {panel.result.version.name}: Worse: keep the current model; "
                                           "map50 "), panel.status.text()
     assert "on your held-back images" in panel.status.text()
     assert panel.activate_b.text() == "Make active (worse than before!)"
     asked = _answer_when_asked(qtbot, QMessageBox.Yes)
     qtbot.mouseClick(panel.activate_b, Qt.LeftButton)  # asks first; Yes makes it active all the same
     assert asked and "worse than the model it started from" in asked[0]
-    assert wf.default_model(project, "blood") == next(m["file"] for m in project.models("blood")
-                                                      if m["name"] == panel.result["name"])
+    assert wf.default_model(project, "blood") == next(m.file for m in project.registry.versions("blood")
+                                                      if m.name == panel.result.version.name)
 
 
 def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window(app_window, voc_folder, qtbot):
@@ -292,7 +292,7 @@ def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window
     qtbot.mouseClick(panel.cancel_b, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
     assert "stopped at step" in panel.status.text() and panel.resume_b.isEnabled()
-    assert not win.session.project.models("blood")
+    assert not win.session.project.registry.versions("blood")
     project = win.session.project.path
     win.controller.flush()
     win.session.close()
@@ -304,8 +304,8 @@ def test_a_cancelled_fine_tune_is_resumed_from_its_button_and_in_the_next_window
     qtbot.waitUntil(lambda: panel.resume_b.isEnabled(), timeout=10_000)
     qtbot.mouseClick(panel.resume_b, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.worker is None, timeout=300_000)
-    (version,) = win.session.project.models("blood")
-    assert sorted(version["training_data"]) == [1, 2], panel.status.text()
+    (version,) = win.session.project.registry.versions("blood")
+    assert sorted(version.training_data) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled() and not panel.resume_b.isEnabled()
 
 
@@ -389,6 +389,23 @@ def test_run_on_unreviewed_with_nothing_to_run_says_so_at_once(app_window, voc_f
     qtbot.mouseClick(_button(win.review, "Reviewed"), Qt.LeftButton)
     qtbot.mouseClick(win.predict.run_all, Qt.LeftButton)
     assert win.predict.worker is None and win.predict.status.text().startswith("Nothing to predict")
+
+
+def test_predict_all_skips_an_image_that_cannot_be_read_says_so_and_predicts_the_others(app_window, voc_folder,
+                                                                                        qtbot):
+    """#33 point 1: one bad-file policy everywhere. A damaged file in the middle of "Run on unreviewed" is
+    named and skipped, the images after it are still predicted (it stopped the batch before)."""
+    from app.widgets.predict import PROGRESS_STEPS
+
+    root = voc_folder({"a": ["RBC"], "b": ["RBC"], "c": ["RBC"]})
+    viewer, win = app_window(root, "--task", "blood")
+    (root / "JPEGImages" / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a JPEG any more")  # damaged on disk
+    qtbot.mouseClick(win.predict.run_all, Qt.LeftButton)
+    qtbot.waitUntil(lambda: win.predict.worker is None and win.predict.status.text().startswith("Done"),
+                    timeout=180_000)
+    assert [f.job.image_path.name for f in win.predict.failed] == ["b.jpg"]
+    assert "1 could not be read" in win.predict.status.text() and win.predict.status.text().startswith("Done: 2")
+    assert win.predict.progress.value() == PROGRESS_STEPS  # c, after the bad file, was predicted too
 
 
 def test_an_image_with_thousands_of_outlines_opens_from_the_menu_without_freezing_the_window(app_window, tmp_path,

@@ -43,7 +43,7 @@ def test_labels_from_another_tool_supersede_the_models_and_keep_a_persons(tmp_pa
         boxes = p.load(1).boxes
         assert len(boxes) == 3 and p.load(1).counts() == {"RBC": 2, "WBC": 1, "Platelets": 0}
         assert sorted(boxes.origins.tolist()) == [Origin.HUMAN, Origin.CORRECTED, Origin.CORRECTED]
-        assert p.history(1)[-1]["origin"] == "import"
+        assert p.history.events(1)[-1]["origin"] == "import"
 
 
 def test_adding_the_same_image_under_another_name_is_flagged_not_duplicated(tmp_path):

@@ -13,7 +13,7 @@ from PIL import Image
 from cellcounter.cli import main
 from cellcounter.errors import CellCounterError
 from cellcounter.formats import read_labels
-from cellcounter.inference import Cancelled, Predictor, TiledPredictor
+from cellcounter.inference import Cancelled, Predictor, TiledPredictor, predict_image
 from cellcounter.inference.tiling import core_bounds, tile_starts
 from cellcounter.metrics import box_iou
 from tests.helpers import blob_predictor
@@ -115,13 +115,16 @@ def test_tiled_prediction_reports_progress_and_can_be_cancelled(tmp_path):
     img, centres = _blob_image()
     tifffile.imwrite(tmp_path / "big.tif", img, tile=(128, 128), photometric="rgb", compression="zlib")
     seen = []
-    tp = TiledPredictor(blob_predictor("detector"), tile_size=256, overlap=64)
-    ann = tp.predict_path(tmp_path / "big.tif", progress=lambda d, t: seen.append((d, t)))
+    predictor = blob_predictor("detector")
+    ann = predict_image(predictor, tmp_path / "big.tif", progress=lambda d, t: seen.append((d, t)), tile=256,
+                        overlap=64)
     assert len(ann.boxes) == len(centres)
-    assert seen[-1][0] == seen[-1][1] == len(tp.tiles(700, 900)) and len(seen) == seen[-1][1]
+    tiles = len(TiledPredictor(predictor, tile_size=256, overlap=64).tiles(700, 900))
+    assert seen[-1][0] == seen[-1][1] == tiles and len(seen) == seen[-1][1]
     calls = []
     with pytest.raises(Cancelled):
-        tp.predict_path(tmp_path / "big.tif", should_stop=lambda: len(calls) > 2 or calls.append(1))
+        predict_image(predictor, tmp_path / "big.tif", should_stop=lambda: len(calls) > 2 or calls.append(1),
+                      tile=256, overlap=64)
 
 
 def _write_images(folder: Path, n=2) -> list[Path]:
@@ -206,7 +209,7 @@ def test_tiled_prediction_of_a_large_lazily_read_tiff_keeps_memory_bounded(tmp_p
     tifffile.imwrite(path, tiles(), shape=(n_side * tile, n_side * tile, 3), dtype=np.uint8, tile=(tile, tile),
                      compression="zlib", photometric="rgb", bigtiff=True)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ann = TiledPredictor(blob_predictor("detector"), tile_size=1024, overlap=128).predict_path(path)
+    ann = predict_image(blob_predictor("detector"), path, tile=1024, overlap=128)
     grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
     assert len(ann.boxes) == n_side * n_side
     assert grew < 250, f"peak memory grew by {grew:.0f} MB for a {3 * (n_side * tile) ** 2 / 1e6:.0f} MB image"
@@ -325,3 +328,18 @@ def test_every_tile_of_a_deep_image_is_stretched_with_the_whole_image_s_levels(t
     assert max(seen[0].mean(), seen[2].mean()) < 0.1 and min(seen[1].mean(), seen[3].mean()) > 0.9
     nan = np.full((20, 30), np.nan, np.float32)  # an all-NaN image is black, not noise
     assert not to_float_rgb(nan).any()
+
+
+def test_a_second_run_reuses_the_loaded_model_until_its_weights_change(tmp_path):
+    import os
+
+    from cellcounter.inference import load_predictor
+    from tests.core.conftest import make_tiny_model
+
+    model = make_tiny_model("detector", tmp_path / "m")
+    first = load_predictor(str(model), "torch", "cpu")
+    assert load_predictor(str(model), "torch", "cpu") is first
+    weights = next(f for f in model.iterdir() if f.suffix in (".pt", ".safetensors"))
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained in place
+    assert load_predictor(str(model), "torch", "cpu") is not first

@@ -18,7 +18,7 @@ from cellcounter.annotations import Boxes, Grade, Origin, as_reference
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
 from cellcounter.formats import read_labels
-from cellcounter.project import Project
+from cellcounter.project import Project, maintenance
 from cellcounter.project.serialize import apply_mask_diff, mask_diff, unpack
 from tests.conftest import REPO, sample_annotation
 
@@ -48,7 +48,7 @@ def test_every_edit_is_an_event_with_user_and_origin(project):
     assert proj.save(image_id, ann) == ["boxes", "grade"]
     assert proj.save(image_id, ann) == []  # nothing changed, nothing recorded
     proj.set_review(image_id, "reviewed")
-    kinds = [(e["kind"], e["origin"], e["user"]) for e in proj.history(image_id)]
+    kinds = [(e["kind"], e["origin"], e["user"]) for e in proj.history.events(image_id)]
     assert kinds[0] == ("add", "human", "alice")
     assert ("masks", "model:blood-v1", "alice") in kinds
     assert kinds[-3:] == [("boxes", "human", "alice"), ("grade", "human", "alice"), ("review", "human", "alice")]
@@ -77,7 +77,7 @@ def test_mask_edits_are_stored_as_small_reversible_diffs(project):
     after = type(before)(lab, before.ids, before.classes, before.scores, before.origins)
     ann.masks = after
     proj.save(image_id, ann)
-    ev = proj.history(image_id)[-1]
+    ev = proj.history.events(image_id)[-1]
     assert ev["kind"] == "masks"
     d = mask_diff(before, after)
     assert unpack(d)["after_pixels"].size < 200  # the changed window only
@@ -87,15 +87,15 @@ def test_mask_edits_are_stored_as_small_reversible_diffs(project):
 
 def test_model_versions_and_the_active_one_per_task(project, tmp_path):
     proj, image_id, _ = project
-    proj.add_model_version("blood-v1", "blood", tmp_path / "v1.pt", {"arch": "retinanet"}, active=True)
-    proj.add_model_version("blood-v2", "blood", tmp_path / "v2.pt", {"arch": "retinanet"}, parent="blood-v1",
+    proj.registry.add("blood-v1", "blood", tmp_path / "v1.pt", {"arch": "retinanet"}, active=True)
+    proj.registry.add("blood-v2", "blood", tmp_path / "v2.pt", {"arch": "retinanet"}, parent="blood-v1",
                            training_data=[image_id], metrics={"map50": 0.8})
-    assert proj.active_model("blood")["name"] == "blood-v1"
-    proj.set_active_model("blood-v2")
-    active = proj.active_model("blood")
-    assert active["name"] == "blood-v2" and active["parent"] == "blood-v1" and active["training_data"] == [image_id]
+    assert proj.registry.active("blood").name == "blood-v1"
+    proj.registry.activate("blood-v2")
+    active = proj.registry.active("blood")
+    assert active.name == "blood-v2" and active.parent == "blood-v1" and active.training_data == [image_id]
     with pytest.raises(ProjectError, match="no model version"):
-        proj.set_active_model("nope")
+        proj.registry.activate("nope")
 
 
 def test_moved_images_are_relinked_by_content_hash(project, tmp_path):
@@ -103,10 +103,10 @@ def test_moved_images_are_relinked_by_content_hash(project, tmp_path):
     moved = tmp_path / "elsewhere" / "deep"
     moved.mkdir(parents=True)
     shutil.move(ann.image_path, moved / "renamed.png")
-    assert [r.id for r in proj.missing_images()] == [image_id]
-    assert "image missing" in proj.check()[0]
-    assert proj.relink(tmp_path / "elsewhere") == {image_id: moved / "renamed.png"}
-    assert proj.check() == [] and proj.load(image_id).equals(ann) is False  # name changed with the move
+    assert [r.id for r in maintenance.missing_images(proj)] == [image_id]
+    assert "image missing" in maintenance.check(proj)[0]
+    assert maintenance.relink(proj, tmp_path / "elsewhere") == {image_id: moved / "renamed.png"}
+    assert maintenance.check(proj) == [] and proj.load(image_id).equals(ann) is False  # name changed with the move
     assert proj.load(image_id).boxes.equals(ann.boxes)
 
 
@@ -161,7 +161,7 @@ def test_a_second_process_gets_a_clear_message_or_read_only_access(project):
         child.kill()
         child.wait()
     with Project.open(path) as again:  # the dead process's lock is gone
-        assert again.check() == []
+        assert maintenance.check(again) == []
 
 
 def test_sigkill_in_a_stream_of_edits_loses_at_most_the_edit_in_flight(project):
@@ -192,8 +192,8 @@ def test_sigkill_in_a_stream_of_edits_loses_at_most_the_edit_in_flight(project):
         last = int(line)  # edits reported before the kill
     assert last > 20
     with Project.open(path) as reopened:
-        assert reopened.check() == []
-        box_edits = [e for e in reopened.history(image_id) if e["kind"] == "boxes" and e["origin"] == "human"]
+        assert maintenance.check(reopened) == []
+        box_edits = [e for e in reopened.history.events(image_id) if e["kind"] == "boxes" and e["origin"] == "human"]
         assert last <= len(box_edits) <= last + 1
         assert reopened.load(image_id).boxes.xyxy[0, 2] == 1 + len(box_edits)
 
@@ -219,7 +219,7 @@ def test_backup_while_another_process_writes(project, tmp_path):
     finally:
         child.wait(timeout=120)
     with Project.open(tmp_path / "copy.ccproj", readonly=True) as copy:
-        assert copy.check() == [] and len(copy.images()) == 1
+        assert maintenance.check(copy) == [] and len(copy.images()) == 1
 
 
 def test_cli_create_status_export_audit(tmp_path, capsys):
@@ -259,12 +259,12 @@ def test_origin_of_objects_survives_the_store(project):
 
 def test_labels_of_the_wrong_size_are_refused_and_nothing_is_saved(project, tmp_path):
     proj, image_id, ann = project
-    n_events = len(proj.history())
+    n_events = len(proj.history.events())
     wrong = sample_annotation(tmp_path, "other", 1)
     wrong.width = 100
     with pytest.raises(ProjectError, match="100x48 image but the image is 64x48"):
         proj.save(image_id, wrong)
-    assert len(proj.history()) == n_events and proj.load(image_id).equals(ann)
+    assert len(proj.history.events()) == n_events and proj.load(image_id).equals(ann)
 
 
 def test_model_counts_survive_corrections(project):
@@ -275,7 +275,7 @@ def test_model_counts_survive_corrections(project):
     corrected = proj.load(image_id)
     corrected.boxes = corrected.boxes.subset(np.array([True, False, True]))
     proj.save(image_id, corrected)
-    assert proj.model_counts(image_id) == {"RBC": 2, "WBC": 0, "Platelets": 1}
+    assert proj.history.model_counts(image_id) == {"RBC": 2, "WBC": 0, "Platelets": 1}
     assert proj.load(image_id).counts("boxes") == {"RBC": 1, "WBC": 0, "Platelets": 1}
 
 
@@ -284,8 +284,8 @@ def test_model_counts_follow_the_score_threshold(project):
     ann = proj.load(image_id)
     ann.boxes = Boxes(np.array([[0, 0, 5, 5]] * 3), [0, 0, 1], [0.9, 0.2, 0.6], [Origin.MODEL] * 3)
     proj.save(image_id, ann, origin="model:blood@1")
-    assert proj.model_counts(image_id, 0.5) == {"RBC": 1, "WBC": 1, "Platelets": 0}
-    assert proj.model_counts(image_id) == {"RBC": 2, "WBC": 1, "Platelets": 0}
+    assert proj.history.model_counts(image_id, 0.5) == {"RBC": 1, "WBC": 1, "Platelets": 0}
+    assert proj.history.model_counts(image_id) == {"RBC": 2, "WBC": 1, "Platelets": 0}
 
 
 def test_a_second_name_for_the_project_file_does_not_bypass_the_one_writer_lock(tmp_path):

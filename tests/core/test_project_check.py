@@ -10,7 +10,7 @@ import pytest
 
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.cli import main
-from cellcounter.project import Project
+from cellcounter.project import Project, maintenance
 from cellcounter.project import serialize as ser
 from tests.conftest import make_image
 
@@ -28,7 +28,7 @@ def sound(tmp_path):
         p.save(image_id, ann)
         (tmp_path / "model").mkdir()
         (tmp_path / "model" / "card.json").write_text("{}")  # a model folder: check looks that it is there
-        p.add_model_version("blood-project-1", "blood", tmp_path / "model", {"name": "x"}, None, [image_id],
+        p.registry.add("blood-project-1", "blood", tmp_path / "model", {"name": "x"}, None, [image_id],
                             {"after": {"map50": 0.5}})
     return path
 
@@ -70,7 +70,7 @@ DAMAGE = {
 def test_each_kind_of_damage_is_found_and_named(sound, tmp_path, kind, capsys):
     damage, expected = DAMAGE[kind]
     with Project.open(sound, readonly=True) as p:
-        assert p.check() == []
+        assert maintenance.check(p) == []
     damage(sound, tmp_path)
     assert main(["project", "check", str(sound)]) == 1
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ import pytest
 
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
-from cellcounter.project import Project
+from cellcounter.project import Project, maintenance
 from tests.conftest import REPO, make_image
 
 
@@ -29,7 +29,7 @@ def reviewed(tmp_path):
 
 def _still_sound(path):
     with Project.open(path, readonly=True) as p:
-        assert p.check() == [] and p.images()[0].review.value == "reviewed"
+        assert maintenance.check(p) == [] and p.images()[0].review.value == "reviewed"
 
 
 @pytest.mark.parametrize("command", [
@@ -95,9 +95,9 @@ def test_the_crash_through_one_name_then_edits_through_a_hard_link_sequence_lose
             Project.open(name)
     hard.unlink()  # as the message says: keep the name you use
     with Project.open(path) as p:
-        assert p.check() == []
+        assert maintenance.check(p) == []
         assert p.load(1).boxes.xyxy[0, 2] == 31  # all 30 acknowledged edits are there
-        assert sum(e["kind"] == "boxes" for e in p.history(1)) == 30
+        assert sum(e["kind"] == "boxes" for e in p.history.events(1)) == 30
 
 
 def test_status_and_backup_through_a_hard_link_are_refused_with_the_reason(reviewed, tmp_path, capsys):
@@ -217,6 +217,6 @@ def test_a_backup_finds_its_images_where_it_lies_and_checks_sound(reviewed, tmp_
     assert main(["project", "backup", str(reviewed), str(elsewhere / "copy.ccproj")]) == 0
     for copy in (rolling, elsewhere / "copy.ccproj"):
         with Project.open(copy, readonly=True) as b:
-            assert b.check() == [], copy
-            assert b.images()[0].path == (tmp_path / "a.png").resolve() and not b.missing_images()
+            assert maintenance.check(b) == [], copy
+            assert b.images()[0].path == (tmp_path / "a.png").resolve() and not maintenance.missing_images(b)
         assert main(["project", "check", str(copy)]) == 0, capsys.readouterr().out

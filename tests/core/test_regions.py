@@ -112,7 +112,7 @@ def test_regions_are_kept_by_the_project_its_undo_and_a_new_prediction(tmp_path)
         assert after.regions[0].equals(ann.regions[0])  # a prediction never drops the regions
         inside = ann.regions[0].contains(centres[:, 0], centres[:, 1])
         assert len(after.boxes) == inside.sum() > 0
-        assert [e["kind"] for e in proj.history(image_id)].count("regions") == 1
+        assert [e["kind"] for e in proj.history.events(image_id)].count("regions") == 1
         back = history.undo(image_id, after)
         assert back.regions == []
 

@@ -14,7 +14,7 @@ import pytest
 from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
-from cellcounter.project import Project
+from cellcounter.project import Project, maintenance
 from cellcounter.project import workflows as wf
 from cellcounter.regions import Region
 from tests.conftest import make_image
@@ -58,7 +58,7 @@ def test_reviewing_at_a_threshold_keeps_exactly_what_was_shown_in_every_export_a
     kept = p.load(ids[0]).boxes
     shown_scores = [0.9, 0.6, np.nan, 0.2]  # what the reviewer saw at 0.5: people's boxes whatever their score
     np.testing.assert_allclose(kept.scores, shown_scores)
-    assert [e["kind"] for e in p.history(ids[0])][-2:] == ["boxes", "review"]  # one edit: undoable, audited
+    assert [e["kind"] for e in p.history.events(ids[0])][-2:] == ["boxes", "review"]  # one edit: undoable, audited
 
     n, _ = wf.export_project(p, tmp_path / "voc", "voc", "reviewed")
     assert n == 1
@@ -101,7 +101,7 @@ def test_a_prediction_is_stored_on_the_image_it_was_computed_from_in_its_own_pro
         wf.apply_prediction(other, job, pred, "m@1")
     p.close()  # the window closed the first project when it opened the second
     assert wf.store_prediction(job, pred, "m@1", open_project=other) == ["boxes"]
-    assert len(other.load(other_id).boxes) == 0 and other.history(other_id)[-1]["kind"] == "add"
+    assert len(other.load(other_id).boxes) == 0 and other.history.events(other_id)[-1]["kind"] == "add"
     other.close()
     with Project.open(job.project) as back:
         assert len(back.load(job.image_id).boxes) == 2
@@ -166,7 +166,7 @@ def test_an_old_project_is_migrated_and_opens_read_only_unmigrated(tmp_path):
     conn.close()
     with Project.open(path, readonly=True) as ro:
         assert ro.image(image_id).review_min_score is None
-        assert ro.load(image_id).regions == [] and ro.regions(image_id) == [] and ro.check() == []
+        assert ro.load(image_id).regions == [] and ro.regions(image_id) == [] and maintenance.check(ro) == []
     with Project.open(path) as p:
         wf.review_image(p, image_id, "reviewed", 0.3)
         assert p.image(image_id).review_min_score == 0.3
@@ -182,12 +182,12 @@ def test_activating_a_version_makes_it_predicts_default_and_rollback_returns_to_
     b = make_tiny_model("detector", tmp_path / "b", seed=1)
     va = wf.register_model(p, a, None, [1])
     vb = wf.register_model(p, b, str(a), [1, 2])
-    assert vb["parent"] == va["name"] and vb["training_data"] == [1, 2] and va["name"] != vb["name"]
-    assert wf.activate_model(p, va["name"]) is None
-    assert wf.activate_model(p, vb["name"]) == va["name"]
-    assert wf.default_model(p, "blood") == vb["file"]
-    assert wf.rollback_model(p, "blood") == va["name"]
-    assert wf.default_model(p, "blood") == va["file"]
+    assert vb.parent == va.name and vb.training_data == [1, 2] and va.name != vb.name
+    assert wf.activate_model(p, va.name) is None
+    assert wf.activate_model(p, vb.name) == va.name
+    assert wf.default_model(p, "blood") == vb.file
+    assert wf.rollback_model(p, "blood") == va.name
+    assert wf.default_model(p, "blood") == va.file
     assert wf.rollback_model(p, "blood") is None  # its parent is not a project version: back to the bundled one
     assert wf.default_model(p, "blood").endswith("blood-default")
     with pytest.raises(ProjectError, match="no model version"):
@@ -335,9 +335,9 @@ def test_a_registered_version_has_one_name_everywhere(proj, tmp_path):
     p, _ = proj
     model = make_tiny_model("detector", tmp_path / "m")
     rec = wf.register_model(p, model, None, [1])
-    assert Predictor.load(str(model)).model_version == rec["name"]
+    assert Predictor.load(str(model)).model_version == rec.name
     again = wf.register_model(p, model, None, [1])  # a second run within the same second
-    assert again["name"] != rec["name"] and Predictor.load(str(model)).model_version == again["name"]
+    assert again.name != rec.name and Predictor.load(str(model)).model_version == again.name
 
 
 def test_a_doubled_count_error_is_flagged_though_the_map_held():
@@ -393,15 +393,15 @@ def test_every_door_to_activation_has_the_same_gate(proj, tmp_path, capsys):
     (flagged / "card.json").write_text(json.dumps(card))
     version = wf.register_model(p, flagged, None, [1])
     with pytest.raises(ProjectError, match="worse than the model it started from.*--force"):
-        wf.activate_model(p, version["name"])
+        wf.activate_model(p, version.name)
     path = p.path
     p.close()
     assert main(["project", "models", str(path)]) == 0
     assert "FLAGGED: count error 9.00 per image (was 2.00)" in capsys.readouterr().out
-    assert main(["project", "models", str(path), "--activate", version["name"]]) == 2
+    assert main(["project", "models", str(path), "--activate", version.name]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["project", "models", str(path), "--activate", version["name"], "--force"]) == 0
-    assert f"{version['name']} is now active" in capsys.readouterr().out
+    assert main(["project", "models", str(path), "--activate", version.name, "--force"]) == 0
+    assert f"{version.name} is now active" in capsys.readouterr().out
 
 
 def test_a_backup_carries_its_model_versions_and_check_names_a_missing_one(proj, tmp_path, capsys):
@@ -422,9 +422,9 @@ def test_a_backup_carries_its_model_versions_and_check_names_a_missing_one(proj,
     assert main(["project", "backup", str(path), str(tmp_path / "copy.ccproj")]) == 0
     shutil.rmtree(tmp_path / "p-training")  # the original's run folder is gone (deleted, or on another disk)
     with Project.open(tmp_path / "copy.ccproj", readonly=True) as copy:
-        (kept,) = copy.models()
-        assert kept["name"] == version["name"] and load_model(kept["file"])[1].task == "blood"
+        (kept,) = copy.registry.versions()
+        assert kept.name == version.name and load_model(kept.file)[1].task == "blood"
         assert not list((tmp_path / "copy-models").rglob("checkpoints"))  # the model, not the run's leftovers
-        assert not [m for m in copy.check(quick=True) if "model version" in m]
+        assert not [m for m in maintenance.check(copy, quick=True) if "model version" in m]
     assert main(["project", "check", str(path), "--quick"]) != 0
-    assert f"model version {version['name']!r}: its model folder" in capsys.readouterr().out
+    assert f"model version {version.name!r}: its model folder" in capsys.readouterr().out

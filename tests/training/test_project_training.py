@@ -52,9 +52,9 @@ def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["data"] == f"project:{path.resolve()}" and cfg["init"] == str(parent)
     with Project.open(path, readonly=True) as proj:
-        (version,) = proj.models("blood")
-        assert version["active"] and version["parent"] == str(parent) and len(version["training_data"]) == 2
-        assert wf.default_model(proj, "blood") == version["file"]
+        (version,) = proj.registry.versions("blood")
+        assert version.active and version.parent == str(parent) and len(version.training_data) == 2
+        assert wf.default_model(proj, "blood") == version.file
     assert main(["project", "train", str(path), "--epochs", "0"]) == 2
     # the tiny parent's card records no training data: rehearsal is refused by name, before any training
     assert main(["project", "train", str(path), "--init", str(parent), "--rehearsal", "0.5"]) == 2
@@ -78,8 +78,8 @@ def test_a_stopped_project_run_is_found_and_resumed_by_project_train_resume(tmp_
     out = capsys.readouterr().out
     assert f"resuming blood in {cfg.out}" in out and "registered" in out
     with Project.open(path, readonly=True) as proj:
-        (version,) = proj.models("blood")
-        assert version["parent"] == str(parent) and len(version["training_data"]) == 2
+        (version,) = proj.registry.versions("blood")
+        assert version.parent == str(parent) and len(version.training_data) == 2
         assert stopped_runs(proj) == []  # it wrote its model: nothing is left to resume
     assert main(["project", "train", str(path), "--resume"]) == 2
     assert "no stopped run to resume" in capsys.readouterr().err
@@ -105,8 +105,8 @@ def test_project_train_says_its_progress_in_words_and_ends_at_its_time_budget_wi
     weights = torch.load(tmp_path / "run" / "model" / "model.pt", weights_only=True)
     assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float16}
     with Project.open(path, readonly=True) as proj:
-        (version,) = proj.models("blood")
-        assert len(version["training_data"]) == 2
+        (version,) = proj.registry.versions("blood")
+        assert len(version.training_data) == 2
     assert main(["project", "train", str(path), "--rehearsal", "0.95"]) == 2
     assert "between 0 and 0.9" in capsys.readouterr().err
 
@@ -145,16 +145,16 @@ def test_a_second_fine_tune_starts_from_the_active_version_and_trains_on_every_r
     assert main(["project", "train", str(path), "--init", str(parent), "--epochs", "1", "--activate", "--force",
                  "--out", str(tmp_path / "round1")]) == 0
     with Project.open(path) as proj:
-        (first,) = proj.models("blood")
+        (first,) = proj.registry.versions("blood")
         wf.review_image(proj, 3, "reviewed", min_score=0.5)  # the session goes on: one more image corrected
     assert main(["project", "train", str(path), "--epochs", "1", "--out", str(tmp_path / "round2")]) == 0
     out = capsys.readouterr().out
     assert "training blood on 3 reviewed image(s)" in out and "verdict: " in out
     with Project.open(path, readonly=True) as proj:
-        second = next(m for m in proj.models("blood") if m["name"] != first["name"])
-        assert second["parent"] == first["name"] and sorted(second["training_data"]) == [1, 2, 3]
+        second = next(m for m in proj.registry.versions("blood") if m.name != first.name)
+        assert second.parent == first.name and sorted(second.training_data) == [1, 2, 3]
     cfg = json.loads((tmp_path / "round2" / "config.json").read_text())
-    assert cfg["init"] == first["file"]
+    assert cfg["init"] == first.file
 
 
 def test_a_fine_tune_without_epochs_runs_steps_scaled_to_the_corrected_images(tmp_path):
