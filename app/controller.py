@@ -52,6 +52,7 @@ class LayerController(QObject):
 
     def __init__(self, viewer, session: Session) -> None:
         super().__init__()
+        self._shown_source = None  # the open image shown (a slide is read from it while shown)
         self.viewer = viewer
         self.session = session
         self.score_threshold = DEFAULT_SCORE_THRESHOLD  # model objects below it are kept, not shown (Review slider)
@@ -85,7 +86,7 @@ class LayerController(QObject):
         ann = self.session.load(image_id)
         src = open_image(ann.image_path)  # kept open while shown: a slide's levels read from the open file
         pixels = src.display_levels()
-        previous, self._shown_source = getattr(self, "_shown_source", None), src
+        previous, self._shown_source = self._shown_source, src
         self._muted = True
         try:
             with self._canvas_frozen():

@@ -75,6 +75,7 @@ class CellCounterWindow:
 
     def __init__(self, viewer, session: Session, task: str = "blood") -> None:
         self.viewer = viewer
+        self._merge_target: int | None = None  # Shift-M: the instance the next pick joins
         self.session = session
         self._opening = None  # the worker reading an image's labels before it opens
         self.controller = LayerController(viewer, session)
@@ -429,7 +430,7 @@ class CellCounterWindow:
         """Merge: the label last picked (picker tool) joins the one selected before it."""
         if MASKS in self.viewer.layers:
             layer = self.viewer.layers[MASKS]
-            keep = getattr(self, "_merge_target", None)
+            keep = self._merge_target
             if keep is None or keep == layer.selected_label:
                 self._merge_target = int(layer.selected_label)
                 show_info(f"Merge: pick the instance to join into {self._merge_target}, then Shift-M again")

@@ -25,7 +25,7 @@ from cellcounter.errors import CellCounterError
 from cellcounter.evaluate import select_ids, split_ids
 from cellcounter.formats import read_labels
 from cellcounter.imageio import read_image
-from cellcounter.inference.preprocess import to_float_rgb
+from cellcounter.inference.preprocess import resize_scale, to_float_rgb, view_input
 from cellcounter.tasks import get_task
 from training.augment import GridMask, mosaic
 from training.config import PROJECT_PREFIX, TrainConfig
@@ -212,6 +212,24 @@ class _Seeded(Dataset):
         raise NotImplementedError
 
 
+class DetectionResize:
+    """The resize prediction applies (:func:`~cellcounter.inference.preprocess.detection_input`), as a v2 step:
+    the same output size (:func:`~cellcounter.inference.preprocess.resize_scale`, rounded alike) and the same
+    interpolation (bilinear, pixel centres aligned, no antialias), so a model trains on the pixels it is
+    shown; boxes and masks follow."""
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        self.min_size, self.max_size = min_size, max_size
+
+    def __call__(self, *inputs):
+        h, w = inputs[0].shape[-2:]
+        scale = resize_scale(h, w, self.min_size, self.max_size)
+        if abs(scale - 1.0) < 1e-6:
+            return inputs if len(inputs) > 1 else inputs[0]
+        size = [max(1, round(h * scale)), max(1, round(w * scale))]
+        return v2.Resize(size, antialias=False)(*inputs)
+
+
 def _image_tensor(img: np.ndarray) -> tv_tensors.Image:
     return tv_tensors.Image(torch.from_numpy(to_float_rgb(img).transpose(2, 0, 1).copy()))
 
@@ -233,7 +251,7 @@ class DetectionDataset(_Seeded):
                 steps.append(GridMask(cfg.gridmask_p, cfg.gridmask_ratio, cfg.gridmask_rotate, cfg.gridmask_d_min,
                                       cfg.gridmask_d_max))
         if cfg.min_size > 0:
-            steps.append(v2.Resize(cfg.min_size, max_size=cfg.max_size, antialias=True))
+            steps.append(DetectionResize(cfg.min_size, cfg.max_size))
         steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
         self.transform = v2.Compose(steps)
 
@@ -277,7 +295,7 @@ class InstanceDataset(_Seeded):
                 steps.append(v2.RandomShortestSize(list(cfg.multiscale), antialias=True))
             steps += _flips(cfg) + _colour(cfg)
         if cfg.min_size > 0:
-            steps.append(v2.Resize(cfg.min_size, max_size=cfg.max_size, antialias=True))
+            steps.append(DetectionResize(cfg.min_size, cfg.max_size))
         steps.append(v2.SanitizeBoundingBoxes(min_size=1.0))
         self.transform = v2.Compose(steps)
 
@@ -320,21 +338,20 @@ class GradeDataset(_Seeded):
 
     Each image goes through :func:`~cellcounter.inference.preprocess.grader_view`, the function
     prediction uses (fundus crop, resize, local contrast as the card says), then the augmentation,
-    then the same centre crop and normalisation: never stretched.
+    then the same centre crop and normalisation (:func:`~cellcounter.inference.preprocess.view_input`): never
+    stretched.
     """
 
     def __init__(self, loaders, cfg, train, model_cfg):
         super().__init__(loaders, cfg, train)
         self.model_cfg = model_cfg
-        size = model_cfg.input_size
         grey = 0.5 if model_cfg.local_contrast > 0 else 0.0  # what the view's surround is
         steps: list = []
         if train:
             if cfg.rotate:
                 steps.append(v2.RandomRotation(cfg.rotate, fill=grey))
             steps += _flips(cfg) + _colour(cfg)
-        steps += [v2.CenterCrop(size), v2.Normalize(list(model_cfg.image_mean), list(model_cfg.image_std))]
-        self.transform = v2.Compose(steps)
+        self.transform = v2.Compose(steps) if steps else None  # the centre crop and normalisation: view_input
         self._views: dict[int, np.ndarray] = {}
 
     def grade(self, i: int) -> int:
@@ -351,8 +368,11 @@ class GradeDataset(_Seeded):
         _, ann = self.loaders[i]()
         if ann.grade is None:
             raise CellCounterError(f"{ann.image_path}: no grade")
-        view = torch.from_numpy(self._view(i).astype(np.float32)).permute(2, 0, 1)
-        return self.transform(tv_tensors.Image(view)).as_subclass(torch.Tensor), int(ann.grade.value)
+        view = self._view(i).astype(np.float32)
+        if self.transform is not None:
+            moved = self.transform(tv_tensors.Image(torch.from_numpy(view).permute(2, 0, 1)))
+            view = moved.as_subclass(torch.Tensor).permute(1, 2, 0).numpy()
+        return torch.from_numpy(view_input(view, self.model_cfg)[0]), int(ann.grade.value)
 
 
 def collate_lists(batch):

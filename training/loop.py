@@ -140,8 +140,10 @@ def _save_checkpoint(path: Path, model: nn.Module, opt, state: dict) -> None:
         torch.save(payload, fh)
 
 
-def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold: float) -> dict:
-    """The validation figures of :func:`cellcounter.evaluate.evaluate_annotations`, through the real predictor."""
+def evaluate_model(model: nn.Module, card, loaders, device: str,
+                   count_threshold: float) -> tuple[dict, tuple[list, list]]:
+    """The validation figures of :func:`cellcounter.evaluate.evaluate_annotations`, through the real predictor,
+    and the ``(references, predictions)`` they were computed from (for the plots)."""
     snapshot = copy.deepcopy(model).eval()
     predictor = Predictor(card, TorchBackend(snapshot, card, device, amp=False))
     gts, preds = [], []
@@ -150,9 +152,7 @@ def evaluate_model(model: nn.Module, card, loaders, device: str, count_threshold
         p = predict_image(predictor, img, ann.image_path)  # as the app and `evaluate` predict: tiled alike
         gts.append(ann)
         preds.append(p)
-    res = evaluate_annotations(card.task, gts, preds, count_threshold)
-    res["_pairs"] = (gts, preds)
-    return res
+    return evaluate_annotations(card.task, gts, preds, count_threshold), (gts, preds)
 
 
 def _start_scores(cfg: TrainConfig, model: nn.Module, card, loaders, anns, device: str) -> tuple[dict, bool]:
@@ -161,9 +161,7 @@ def _start_scores(cfg: TrainConfig, model: nn.Module, card, loaders, anns, devic
     from training.scorecache import kept_scores
 
     def compute() -> dict:
-        res = evaluate_model(model, card, loaders, device, cfg.count_threshold)
-        res.pop("_pairs")
-        return res
+        return evaluate_model(model, card, loaders, device, cfg.count_threshold)[0]
 
     if len(anns) != len(loaders):
         return compute(), False
@@ -366,8 +364,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         end_of_epoch = step % steps_per_epoch == 0 or step >= total
         if end_of_epoch and is_main and split.val and (
                 (epoch + 1) % max(1, cfg.eval_every_epochs) == 0 or step >= total):
-            res = evaluate_model(model, card, split.val, device, cfg.count_threshold)
-            pairs = res.pop("_pairs")
+            res, pairs = evaluate_model(model, card, split.val, device, cfg.count_threshold)
             res["step"] = step
             evals.append(res)
             score = selection_score(res, task.kind)
@@ -420,13 +417,12 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
         best_eval = final_eval
     card.name = cfg.name or card.name
     card.metrics = {**{k: v for k, v in card.metrics.items() if k == "parent_validation"},
-                    "validation": {k: v for k, v in best_eval.items() if k != "_pairs"},
+                    "validation": dict(best_eval),
                     "selected_at_step": best_eval.get("step"), "validation_images": len(split.val),
                     "selected_by": _selected_by(get_task(card.task).kind)}
     if base is not None:  # what the selected weights kept of the start model's skills
         guard, before, val = base
-        after = evaluate_model(model, card, val, device, cfg.count_threshold)
-        after.pop("_pairs")
+        after = evaluate_model(model, card, val, device, cfg.count_threshold)[0]
         card.metrics["base_validation"] = {"model": guard.model, "images": len(val), "before": before or None,
                                            "after": after, "rehearsal": guard.rehearsed}
     card.training = {

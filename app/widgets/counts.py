@@ -43,6 +43,7 @@ def _fitted_table(headers: list[str]) -> QTableWidget:
 class CountsPanel(QWidget):
     def __init__(self, controller: LayerController) -> None:
         super().__init__()
+        self._title_text = ""  # the image name, elided to the title's width
         self.controller = controller
         self.title = QLabel("No image")
         # a long file name is elided (full name in the tooltip) instead of widening the dock over the canvas
@@ -180,7 +181,7 @@ class CountsPanel(QWidget):
         self.summary.setText(text[:1].upper() + text[1:])
 
     def _elide_title(self) -> None:
-        text = getattr(self, "_title_text", "")
+        text = self._title_text
         width = max(40, self.title.width())
         self.title.setText(self.title.fontMetrics().elidedText(text, Qt.ElideMiddle, width))
 

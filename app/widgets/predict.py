@@ -92,6 +92,7 @@ class TileProgress:
 class PredictPanel(QWidget):
     def __init__(self, controller: LayerController, task: str = "blood") -> None:
         super().__init__()
+        self._model_text = "Predicting"  # what runs the prediction, for the status line
         self.controller = controller
         self.worker = None
         self.task = QComboBox()
@@ -252,7 +253,7 @@ class PredictPanel(QWidget):
         self.progress.setValue(int(round(fraction * PROGRESS_STEPS)))
         elapsed = time.monotonic() - self._started
         left = f"; about {_duration(elapsed * (1 - fraction) / fraction)} left" if 0 < fraction < 1 else ""
-        self.status.setText(f"{getattr(self, '_model_text', 'Predicting')}: {where}{left}")
+        self.status.setText(f"{self._model_text}: {where}{left}")
 
     def _store(self, job: PredictionJob, ann, version: str, force: bool = False) -> bool:
         try:

@@ -89,6 +89,9 @@ class TrainPanel(QWidget):
 
     def __init__(self, controller: LayerController, task: str = "blood") -> None:
         super().__init__()
+        self._drawn_at = 0.0  # when the curves were last drawn (at most once a second)
+        self._lines: dict = {}  # the plot's lines, made at the first draw
+        self._laid_out = False
         self.controller = controller
         self.task = task
         self.worker = None
@@ -335,10 +338,10 @@ class TrainPanel(QWidget):
         """Training loss per step (and its running mean), validation score per evaluation. Lines are updated
         in place, at most once a second: drawing runs on the GUI thread, which must stay responsive."""
         now = time.monotonic()
-        if not force and now - getattr(self, "_drawn_at", 0.0) < 1.0:
+        if not force and now - self._drawn_at < 1.0:
             return
         self._drawn_at = now
-        if not hasattr(self, "_lines"):
+        if not self._lines:
             self._lines = {
                 "loss": self.ax.plot([], [], lw=0.6, color="#9ecae1", label="training loss")[0],
                 "mean": self.ax.plot([], [], lw=1.5, color="#08519c", label="running mean")[0],
@@ -365,7 +368,7 @@ class TrainPanel(QWidget):
         shown = [ln for ln in lines.values() if len(ln.get_xdata())]
         if shown:
             self.ax.legend(shown, [ln.get_label() for ln in shown], fontsize=7, loc="upper right")
-        if not getattr(self, "_laid_out", False):
+        if not self._laid_out:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a narrow dock may not fit every label; the plot stays readable
                 self.figure.tight_layout()

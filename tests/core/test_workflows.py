@@ -428,3 +428,36 @@ def test_a_backup_carries_its_model_versions_and_check_names_a_missing_one(proj,
         assert not [m for m in maintenance.check(copy, quick=True) if "model version" in m]
     assert main(["project", "check", str(path), "--quick"]) != 0
     assert f"model version {version.name!r}: its model folder" in capsys.readouterr().out
+
+
+def test_a_damaged_image_in_a_batch_is_reported_and_the_others_are_predicted(tmp_path, capsys):
+    """#33 point 1: one bad-file policy (skip, report, go on) for predict_jobs and `project predict`."""
+    from tests.helpers import blob_predictor
+
+    paths = [make_image(tmp_path / f"{n}.png", seed=i) for i, n in enumerate("abc")]
+    with Project.create(tmp_path / "p.ccproj") as p:
+        ids = [p.add_image(f, "blood") for f in paths]
+    paths[1].write_bytes(b"\x89PNG\r\n\x1a\n damaged")
+    with Project.open(tmp_path / "p.ccproj") as p:
+        events = list(wf.predict_jobs(blob_predictor("detector"), wf.prediction_jobs(p, ids)))
+    failed = [e for e in events if isinstance(e, wf.PredictionFailed)]
+    assert [e.job.image_id for e in failed] == [ids[1]] and "b.png" in failed[0].reason
+    assert [e.job.image_id for e in events if isinstance(e, wf.Predicted)] == [ids[0], ids[2]]
+    assert [e.done for e in events if isinstance(e, wf.ImagesDone)] == [1, 2, 3]
+
+
+def test_the_audit_reports_the_size_of_the_state_an_edit_replaced(tmp_path):
+    """Label events keep only the new state; the audit still says what each edit replaced (the previous
+    event's state of the same part), and a project written before that keeps its own figures."""
+    path = make_image(tmp_path / "a.png")
+    with Project.create(tmp_path / "p.ccproj") as p:
+        image_id = p.add_image(path, "blood")
+        ann = p.load(image_id)
+        for n in (1, 3):
+            ann.boxes = Boxes(np.tile([[1.0, 1, 9, 9]], (n, 1)), [0] * n)
+            p.save(image_id, ann)
+        edits = [e for e in p.history.events(image_id) if e["kind"] == "boxes"]
+        assert [e["before_bytes"] for e in edits] == [None, edits[0]["after_bytes"]]
+        assert edits[1]["after_bytes"] > edits[0]["after_bytes"]
+        stored = p._conn.execute("SELECT before FROM events WHERE kind = 'boxes'").fetchall()
+        assert all(r[0] is None for r in stored)  # the previous state is not stored twice

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision import tv_tensors
 
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks
+from cellcounter.annotations import Boxes, Grade, ImageAnnotation, InstanceMasks
 from cellcounter.models import DetectorConfig, build_model
 from tests.helpers import box_colour_ok, coloured
 from training.augment import GridMask, ScheduledDropBlock, grid_mask, mosaic
@@ -107,3 +107,27 @@ def test_instance_dataset_crops_keep_masks_and_boxes_consistent():
             assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x1, y1, x2, y2)
             # mask pixels are the bright object pixels (edges blend a little after resizing)
             assert image[0][m.bool()].mean() > 0.6 and image[0][t["masks"].sum(0) == 0].mean() < 0.2
+
+
+def test_training_sees_the_pixels_prediction_shows_the_model():
+    """#33 point 2: one transform per model kind. A detector trains on images resized exactly as prediction
+    resizes them (size, interpolation, no antialias), and a grader on the crop and normalisation prediction
+    feeds it."""
+    from cellcounter.inference.preprocess import detection_input, grader_input
+    from cellcounter.models.config import GraderConfig
+    from training.data import GradeDataset
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (900, 1200, 3), dtype=np.uint8)
+    ann = ImageAnnotation("x.png", 1200, 900, ("A",), boxes=Boxes(np.array([[100.0, 100, 300, 250]]), [0]))
+    cfg = TrainConfig(min_size=600, max_size=700)
+    shown, scale = detection_input(img, cfg.min_size, cfg.max_size)
+    trained, target = DetectionDataset([_loader(img, ann)], cfg, train=False)[0]
+    assert tuple(trained.shape) == shown.shape and np.abs(trained.numpy() - shown).max() < 1e-4  # antialias: 0.1
+    assert np.allclose(target["boxes"].numpy(), ann.boxes.xyxy * scale, atol=0.5)
+
+    mcfg = GraderConfig(input_size=64, local_contrast=0.1)
+    graded = ImageAnnotation("x.png", 1200, 900, ("0", "1"), task="retinopathy", grade=Grade(1))
+    sample, grade = GradeDataset([_loader(img, graded)], TrainConfig(), False, mcfg)[0]
+    assert grade == 1 and sample.shape == (3, 64, 64)
+    assert np.abs(sample.numpy() - grader_input(img, mcfg)[0]).max() < 0.02  # the view is cached at half precision

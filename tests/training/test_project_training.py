@@ -123,7 +123,7 @@ def test_training_validation_and_the_app_predict_an_image_through_one_entry_poin
     pixels = read_image(image)
     gt = ImageAnnotation(str(image), 700, 600, ("nucleus",), task="nuclei")
     model, card = load_model(model_dir)
-    validation = evaluate_model(model, card, [lambda: (pixels, gt)], "cpu", 0.5)["_pairs"][1][0]
+    validation = evaluate_model(model, card, [lambda: (pixels, gt)], "cpu", 0.5)[1][1][0]
     with Project.create(tmp_path / "p.ccproj") as proj:  # the app's path: a job, predicted and stored
         image_id = proj.add_image(image, "nuclei")
         predictor = Predictor.load(model_dir, "torch", "cpu")
