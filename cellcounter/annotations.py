@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from cellcounter.regions import Region
+from cellcounter.tasks import TASKS
 
 CountKind = Literal["boxes", "masks", "points"]
 
@@ -510,6 +511,24 @@ def grade_counts(annotations: Iterable[ImageAnnotation]) -> dict[str, int]:
             key = str(ann.grade.value)
             out[key] = out.get(key, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
+def summarise(annotations: Sequence[ImageAnnotation]) -> dict:
+    """``{"images", "instances"[, "grades"]}``: how many images, the objects per class over those that are not
+    graded (a fundus photo's grade is not an object), and how many images carry each grade."""
+    objects = [a for a in annotations if not (a.task in TASKS and TASKS[a.task].kind == "grade")]
+    out: dict = {"images": len(annotations), "instances": total_counts(objects)}
+    grades = grade_counts(annotations)
+    if grades:
+        out["grades"] = grades
+    return out
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """A :func:`summarise` (or a project's status) as the indented lines the command line prints."""
+    lines = [f"  {k}: {v}" for k, v in summary.get("review", {}).items()]
+    lines += [f"  {name}: {n}" for name, n in summary["instances"].items()]
+    return lines + [f"  grade {g}: {n} image(s)" for g, n in summary.get("grades", {}).items()]
 
 
 def as_reference(ann: ImageAnnotation) -> ImageAnnotation:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cellcounter import __version__
-from cellcounter.annotations import ImageAnnotation, grade_counts, total_counts
+from cellcounter.annotations import ImageAnnotation, summarise, summary_lines
 from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats import FORMATS, detect_format, get_format, read_labels, write_labels
@@ -145,15 +145,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def summarise(anns: Sequence[ImageAnnotation]) -> dict:
-    object_anns = [a for a in anns if not (a.task and TASKS.get(a.task) and TASKS[a.task].kind == "grade")]
-    out: dict = {"images": len(anns), "instances": total_counts(object_anns)}
-    grades = grade_counts(anns)
-    if grades:
-        out["grades"] = grades
-    return out
-
-
 def _image_info(path: Path, as_json: bool) -> int:
     files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
@@ -185,10 +176,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     anns = read_labels(path, fmt)
     summary = summarise(anns)
     print(f"{path}: {fmt}, {summary['images']} image(s)")
-    for name, n in summary["instances"].items():
-        print(f"  {name}: {n}")
-    for g, n in summary.get("grades", {}).items():
-        print(f"  grade {g}: {n} image(s)")
+    print("\n".join(summary_lines(summary)))
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -12,7 +12,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from cellcounter.annotations import ReviewStatus
+from cellcounter.annotations import ReviewStatus, summary_lines
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.formats import FORMATS
 from cellcounter.inference.choice import BACKENDS
@@ -183,12 +183,7 @@ def cmd_status(args) -> int:
     with Project.open(args.project, readonly=True) as proj:
         st = proj.status(wf.labels_to_export(proj, "all"))  # unreviewed images at the display threshold
     print(f"{args.project}: {st['images']} image(s)")
-    for k, v in st["review"].items():
-        print(f"  {k}: {v}")
-    for k, v in st["instances"].items():
-        print(f"  {k}: {v}")
-    for g, v in st.get("grades", {}).items():
-        print(f"  grade {g}: {v} image(s)")
+    print("\n".join(summary_lines(st)))
     if args.json:
         print(json.dumps(st))
     return 0

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation, ReviewStatus
+from cellcounter.annotations import ImageAnnotation, ReviewStatus, summarise
 from cellcounter.errors import CellCounterWarning, ProjectError, WriteError, os_error_reason
 from cellcounter.imageio import file_hash, open_image
 from cellcounter.project import backups
@@ -468,21 +468,13 @@ class Project:
     def status(self, annotations: Iterable[ImageAnnotation] | None = None) -> dict:
         """Per-status image counts and per-class object counts over the whole project (over ``annotations``,
         the labels as shown, when given; else every stored object)."""
+        records = self.images()
         by_status = {s.value: 0 for s in ReviewStatus}
-        for rec in self.images():
+        for rec in records:
             by_status[rec.review.value] += 1
-        counts: dict[str, int] = {}
-        grades: dict[str, int] = {}
-        for ann in annotations if annotations is not None else (self.load(rec.id) for rec in self.images()):
-            for k, v in ann.counts().items():
-                if not (ann.task in TASKS and TASKS[ann.task].kind == "grade"):
-                    counts[k] = counts.get(k, 0) + v
-            if ann.grade is not None:
-                grades[str(ann.grade.value)] = grades.get(str(ann.grade.value), 0) + 1
-        out = {"images": sum(by_status.values()), "review": by_status, "instances": counts}
-        if grades:
-            out["grades"] = dict(sorted(grades.items()))
-        return out
+        anns = list(annotations) if annotations is not None else [self.load(rec.id) for rec in records]
+        return {**summarise(anns), "images": len(records), "review": by_status}
+
 
 _LABELS_SQL = ("SELECT i.path, i.width, i.height, i.task, i.review, i.content_hash, i.pixel_size_um, a.class_names,"
                " a.boxes, a.masks, a.points, a.grade, a.model_version, {regions}, {rejected} FROM images i"
