@@ -14,7 +14,12 @@ from pathlib import Path
 
 from cellcounter import __version__
 from cellcounter.annotations import ImageAnnotation, summarise, summary_lines
-from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
+from cellcounter.errors import (
+    REPORTED_ERRORS,
+    FormatError,
+    error_line,
+    missing_reason,
+)
 from cellcounter.fileutil import atomic_write_with
 from cellcounter.formats import FORMATS, detect_format, get_format, read_labels, write_labels
 from cellcounter.imageio import IMAGE_SUFFIXES, is_image_file, open_image
@@ -188,9 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _print_warning
     try:
         return int(args.func(args) or 0)
-    except CellCounterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except sqlite3.DatabaseError as exc:  # a project damaged where the store did not expect it
         from cellcounter.project.backups import restore_hint
 
@@ -198,9 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {project or 'the project'}: damaged ({exc})"
               + (f"; {restore_hint(project)}" if project else ""), file=sys.stderr)
         return 2
-    except OSError as exc:  # a file the command reads or writes outside the atomic writers
-        name = exc.filename2 if exc.filename2 is not None else exc.filename
-        print(f"error: {name if name is not None else 'a file'}: {os_error_reason(exc)}", file=sys.stderr)
+    except REPORTED_ERRORS as exc:
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

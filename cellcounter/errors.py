@@ -67,3 +67,16 @@ class CellCounterWarning(UserWarning):
 
 class ProjectError(CellCounterError):
     """A project file is missing, foreign, damaged, locked by another process or from a newer version."""
+
+
+#: what a command reports in a line and exits 2 on, instead of a traceback
+REPORTED_ERRORS: tuple[type[BaseException], ...] = (CellCounterError, OSError)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line a command prints for one of :data:`REPORTED_ERRORS` (after ``error: ``): our message, or
+    the file and the reason in words for an OSError."""
+    if isinstance(exc, OSError):  # a file read or written outside the atomic writers
+        name = exc.filename2 if exc.filename2 is not None else exc.filename
+        return f"{name if name is not None else 'a file'}: {os_error_reason(exc)}"
+    return str(exc)

@@ -13,7 +13,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from cellcounter.errors import CellCounterError, os_error_reason
+from cellcounter.errors import REPORTED_ERRORS, error_line
 from training.config import TrainConfig, field_help
 from training.loop import TrainEvent, iter_training
 from training.recipes import RECIPES, apply_recipe
@@ -102,12 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"model": last.model_dir, "metrics": {k: v for k, v in last.metrics.items()
                                                                    if k != "confusion"}}))
         return 0
-    except CellCounterError as exc:
-        print(f"\nerror: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a file the run reads or writes: named, in words, without a traceback
-        name = exc.filename2 if exc.filename2 is not None else exc.filename
-        print(f"\nerror: {name if name is not None else 'a file'}: {os_error_reason(exc)}", file=sys.stderr)
+    except REPORTED_ERRORS as exc:
+        print(f"\nerror: {error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; resume with --resume", file=sys.stderr)
