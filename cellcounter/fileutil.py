@@ -52,13 +52,19 @@ def _prepare(target: Path, suffix: str) -> str:
     return tmp
 
 
-def _failed(target: Path, tmp: str, exc: BaseException) -> BaseException:
-    """Remove the temporary file; an OSError becomes a :class:`WriteError` naming the target."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-        return WriteError(target, os_error_reason(exc))
-    return exc
+@contextlib.contextmanager
+def _replacing(target: Path, tmp: str) -> Iterator[None]:
+    """Rename ``tmp`` over ``target`` when the block succeeds; otherwise remove ``tmp`` (``target`` untouched),
+    an OSError becoming a :class:`WriteError` naming the target."""
+    try:
+        yield
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(target, os_error_reason(exc)) from exc
+        raise
 
 
 @contextlib.contextmanager
@@ -69,17 +75,10 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator[IO]:
     """
     target = Path(path)
     tmp = _prepare(target, ".tmp")
-    try:
-        with open(tmp, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        err = _failed(target, tmp, exc)
-        if err is exc:
-            raise
-        raise err from exc
+    with _replacing(target, tmp), open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -96,11 +95,5 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None]) -> None:
     """Let ``writer(tmp_path)`` write a file by path (for libraries that take a path), then rename."""
     target = Path(path)
     tmp = _prepare(target, target.suffix)
-    try:
+    with _replacing(target, tmp):
         writer(tmp)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        err = _failed(target, tmp, exc)
-        if err is exc:
-            raise
-        raise err from exc
