@@ -40,7 +40,8 @@ from cellcounter.models.card import load_weights, save_model
 from cellcounter.tasks import get_task
 from training.augment import ScheduledDropBlock
 from training.config import TrainConfig
-from training.data import DetectionDataset, GradeDataset, InstanceDataset, collate_grades, collate_lists, load_split
+from training.data import load_split
+from training.kinds import adapter_for, class_weights
 from training.recipes import apply_recipe
 from training.setup import build_for_training, make_optimizer, make_scheduler, set_trunk_trainable
 from training.unlabelled import ignore_regions
@@ -114,18 +115,6 @@ def _epoch_order(cfg: TrainConfig, n: int, epoch: int, grades: list[int] | None)
 def _batches(order: np.ndarray, rank: int, world: int, batch_size: int) -> list[list[int]]:
     mine = order[rank::world].tolist()
     return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
-
-
-def _class_weights(cfg: TrainConfig, grades: list[int], n: int) -> torch.Tensor | None:
-    if cfg.class_weights:
-        if len(cfg.class_weights) != n:
-            raise CellCounterError(f"class_weights needs {n} values, got {len(cfg.class_weights)}")
-        return torch.tensor(cfg.class_weights, dtype=torch.float32)
-    if not cfg.class_weighted_loss:
-        return None
-    counts = np.bincount(np.asarray(grades), minlength=n).astype(float)
-    w = np.where(counts > 0, counts.sum() / (n * np.maximum(counts, 1)), 0.0)
-    return torch.tensor(w, dtype=torch.float32)
 
 
 def _hardware(device: str) -> str:
@@ -207,27 +196,15 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     guard = _guard(cfg, split) if parent else ""  # on every rank: rehearsed images join the training set
     base_val = guard.val if isinstance(guard, BaseCheck) and is_main else []
     mcfg = card.config
-    if task.kind == "boxes":
-        ignore = None
-        if cfg.ignore_unlabelled and is_main:
+    kind = adapter_for(mcfg.kind)
+    ignore = None
+    if kind.finds_unlabelled and cfg.ignore_unlabelled:
+        if is_main:
             yield TrainEvent("prepare", 0, 0, 0, cfg.epochs, message=f"finding unlabelled objects with "
                              f"{cfg.ignore_unlabelled} in {len(set(split.train_names))} training images")
-        if cfg.ignore_unlabelled:
-            ignore = ignore_regions(cfg.ignore_unlabelled, split.train, cfg.ignore_min_score, out, device)
-        ds = DetectionDataset(split.train, cfg, train=True, ignore=ignore)
-        collate = collate_lists
-    elif mcfg.kind == "unet":
-        from training.dense import DenseDataset, collate_dense
-
-        ds = DenseDataset(split.train, cfg, train=True)
-        collate = collate_dense
-    elif task.kind == "masks":
-        ds = InstanceDataset(split.train, cfg, train=True)
-        collate = collate_lists
-    else:
-        ds = GradeDataset(split.train, cfg, True, mcfg)
-        collate = collate_grades
-    grades = [ds.grade(i) for i in range(len(ds))] if task.kind == "grade" else None
+        ignore = ignore_regions(cfg.ignore_unlabelled, split.train, cfg.ignore_min_score, out, device)
+    ds = kind.dataset(split.train, cfg, mcfg, ignore)
+    grades = [ds.grade(i) for i in range(len(ds))] if kind.grades else None
     steps_per_epoch = math.ceil(math.ceil(len(ds) / world) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps:
@@ -237,9 +214,9 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt, total)
     dropblock = None
-    if cfg.dropblock_level and task.kind == "boxes":
+    if cfg.dropblock_level and kind.drop_block:
         dropblock = ScheduledDropBlock(model, cfg.dropblock_level, cfg.dropblock_size, cfg.dropblock_prob, total)
-    weights = _class_weights(cfg, grades or [], len(task.class_names))
+    weights = class_weights(cfg, grades or [], len(task.class_names))
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
 
     step, best, history, evals = 0, -math.inf, [], []
@@ -312,7 +289,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
         set_trunk_trainable(model, not frozen)
         batches = _batches(_epoch_order(cfg, len(ds), epoch, grades), rank, world, cfg.batch_size)
         skip = step - epoch * steps_per_epoch
-        loader = DataLoader(ds, batch_sampler=batches[skip:], collate_fn=collate, num_workers=cfg.num_workers)
+        loader = DataLoader(ds, batch_sampler=batches[skip:], collate_fn=kind.collate, num_workers=cfg.num_workers)
         model.train()
         for batch in loader:
             if should_stop is not None and should_stop():
@@ -324,17 +301,7 @@ def iter_training(config: TrainConfig, should_stop: Callable[[], bool] | None = 
             torch.manual_seed(cfg.seed * 7_919 + step)  # DropBlock and proposal sampling draw from it
             if dropblock is not None:
                 dropblock.set_step(step)
-            if task.kind == "grade":
-                x, y = batch
-                losses = {"cross_entropy": loss_fn(train_model(x.to(device)), y.to(device))}
-            elif mcfg.kind == "unet":
-                x, maps = batch
-                losses = train_model(x.to(device), {k: v.to(device) for k, v in maps.items()})
-            else:
-                images, targets = batch
-                images = [im.to(device) for im in images]
-                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-                losses = train_model(images, targets)
+            losses = kind.losses(train_model, batch, device, loss_fn)
             loss = sum(losses.values())
             if not torch.isfinite(loss) or (history and loss.item() > 1e3 * max(1e-3, history[0]["loss"])):
                 raise CellCounterError(f"training diverged at step {step} (loss {loss.item():.3g}); "
