@@ -26,7 +26,7 @@ import numpy as np
 
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
-from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+from cellcounter.models.card import ModelCard, read_card
 from training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,14 +55,14 @@ def _find(path: str, data: bool = True) -> Path | None:
 def _file_trained_card(init: str) -> ModelCard:
     """The card of ``init`` or of its nearest ancestor trained on files: a project fine-tune's own data are a
     handful of corrected images; the skills worth keeping are those of the model it came from."""
-    card = ModelCard.from_file(resolve_model(init) / CARD_NAME)
+    card = read_card(init)
     for _ in range(_MAX_ANCESTORS):
         cfg = (card.training or {}).get("config") or {}
         data, parent_init = str(cfg.get("data", "")), str(cfg.get("init", "none"))
         if not data.startswith("project:") or parent_init in ("none", "imagenet", ""):
             return card
         try:
-            card = ModelCard.from_file(resolve_model(parent_init) / CARD_NAME)
+            card = read_card(parent_init)
         except (CellCounterError, OSError):
             return card
     return card

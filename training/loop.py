@@ -456,7 +456,7 @@ def _calibrate(cfg: TrainConfig, card, pairs) -> None:
     (:func:`cellcounter.calibration.checked_thresholds`). With too few validation images to check one, a
     fine-tune keeps its parent's calibration and a run from scratch keeps raw scores; the card says which."""
     from cellcounter.calibration import MIN_CHECK_IMAGES, checked_thresholds
-    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+    from cellcounter.models.card import read_card
 
     card.score_calibration = {}
     if not cfg.calibrate or pairs is None or get_task(cfg.task).kind == "grade":
@@ -465,7 +465,7 @@ def _calibrate(cfg: TrainConfig, card, pairs) -> None:
     if len(gts) < MIN_CHECK_IMAGES:
         parent = {}
         if card.parent:
-            parent = dict(ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).score_calibration or {})
+            parent = dict(read_card(cfg.init).score_calibration or {})
         card.score_calibration = parent
         card.metrics["score_calibration"] = {
             "kept_from": f"the parent, {card.parent}" if parent else "none: raw scores",

@@ -95,9 +95,9 @@ def default_recipe(task: str, init: str | None = "none", architecture: str = "")
     """The task's recipe, or its U-Net recipe when the architecture (asked for, or the start model's) is a U-Net."""
     arch = architecture
     if not arch and (init or "none") not in ("none", "imagenet"):
-        from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+        from cellcounter.models.card import read_card
 
-        arch = ModelCard.from_file(resolve_model(init) / CARD_NAME).architecture.get("kind", "")
+        arch = read_card(init).architecture.get("kind", "")
     if arch == "unet" and f"{task}-unet" in RECIPES:
         return f"{task}-unet"
     return DEFAULT_RECIPE.get(task, "")
@@ -115,9 +115,9 @@ def _inherited_geometry(cfg: TrainConfig, explicit: set[str] | None, defaults: T
     """
     if (cfg.init or "none") in ("none", "imagenet"):
         return {}
-    from cellcounter.models.card import CARD_NAME, ModelCard, resolve_model
+    from cellcounter.models.card import read_card
 
-    arch = ModelCard.from_file(resolve_model(cfg.init) / CARD_NAME).architecture
+    arch = read_card(cfg.init).architecture
     out = {}
     for key in GEOMETRY:
         user_set = (key in explicit) if explicit is not None else getattr(cfg, key) != getattr(defaults, key)

@@ -7,6 +7,7 @@ so a file carrying pickled code is refused instead of run.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -186,6 +187,22 @@ def resolve_model(path_or_name: str | Path) -> Path:
     raise CellCounterError(
         f"model {str(path_or_name)!r} not found: give a model folder (with card.json and model.pt) or the name "
         f"of a bundled model in {RESOURCES_MODELS} or an installed one in {user_models_dir()}")
+
+
+_CARDS: dict[tuple[str, int], ModelCard] = {}
+
+
+def read_card(model: str | Path) -> ModelCard:
+    """The card of a model (folder or name), read once while the file is unchanged: a training run asks for
+    its start model's card at several stages (recipe, geometry, base check, calibration). A copy each time,
+    so that a caller may change it."""
+    path = resolve_model(model) / CARD_NAME
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _CARDS:
+        if len(_CARDS) > 32:
+            _CARDS.clear()
+        _CARDS[key] = ModelCard.from_file(path)
+    return copy.deepcopy(_CARDS[key])
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
