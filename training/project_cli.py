@@ -64,8 +64,9 @@ def cmd_train(args) -> int:
     from cellcounter.flavour import needs_torch
 
     needs_torch("fine-tuning needs torch")
+    from cellcounter.project.gate import verdict
     from cellcounter.project.store import Project
-    from cellcounter.project.workflows import activate_model, verdict
+    from cellcounter.project.workflows import activate_model
     from training.project import Registered, project_run, project_task, resume_run, stopped_runs, train_project
 
     if args.epochs is not None and args.epochs < 1:

@@ -43,17 +43,9 @@ from app.controller import LayerController
 from cellcounter.annotations import ImageAnnotation
 from cellcounter.errors import CellCounterError
 from cellcounter.flavour import FULL_BUILD, has_torch, needs_torch
+from cellcounter.project.gate import KEY_METRICS, activation_warning, verdict
 from cellcounter.project.registry import ModelVersion
-from cellcounter.project.workflows import (
-    KEY_METRICS,
-    activate_model,
-    activation_warning,
-    default_model,
-    project_at,
-    register_model,
-    rollback_model,
-    verdict,
-)
+from cellcounter.project.workflows import activate_model, default_model, project_at, register_model, rollback_model
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
 from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs

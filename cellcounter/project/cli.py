@@ -18,6 +18,7 @@ from cellcounter.formats import FORMATS
 from cellcounter.inference.choice import BACKENDS
 from cellcounter.project import maintenance
 from cellcounter.project import workflows as wf
+from cellcounter.project.gate import activation_warning
 from cellcounter.project.importing import import_folder, import_image
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import DEFAULT_SCORE_THRESHOLD, IMAGE_SETS
@@ -324,7 +325,7 @@ def cmd_models(args) -> int:
         for v in versions:
             after = ", ".join(f"{k} {x:.3f}" for k, x in (v.metrics.get("after") or {}).items()
                               if isinstance(x, float))
-            flag = wf.activation_warning(v.metrics)
+            flag = activation_warning(v.metrics)
             print(f"{'*' if v.active else ' '} {v.name} ({v.task}) parent {v.parent or '-'}; "
                   f"{len(v.training_data)} image(s); {after or 'no scores'}"
                   + (f"; FLAGGED: {flag}" if flag else ""))

@@ -14,7 +14,7 @@ import pytest
 from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, ReviewStatus
 from cellcounter.cli import main
 from cellcounter.errors import ProjectError
-from cellcounter.project import Project, maintenance
+from cellcounter.project import Project, gate, maintenance
 from cellcounter.project import workflows as wf
 from cellcounter.regions import Region
 from tests.conftest import make_image
@@ -249,18 +249,18 @@ def test_labels_of_a_task_of_their_own_keep_it_whatever_the_session_task(tmp_pat
 
 
 def test_a_version_worse_than_its_parent_on_the_same_images_is_flagged():
-    assert wf.worse_than_parent({"after": {"map50": 0.41}, "before": {"map50": 0.52}}) == "map50 0.410 (was 0.520)"
-    assert wf.worse_than_parent({"after": {"map50": 0.6}, "before": {"map50": 0.52}}) is None
-    assert wf.worse_than_parent({"after": {"qwk": 0.6}, "before": None}) is None
+    assert gate.worse_than_parent({"after": {"map50": 0.41}, "before": {"map50": 0.52}}) == "map50 0.410 (was 0.520)"
+    assert gate.worse_than_parent({"after": {"map50": 0.6}, "before": {"map50": 0.52}}) is None
+    assert gate.worse_than_parent({"after": {"qwk": 0.6}, "before": None}) is None
 
 
 def test_a_version_that_forgot_its_start_models_skills_is_flagged_beyond_noise():
     base = {"model": "nuclei-default@2", "images": 17, "before": {"aji": 0.644}, "after": {"aji": 0.607}}
-    assert wf.forgot({"base": base}) == ("aji 0.607 (was 0.644) on 17 of nuclei-default@2's own validation "
+    assert gate.forgot({"base": base}) == ("aji 0.607 (was 0.644) on 17 of nuclei-default@2's own validation "
                                          "images")
-    assert wf.forgot({"base": {**base, "after": {"aji": 0.630}}}) is None  # within the tolerance
-    assert wf.forgot({"base": {**base, "after": {"aji": 0.700}}}) is None
-    assert wf.forgot({"after": {"aji": 0.5}, "before": {"aji": 0.6}}) is None  # nothing measured on the base
+    assert gate.forgot({"base": {**base, "after": {"aji": 0.630}}}) is None  # within the tolerance
+    assert gate.forgot({"base": {**base, "after": {"aji": 0.700}}}) is None
+    assert gate.forgot({"after": {"aji": 0.5}, "before": {"aji": 0.6}}) is None  # nothing measured on the base
 
 
 def _model_boxes(path, xyxy, scores, classes):
@@ -344,13 +344,13 @@ def test_a_doubled_count_error_is_flagged_though_the_map_held():
     """#38 point 5: the count is what a person reads; a steady mAP with a doubled count error passed."""
     metrics = {"after": {"map50": 0.96, "count_mae": {"RBC": 6.5, "WBC": 0.1}},
                "before": {"map50": 0.88, "count_mae": {"RBC": 2.5, "WBC": 0.1}}}
-    assert wf.worse_than_parent(metrics) == "count error 6.60 per image (was 2.60)"
+    assert gate.worse_than_parent(metrics) == "count error 6.60 per image (was 2.60)"
     base = {"model": "blood-default@4", "images": 30, "before": {"map50": 0.9, "count_mae": {"RBC": 3.0}},
             "after": {"map50": 0.9, "count_mae": {"RBC": 3.5}}}
-    assert wf.forgot({"base": base}) is None  # within 20% and 0.1 of noise
+    assert gate.forgot({"base": base}) is None  # within 20% and 0.1 of noise
     base["after"]["count_mae"]["RBC"] = 7.9
-    assert wf.forgot({"base": base}).startswith("count error 7.90 per image (was 3.00) on 30 of blood-default@4")
-    assert "worse than the model it started from" in wf.activation_warning(metrics)
+    assert gate.forgot({"base": base}).startswith("count error 7.90 per image (was 3.00) on 30 of blood-default@4")
+    assert "worse than the model it started from" in gate.activation_warning(metrics)
 
 
 def test_the_verdict_on_a_fine_tune_says_in_a_line_whether_to_keep_it():
@@ -360,27 +360,27 @@ def test_the_verdict_on_a_fine_tune_says_in_a_line_whether_to_keep_it():
             "after": {"map50": 0.9, "count_mae": {"RBC": 3.1}}}
     better = {"before": {"map50": 0.458, "count_mae": {"RBC": 9.94, "WBC": 0.2}},
               "after": {"map50": 0.85, "count_mae": {"RBC": 2.0, "WBC": 0.1}}, "base": base}
-    assert wf.verdict(better) == ("better on your images: count error 10.14 -> 2.10 per image (map50 0.458 -> "
+    assert gate.verdict(better) == ("better on your images: count error 10.14 -> 2.10 per image (map50 0.458 -> "
                                   "0.850); nothing lost on 30 of blood-default@3's own validation images")
-    assert wf.verdict({**better, "base": {}}).endswith("not checked on the start model's own images")
+    assert gate.verdict({**better, "base": {}}).endswith("not checked on the start model's own images")
     same = {"before": better["before"], "after": {**better["before"], "map50": 0.46}}
-    assert wf.verdict(same).startswith("no better on your images: count error 10.14 -> 10.14")
+    assert gate.verdict(same).startswith("no better on your images: count error 10.14 -> 10.14")
     worse = {**better, "after": {"map50": 0.96, "count_mae": {"RBC": 12.0}}}
-    assert wf.verdict(worse) == ("worse: keep the current model; count error 12.00 per image (was 10.14) on your "
+    assert gate.verdict(worse) == ("worse: keep the current model; count error 12.00 per image (was 10.14) on your "
                                  "held-back images")
     # a new lab gained while the start model's own images lost: both said, the person decides
     lost = {**better, "base": {**base, "after": {"map50": 0.55, "count_mae": {"RBC": 4.5}}}}
-    assert wf.verdict(lost).startswith("better on your images: count error 10.14 -> 2.10 per image")
-    assert "but it lost map50 0.550 (was 0.900) on 30 of blood-default@3's own validation images" in wf.verdict(lost)
-    assert wf.activation_warning(lost)  # and Make active still asks
+    assert gate.verdict(lost).startswith("better on your images: count error 10.14 -> 2.10 per image")
+    assert "but it lost map50 0.550 (was 0.900) on 30 of blood-default@3's own validation images" in gate.verdict(lost)
+    assert gate.activation_warning(lost)  # and Make active still asks
     sharper_boxes_fewer_right = {"before": {"map50": 0.25, "count_mae": {"RBC": 2.0}},
                                  "after": {"map50": 0.1, "count_mae": {"RBC": 1.0}}}
-    assert wf.verdict(sharper_boxes_fewer_right) == ("worse: keep the current model; map50 0.100 (was 0.250) on your "
+    assert gate.verdict(sharper_boxes_fewer_right) == ("worse: keep the current model; map50 0.100 (was 0.250) on your "
                                                      "held-back images (count error 2.00 -> 1.00 per image)")
     grader = {"before": {"qwk": 0.71}, "after": {"qwk": 0.74}}
-    assert wf.verdict(grader) == ("better on your images: qwk 0.710 -> 0.740; not checked on the start model's "
+    assert gate.verdict(grader) == ("better on your images: qwk 0.710 -> 0.740; not checked on the start model's "
                                   "own images")
-    assert wf.verdict({"after": {"qwk": 0.74}}).startswith("not compared")
+    assert gate.verdict({"after": {"qwk": 0.74}}).startswith("not compared")
 
 
 def test_every_door_to_activation_has_the_same_gate(proj, tmp_path, capsys):
