@@ -174,8 +174,7 @@ def cmd_predict(args) -> int:
     for i, (f, ann, image) in enumerate(outcomes, start=1):
         print(f"[{i}/{len(files)}] {f.name}", file=sys.stderr, flush=True)
         if isinstance(ann, str):  # one bad file never stops the batch
-            why = ann[len(f"{f}: "):] if ann.startswith(f"{f}: ") else ann  # the path once, not twice
-            print(f"error: {f}: {why}; skipped", file=sys.stderr)
+            print(f"error: {f}: {ann}; skipped", file=sys.stderr)
             failed.append(f)
             continue
         stem = stems[i - 1]

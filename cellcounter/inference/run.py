@@ -29,6 +29,12 @@ ShouldStop = Callable[[], bool]
 BAD_FILE_ERRORS = (CellCounterError, ValueError, OSError, MemoryError)
 
 
+def failure_reason(exc: BaseException, path: str | Path) -> str:
+    """Why ``path`` could not be predicted, in words, without the path again (the caller names the file)."""
+    why = str(exc) or type(exc).__name__
+    return why[len(f"{path}: "):] if why.startswith(f"{path}: ") else why
+
+
 def predict_image(predictor: Predictor, image: np.ndarray | ImageSource | str | Path, image_path: str | None = None,
                   progress: Progress | None = None, should_stop: ShouldStop | None = None,
                   regions: Sequence[Region] = (), *, tile: int = 0, overlap: int = -1,
@@ -64,7 +70,7 @@ def predict_file(predictor: Predictor, path: str | Path, regions: Sequence[Regio
             ann = predict_image(predictor, src, str(path), regions=regions, tile=tile, overlap=overlap)
             return ann, src.read() if keep_pixels and not src.lazy else None
     except BAD_FILE_ERRORS as exc:
-        return str(exc) or type(exc).__name__, None
+        return failure_reason(exc, path), None
 
 
 _LOADED: dict[tuple, Predictor] = {}

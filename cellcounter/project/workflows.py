@@ -118,7 +118,7 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
     before it ends."""
     from cellcounter.imageio import open_image
     from cellcounter.inference.predictor import Cancelled
-    from cellcounter.inference.run import BAD_FILE_ERRORS, predict_image
+    from cellcounter.inference.run import BAD_FILE_ERRORS, failure_reason, predict_image
 
     for i, job in enumerate(jobs):
         if should_stop():
@@ -134,7 +134,7 @@ def predict_jobs(predictor, jobs: Sequence[PredictionJob], should_stop: Callable
         except Cancelled:
             return  # a tiled prediction cut short is incomplete: never stored
         except BAD_FILE_ERRORS as exc:
-            yield PredictionFailed(job, str(exc) or type(exc).__name__)
+            yield PredictionFailed(job, failure_reason(exc, job.image_path))
         else:
             yield Predicted(job, ann, predictor.model_version)
             if heat is not None:

@@ -441,7 +441,7 @@ def test_a_damaged_image_in_a_batch_is_reported_and_the_others_are_predicted(tmp
     with Project.open(tmp_path / "p.ccproj") as p:
         events = list(wf.predict_jobs(blob_predictor("detector"), wf.prediction_jobs(p, ids)))
     failed = [e for e in events if isinstance(e, wf.PredictionFailed)]
-    assert [e.job.image_id for e in failed] == [ids[1]] and "b.png" in failed[0].reason
+    assert [e.job.image_id for e in failed] == [ids[1]] and failed[0].reason.startswith("not a readable image")
     assert [e.job.image_id for e in events if isinstance(e, wf.Predicted)] == [ids[0], ids[2]]
     assert [e.done for e in events if isinstance(e, wf.ImagesDone)] == [1, 2, 3]
 
