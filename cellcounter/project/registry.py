@@ -44,7 +44,8 @@ class ModelVersion:
         return dataclasses.asdict(self)
 
 
-_COLUMNS = "name, task, file, card, parent, training_data, metrics, created_at, active"
+_STORED = "name, task, file, card, parent, training_data, metrics, created_at"  # what add() writes
+_COLUMNS = _STORED + ", active"
 
 
 class ModelRegistry:
@@ -60,7 +61,7 @@ class ModelRegistry:
         conn = p._write()
         with _tx(conn, p.path):
             cur = conn.execute(
-                f"INSERT INTO models ({_COLUMNS.replace(', active', '')}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO models ({_STORED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, task, p._rel(Path(file)), json.dumps(card), parent,
                  json.dumps(list(training_data or [])), json.dumps(metrics or {}), time.time()))
             if active:
