@@ -290,7 +290,7 @@ class PredictPanel(QWidget):
             self.status.setText(f"Cancelled after {took}: images finished before it are stored")
             show_info("Prediction cancelled: images finished before it are stored")
         else:
-            failed = f"; {len(self.failed)} could not be read (skipped)" if self.failed else ""
+            failed = f"; {len(self.failed)} could not be predicted (skipped)" if self.failed else ""
             self.status.setText(f"Done: {self._n_jobs - len(self.failed)} image(s) in {took}{failed}")
 
 

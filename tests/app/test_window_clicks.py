@@ -404,7 +404,7 @@ def test_predict_all_skips_an_image_that_cannot_be_read_says_so_and_predicts_the
     qtbot.waitUntil(lambda: win.predict.worker is None and win.predict.status.text().startswith("Done"),
                     timeout=180_000)
     assert [f.job.image_path.name for f in win.predict.failed] == ["b.jpg"]
-    assert "1 could not be read" in win.predict.status.text() and win.predict.status.text().startswith("Done: 2")
+    assert "1 could not be predicted" in win.predict.status.text() and win.predict.status.text().startswith("Done: 2")
     assert win.predict.progress.value() == PROGRESS_STEPS  # c, after the bad file, was predicted too
 
 
