@@ -8,7 +8,7 @@ bad file (its reason is returned, the batch goes on); :func:`load_predictor` kee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,8 @@ from cellcounter.errors import CellCounterError
 from cellcounter.imageio import open_image
 from cellcounter.imagesource import ImageSource
 from cellcounter.inference.predictor import Predictor
-from cellcounter.inference.tiling import TiledPredictor
+from cellcounter.inference.tiling import Progress, ShouldStop, TiledPredictor
 from cellcounter.regions import Region
-
-Progress = Callable[[int, int], None]
-ShouldStop = Callable[[], bool]
 
 #: what makes one image fail without stopping a batch: unreadable or damaged files, sizes a model refuses,
 #: images too large for memory

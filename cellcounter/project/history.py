@@ -27,8 +27,9 @@ from cellcounter.tasks import TASKS
 if TYPE_CHECKING:
     from cellcounter.project.store import Project
 
-#: the parts of an image's labels whose events chain (each one's ``before`` is the last one's ``after``)
-LABEL_PARTS = ("boxes", "masks", "points", "grade", "regions")
+#: the parts whose events hold the part's whole new state: each one's ``before`` is the last one's ``after``
+#: (a masks event holds a reversible window diff instead)
+CHAINED_PARTS = ("boxes", "points", "grade", "regions")
 
 _AUDIT_FIELDS = ["id", "time_utc", "user", "image", "kind", "origin", "before_bytes", "after_bytes"]
 
@@ -42,8 +43,8 @@ class History:
 
     def record(self, conn: sqlite3.Connection, image_id: int, kind: str, origin: str, before: bytes | None,
                after: bytes | None) -> None:
-        """One event, inside the caller's transaction. Label parts keep no ``before`` (the chain holds it)."""
-        if kind in LABEL_PARTS:
+        """One event, inside the caller's transaction. Chained parts keep no ``before`` (the chain holds it)."""
+        if kind in CHAINED_PARTS:
             before = None
         conn.execute("INSERT INTO events (time, user, image_id, kind, origin, before, after)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -53,7 +54,7 @@ class History:
         """The events in order, each with the sizes of the states before and after it."""
         # projects written before the chain stored ``before`` themselves: their own value wins
         sql = ("SELECT e.id, e.time, e.user, e.image_id, i.path AS image, e.kind, e.origin,"
-               " coalesce(length(e.before), CASE WHEN e.kind IN ('boxes', 'points', 'grade', 'regions') THEN"
+               f" coalesce(length(e.before), CASE WHEN e.kind IN {CHAINED_PARTS} THEN"
                " lag(length(e.after)) OVER (PARTITION BY e.image_id, e.kind ORDER BY e.id) END) AS before_bytes,"
                " length(e.after) AS after_bytes FROM events e LEFT JOIN images i ON i.id = e.image_id")
         sql, args = f"SELECT * FROM ({sql})", ()
