@@ -46,6 +46,8 @@ VARIANTS = {
     "low-lr": {"lr_scale": 0.1},
     "slow-trunk": {"trunk_lr": 0.1},
     "rehearsal": {"rehearsal": 0.5},  # as many of the start model's own training images mixed in
+    # as many of the start model's own lab (BCCD) mixed in, but TXL-PBC's complete labels of those smears
+    "rehearsal-complete": {"rehearsal": 0.5, "rehearse_lab": "BCCD"},
     # the warmup as it was before #38: the recipe's 100 steps whatever the run's length (in this process)
     "old-warmup": {"finetune": False, "old_warmup": True},
 }
@@ -98,8 +100,13 @@ def finetune(proj, init: str, variant: dict, seed: int, out: Path) -> tuple[str,
     from training.project import project_run
 
     t = time.perf_counter()
+    rehearse_ids = ""
+    if variant.get("rehearse_lab"):  # that lab's training smears of TXL-PBC
+        rehearse_ids = str(out.with_name(out.name + "-rehearse.txt"))
+        Path(rehearse_ids).write_text("\n".join(a.stem for a in lab_images(None, "train")[variant["rehearse_lab"]]))
     cfg, anns, ids = project_run(proj, "blood", None, None, init, out=out, finetune=variant.get("finetune", True),
-                                 trunk_lr=variant.get("trunk_lr"), rehearsal=variant.get("rehearsal", 0.0))
+                                 trunk_lr=variant.get("trunk_lr"), rehearsal=variant.get("rehearsal", 0.0),
+                                 rehearse_from=str(TXL) if rehearse_ids else "", rehearse_ids=rehearse_ids)
     changes = {"seed": seed}
     if "lr_scale" in variant:  # the config comes with its recipe applied
         changes["lr"] = cfg.lr * variant["lr_scale"]

@@ -6,7 +6,8 @@ steps on three tiles). Two guards, both read from the start model's card, which
 records the data it was trained and validated on:
 
 * **rehearsal**: a share of the training images drawn from the start model's
-  own training images, mixed into every epoch;
+  own training images (or from a labelled folder given instead, such as the
+  old labs' images with complete labels), mixed into every epoch;
 * **the base check**: the start model and the new one scored on the start
   model's own validation images, so a run ends with both figures and "Make
   active" warns when the new version forgot.
@@ -105,6 +106,27 @@ def rehearsal_unavailable(init: str, task: str) -> str | None:
     so a refusal comes at once instead of from the run."""
     found = _locate(init, task)
     return found if isinstance(found, str) else None
+
+
+def rehearsal_pool(cfg: TrainConfig) -> tuple[str, list[ImageAnnotation]]:
+    """The folder named by ``cfg.rehearsal_data`` (its images listed by ``cfg.rehearsal_ids`` when given): its
+    name and its labelled images. A start model's own labels may be incomplete (BCCD leaves half the red cells
+    unboxed); rehearsing them teaches the model again to leave such cells out, so a person can rehearse a
+    completely labelled set of the old data instead."""
+    from cellcounter.evaluate import select_ids, split_ids
+    from cellcounter.tasks import get_task
+    from training.data import _labelled
+
+    folder = _find(cfg.rehearsal_data)
+    if folder is None or not folder.is_dir():
+        raise CellCounterError(f"rehearsal data {cfg.rehearsal_data} is not a folder on this machine")
+    anns = sorted(_labelled(folder, get_task(cfg.task).class_names), key=lambda a: a.image_path)
+    if cfg.rehearsal_ids:
+        anns = select_ids(anns, split_ids(folder, cfg.rehearsal_ids))
+    if not anns:
+        raise CellCounterError(f"rehearsal data {folder}: no labelled images"
+                               + (f" listed by {cfg.rehearsal_ids}" if cfg.rehearsal_ids else ""))
+    return folder.name, anns
 
 
 def base_sets(init: str, task: str) -> BaseSets | str:

@@ -412,15 +412,17 @@ def _write_outputs(cfg, model, card, split, history, evals, device, init_desc, s
 @dataclass
 class BaseCheck:
     """The start model's own data, as a fine-tune uses it: ``val`` to score before and after (loading
-    ``anns``), ``rehearsed`` of its training images mixed in."""
+    ``anns``), ``rehearsed`` training images of ``rehearsed_from`` mixed in."""
 
     model: str
     val: list
     rehearsed: int
     anns: list = field(default_factory=list)
+    rehearsed_from: str = ""
 
     def describe(self) -> str:
-        parts = [f"{self.rehearsed} of {self.model}'s training images rehearsed"] if self.rehearsed else []
+        parts = ([f"{self.rehearsed} of {self.rehearsed_from or self.model}'s training images rehearsed"]
+                 if self.rehearsed else [])
         if self.val:
             parts.append(f"scored on {len(self.val)} of {self.model}'s validation images")
         return "; ".join(parts)
@@ -431,23 +433,27 @@ def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
     to ``split``. A string says why they are not possible here."""
     if not cfg.rehearsal and not cfg.base_check:
         return ""
-    from training.base import base_sets, rehearsal_count, sample
+    from training.base import base_sets, rehearsal_count, rehearsal_pool, sample
     from training.data import training_loaders, validation_loaders
 
     sets = base_sets(cfg.init, cfg.task)
-    if isinstance(sets, str):
+    given = rehearsal_pool(cfg) if cfg.rehearsal and cfg.rehearsal_data else None
+    if isinstance(sets, str) and given is None:
         if cfg.rehearsal:
             raise CellCounterError(f"rehearsal is not possible: {sets}")
         return f"no check of what the start model knew: {sets}"
+    source, pool = given or (sets.model, sets.train)
     own = {Path(p).resolve() for p in split.train_names} | {Path(p).resolve() for p in split.val_names}
-    pool = [a for a in sets.train if Path(a.image_path).resolve() not in own]
+    pool = [a for a in pool if Path(a.image_path).resolve() not in own]
     rehearse = sample(pool, rehearsal_count(len(set(split.train_names)), cfg.rehearsal), cfg.seed)
     loaders, names = training_loaders(cfg, rehearse)
     split.train += loaders
     split.train_names += names
+    if isinstance(sets, str):  # rehearsing a given folder; the start model's own validation images are not here
+        return BaseCheck(source, [], len(rehearse), rehearsed_from=source)
     val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
     val = sample(val, cfg.base_check, 0) if cfg.base_check else []
-    return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), val)
+    return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), rehearsed_from=source)
 
 
 def _calibrate(cfg: TrainConfig, card, pairs) -> None:

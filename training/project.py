@@ -21,7 +21,7 @@ from cellcounter.models.card import CARD_NAME
 from cellcounter.project.registry import ModelVersion
 from cellcounter.project.store import Project
 from cellcounter.project.workflows import default_model, register_model, training_set
-from training.base import rehearsal_unavailable
+from training.base import rehearsal_pool, rehearsal_unavailable
 from training.config import PROJECT_PREFIX, TrainConfig
 from training.recipes import RECIPES, apply_recipe, default_recipe, finetune_plan
 
@@ -47,14 +47,16 @@ DEFAULT_REHEARSAL = 0.0
 
 def project_run(project: Project, task: str, recipe: str | None = None, epochs: int | None = None,
                 init: str | None = None, out: str | Path | None = None, rehearsal: float | None = None,
-                trunk_lr: float | None = None, time_budget_min: float = 0.0,
-                finetune: bool = True) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
+                trunk_lr: float | None = None, time_budget_min: float = 0.0, finetune: bool = True,
+                rehearse_from: str = "", rehearse_ids: str = "",
+                ) -> tuple[TrainConfig, list[ImageAnnotation], list[int]]:
     """The run's config, its frozen training set and the ids of the images in it.
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
     project's active version of the task, else the bundled default model. ``rehearsal`` (default
     :data:`DEFAULT_REHEARSAL`) mixes that share of the start model's own training images into the run
-    (:mod:`training.base`); the run refuses it, naming why, where they are not on this machine. ``trunk_lr``
+    (:mod:`training.base`), or of the labelled folder ``rehearse_from`` (its images listed by ``rehearse_ids``
+    when given); the run refuses it, naming why, where they are not on this machine. ``trunk_lr``
     (a fraction of the learning rate for the backbone; the recipe's when ``None``) keeps more of the start
     model; ``time_budget_min`` ends the run after that many minutes with the best model so far.
 
@@ -74,9 +76,10 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
                       recipe=recipe or default_recipe(task, start), epochs=epochs or 10, init=start,
                       val_split=0.2, name=f"{task}-project",
                       rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal,
-                      time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
+                      rehearsal_data=rehearse_from, rehearsal_ids=rehearse_ids, time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
     # a project's fine-tune keeps its model (float16 weights and card), not its checkpoints: about 295 MB a run
-    explicit = {"task", "data", "out", "recipe", "init", "val_split", "name", "rehearsal",
+    explicit = {"task", "data", "out", "recipe", "init", "val_split", "name", "rehearsal", "rehearsal_data",
+                "rehearsal_ids",
                 "time_budget_min", "half", "keep_checkpoints", "epochs"}
     if trunk_lr is not None:
         cfg = dataclasses.replace(cfg, trunk_lr=trunk_lr)
@@ -88,7 +91,12 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
         cfg = dataclasses.replace(cfg, **finetune_plan(task, len(anns), cfg.batch_size, cfg.val_split))
     cfg = cfg.check()
     # from scratch, the loop itself refuses rehearsal before any work
-    why = rehearsal_unavailable(start, task) if cfg.rehearsal and start != "none" else None
+    if rehearse_from and not cfg.rehearsal:
+        raise CellCounterError("a folder to rehearse was given but no rehearsal share (e.g. --rehearsal 0.5)")
+    if cfg.rehearsal and cfg.rehearsal_data and start != "none":
+        rehearsal_pool(cfg)  # a missing or empty folder is refused now, not minutes into the run
+    why = (rehearsal_unavailable(start, task) if cfg.rehearsal and start != "none" and not cfg.rehearsal_data
+           else None)
     if why:
         raise CellCounterError(f"rehearsal is not possible: {why}")
     return cfg, anns, ids

@@ -32,6 +32,11 @@ def register_cli(ps: argparse._SubParsersAction) -> None:
     t.add_argument("--rehearsal", type=float, default=None,
                    help="share of the training images drawn from the start model's own training data, to keep "
                         "what it knew (0 to 0.9; default 0: none)")
+    t.add_argument("--rehearse-from", default="", metavar="FOLDER",
+                   help="with --rehearsal: rehearse this labelled folder instead of the start model's own training "
+                        "data (e.g. the old labs' images labelled completely)")
+    t.add_argument("--rehearse-ids", default="", metavar="SPLIT",
+                   help="with --rehearse-from: only these of its images (a split name or a file of ids)")
     t.add_argument("--trunk-lr", type=float, default=None,
                    help="the backbone's learning rate as a fraction of the recipe's (e.g. 0.1 keeps more of the "
                         "start model; default: the recipe's, 1)")
@@ -87,7 +92,8 @@ def cmd_train(args) -> int:
         else:
             task = project_task(proj, args.task)
             cfg, anns, ids = project_run(proj, task, args.recipe, args.epochs, args.init, args.out,
-                                         args.rehearsal, args.trunk_lr, args.time_budget)
+                                         args.rehearsal, args.trunk_lr, args.time_budget,
+                                         rehearse_from=args.rehearse_from, rehearse_ids=args.rehearse_ids)
             print(f"training {task} on {len(anns)} reviewed image(s) from {cfg.init}; run in {cfg.out}",
                   flush=True)
         version = None
