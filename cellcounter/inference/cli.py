@@ -78,7 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                  "comma-separated (as cellcounter-train's --data)")
     v.add_argument("--split", help="only the ids listed in SPLIT.txt of the data folder (e.g. val), or in a "
                                    "given .txt file (ids are stems, or split/stem for IDRiD)")
-    v.add_argument("--backend", default="torch", choices=BACKENDS)
+    v.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="the runtime to judge (default auto: what the app and predict run on this machine; the "
+                        "documented model figures name theirs, mostly torch)")
     v.add_argument("--device", default="auto")
     v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
     v.add_argument("--json", action="store_true")
@@ -386,6 +388,7 @@ def cmd_evaluate(args) -> int:
         gts, preds = predict_all(lambda image, path: predict_image(predictor, image, path), gts)
     res = evaluate_annotations(args.task, gts, preds, args.score_threshold)
     res["model"] = predictor.model_version
+    res["backend"] = predictor.backend.name  # what was judged: `auto` resolves per machine
     for k, v in res.items():
         if k not in ("confusion",):
             print(f"{k}: {_fmt(v)}")

@@ -91,7 +91,7 @@ def test_retinopathy_default_reproduces_its_test_figures(idrid, capsys):
     card = json.loads((RESOURCES_MODELS / "retinopathy-default" / "card.json").read_text())
     more = data_dir("idrid-train-1280")
     assert main(["evaluate", "--task", "retinopathy", "--model", "retinopathy-default", "--data", f"{idrid},{more}",
-                 "--split", str(REPO / "resources" / "splits" / "idrid-481" / "test.txt"), "--json"]) == 0
+                 "--split", str(REPO / "resources" / "splits" / "idrid-481" / "test.txt"), "--json", "--backend", "torch"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["images"] == card["metrics"]["test"]["images"] == 72
     assert res["accuracy"] > card["metrics"]["test"]["majority_class_accuracy"]
@@ -160,7 +160,8 @@ def test_nuclei_default_reproduces_its_kept_aside_figures(source, capsys):
     data = str(data_dir("dsb2018-stained")) if source == "dsb2018-stained" else \
         f"{data_dir('monuseg')},{data_dir('monuseg-more')}"
     assert main(["evaluate", "--task", "nuclei", "--model", "nuclei-default", "--data", data,
-                 "--split", str(REPO / "resources" / "splits" / "nuclei-24" / "val.txt"), "--json"]) == 0
+                 "--split", str(REPO / "resources" / "splits" / "nuclei-24" / "val.txt"), "--json",
+                 "--backend", "torch"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     kept = card["metrics"]["kept_aside"][source]
     assert res["images"] == kept["images"] == (15 if source == "dsb2018-stained" else 5)
@@ -176,7 +177,7 @@ def test_the_studys_mask_rcnn_stays_selectable_and_reproduces_its_figures(capsys
     assert card["architecture"]["kind"] == "segmenter"
     assert main(["evaluate", "--task", "nuclei", "--model", "nuclei-maskrcnn", "--data",
                  str(data_dir("dsb2018-stained")), "--split", str(REPO / "resources" / "splits" / "nuclei" / "val.txt"),
-                 "--json"]) == 0
+                 "--json", "--backend", "torch"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     kept = card["metrics"]["kept_aside"]["dsb2018-stained"]
     assert res["images"] == kept["images"] == 15

@@ -180,6 +180,12 @@ def test_cli_evaluate_on_bccd_val_and_idrid(tiny_models, bccd, capsys):
                  "--split", "val", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["task"] == "blood" and res["images"] == 87
+    # without --backend: what the app would run here (the tiny model has no int8 graph: a float runtime)
+    from cellcounter.inference.choice import default_backend
+    from cellcounter.models.card import read_card
+
+    card = read_card(tiny_models["detector"])
+    assert res["backend"] == default_backend(card, tiny_models["detector"], "auto")
     assert set(res["ap50"]) == {"RBC", "WBC", "Platelets"} and set(res["count_mae"]) == {"RBC", "WBC", "Platelets"}
     assert 0 <= res["map50"] <= 1
 
