@@ -116,6 +116,11 @@ class Session:
             self.saved.review = ReviewStatus.IN_PROGRESS
         return self.saved
 
+    @property
+    def image_task(self) -> str | None:
+        """The task of the image on screen, else the session's (the one it was opened for)."""
+        return (self.saved.task if self.saved is not None else None) or self.task
+
     def set_task(self, task: str) -> ImageAnnotation:
         """Make the current image a ``task`` image (refused while it holds objects); its labels as now stored."""
         if self.current_id is None:

@@ -71,12 +71,12 @@ def _scrolled(panel: QWidget) -> QScrollArea:
 
 
 class CellCounterWindow:
-    """Owns the session, the controller and the panels of one napari viewer."""
+    """The controller and the panels of one napari viewer; the session is the controller's (one owner: the
+    window and every panel read it there, so opening another project swaps it in one place)."""
 
     def __init__(self, viewer, session: Session, task: str = "blood") -> None:
         self.viewer = viewer
         self._merge_target: int | None = None  # Shift-M: the instance the next pick joins
-        self.session = session
         self._opening = None  # the worker reading an image's labels before it opens
         self.controller = LayerController(viewer, session)
         self.counts = CountsPanel(self.controller)
@@ -109,6 +109,10 @@ class CellCounterWindow:
         viewer.mouse_drag_callbacks.append(self._click_count)
         settle_heap()
 
+    @property
+    def session(self) -> Session:
+        return self.controller.session
+
     # --- opening -----------------------------------------------------------------
 
     def show_image(self, image_id: int) -> None:
@@ -132,8 +136,7 @@ class CellCounterWindow:
     def follow_task(self) -> None:
         """Every panel follows the task of the image on screen (its model, counts, grade panel, fine-tune
         recipe and start model): a fundus photo opened in a blood session is graded, not counted as RBC."""
-        saved = self.session.saved
-        task = (saved.task if saved is not None else None) or self.session.task
+        task = self.session.image_task
         if task not in TASKS:
             return
         self.grade_dock.setVisible(TASKS[task].kind == "grade")
@@ -203,7 +206,6 @@ class CellCounterWindow:
             return False
         if session is not self.session:
             self.session.close()
-        self.session = session
         self.controller.session = session
         self.predict.refresh_models()
         self.train.refresh_bases()
@@ -369,8 +371,7 @@ class CellCounterWindow:
         self.counts.selected.setText(text)
 
     def _hint(self, layer) -> None:
-        saved = self.session.saved
-        task = (saved.task if saved is not None else None) or self.session.task
+        task = self.session.image_task
         layer.help = layer_hint(layer.name, task)
         if self.viewer.layers.selection.active is layer:
             self.viewer.help = layer.help
@@ -456,7 +457,6 @@ class CellCounterWindow:
 
     def show_help(self) -> None:
         """The shortcuts sheet, grouped by what one works on, with the classes of the task on screen."""
-        saved = self.session.saved
-        task = (saved.task if saved else None) or self.session.task
+        task = self.session.image_task
         self._help = ShortcutsDialog(self.viewer.window._qt_window, task)
         self._help.show()
