@@ -80,7 +80,7 @@ class TrainConfig:
     heads_only_epochs: int = 0  # stage 1: train heads with the backbone frozen
     trunk_lr: float = 1.0  # the trunk's learning rate as a fraction of lr (below 1 keeps more of a start model)
     rehearsal: float = 0.0  # fine-tunes: share of the training images drawn from the start model's own training data
-    rehearsal_data: str = ""  # fine-tunes: a labelled folder to rehearse instead (e.g. the old labs, completely labelled)
+    rehearsal_data: str = ""  # fine-tunes: a labelled folder to rehearse instead (e.g. old labs, fully labelled)
     rehearsal_ids: str = ""  # fine-tunes: which of rehearsal_data's images (a split name or ids file; default all)
     base_check: int = 30  # fine-tunes: score start and new model on up to N of the start model's val images (0: off)
     class_weighted_loss: bool = False  # grader

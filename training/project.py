@@ -76,7 +76,8 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
                       recipe=recipe or default_recipe(task, start), epochs=epochs or 10, init=start,
                       val_split=0.2, name=f"{task}-project",
                       rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal,
-                      rehearsal_data=rehearse_from, rehearsal_ids=rehearse_ids, time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
+                      rehearsal_data=rehearse_from, rehearsal_ids=rehearse_ids,
+                      time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
     # a project's fine-tune keeps its model (float16 weights and card), not its checkpoints: about 295 MB a run
     explicit = {"task", "data", "out", "recipe", "init", "val_split", "name", "rehearsal", "rehearsal_data",
                 "rehearsal_ids",

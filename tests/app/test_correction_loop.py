@@ -16,7 +16,7 @@ from app.session import Session
 from app.window import CellCounterWindow
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.project import Project
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from app.window import CellCounterWindow
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.formats import read_labels
 from tests.conftest import data_dir
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PIL import Image
 from app.session import Session
 from app.widgets.predict import PROGRESS_STEPS, TileProgress
 from app.window import CellCounterWindow
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 class Recording(TileProgress):

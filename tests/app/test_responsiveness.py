@@ -10,7 +10,7 @@ from qtpy.QtCore import QTimer
 from app.session import Session
 from app.window import CellCounterWindow
 from tests.conftest import data_dir
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 
 def test_longest_event_loop_stall_during_prediction_and_training(make_napari_viewer, qtbot, tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def test_rehearsal_that_cannot_be_had_is_refused_at_start_not_from_the_run(open_
     """A start model whose card records no training data on files cannot be rehearsed: Start says so at once
     and starts nothing (no child process to wait for)."""
     import app.widgets.train as train_panel
-    from tests.core.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     for k, name in enumerate(("a", "b")):
         Image.fromarray(np.full((60, 80, 3), 200 + k, np.uint8)).save(tmp_path / f"{name}.png")

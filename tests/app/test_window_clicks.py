@@ -256,7 +256,7 @@ def test_a_fine_tune_left_at_auto_runs_the_plan_and_says_in_a_line_whether_it_is
     panel says, on the user's own held-back corrections, whether the new model counts better than the one it
     started from; Make active then makes it Predict's model."""
     from cellcounter.project import workflows as wf
-    from tests.core.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
     project = win.session.project

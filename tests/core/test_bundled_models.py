@@ -91,7 +91,8 @@ def test_retinopathy_default_reproduces_its_test_figures(idrid, capsys):
     card = json.loads((RESOURCES_MODELS / "retinopathy-default" / "card.json").read_text())
     more = data_dir("idrid-train-1280")
     assert main(["evaluate", "--task", "retinopathy", "--model", "retinopathy-default", "--data", f"{idrid},{more}",
-                 "--split", str(REPO / "resources" / "splits" / "idrid-481" / "test.txt"), "--json", "--backend", "torch"]) == 0
+                 "--split", str(REPO / "resources" / "splits" / "idrid-481" / "test.txt"), "--json",
+                 "--backend", "torch"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["images"] == card["metrics"]["test"]["images"] == 72
     assert res["accuracy"] > card["metrics"]["test"]["majority_class_accuracy"]

@@ -340,7 +340,7 @@ def test_a_second_run_reuses_the_loaded_model_until_its_weights_change(tmp_path)
     import os
 
     from cellcounter.inference import load_predictor
-    from tests.core.conftest import make_tiny_model
+    from tests.helpers import make_tiny_model
 
     model = make_tiny_model("detector", tmp_path / "m")
     first = load_predictor(str(model), "torch", "cpu")

@@ -18,7 +18,7 @@ from cellcounter.project import Project, gate, maintenance
 from cellcounter.project import workflows as wf
 from cellcounter.regions import Region
 from tests.conftest import make_image
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 
 NAMES = ("RBC", "WBC", "Platelets")
 

@@ -12,7 +12,7 @@ from cellcounter.cli import main
 from cellcounter.project import Project
 from cellcounter.project import workflows as wf
 from tests.conftest import make_image
-from tests.core.conftest import make_tiny_model
+from tests.helpers import make_tiny_model
 from training.project import project_run
 
 
@@ -60,6 +60,13 @@ def test_project_train_cli_registers_a_version_with_its_parent_and_activates_it(
     assert main(["project", "train", str(path), "--init", str(parent), "--rehearsal", "0.5"]) == 2
     assert "rehearsal is not possible" in capsys.readouterr().err
     assert main(["project", "train", str(path), "--rehearsal", "1.5"]) == 2
+    # a folder to rehearse instead: a missing one is named before any training, and it needs a share
+    missing = tmp_path / "old-labs"
+    assert main(["project", "train", str(path), "--init", str(parent), "--rehearsal", "0.5",
+                 "--rehearse-from", str(missing)]) == 2
+    assert f"rehearsal data {missing} is not a folder" in capsys.readouterr().err
+    assert main(["project", "train", str(path), "--init", str(parent), "--rehearse-from", str(tmp_path)]) == 2
+    assert "no rehearsal share" in capsys.readouterr().err
 
 
 def test_a_stopped_project_run_is_found_and_resumed_by_project_train_resume(tmp_path, capsys):

@@ -17,7 +17,7 @@ import torch
 from cellcounter.inference import Predictor
 from cellcounter.models import load_model
 from tests.conftest import REPO, data_dir
-from tests.helpers import disc_folder, tiny
+from tests.helpers import disc_folder, make_tiny_model, tiny
 from training import TrainConfig, apply_recipe, iter_training, run_training
 from training.cli import build_parser, config_from_args, main
 from training.config import TrainConfig as TC
@@ -209,7 +209,6 @@ def test_several_sources_split_by_id_and_large_images_weigh_by_area(tmp_path):
 
 def test_fine_tune_keeps_the_parents_input_size_unless_given(tmp_path):
     """Training, validation and prediction see the size the card states (a fine-tune inherits it)."""
-    from tests.core.conftest import make_tiny_model
 
     parent = make_tiny_model("detector", tmp_path / "parent")  # card: 192 / 256
     inherited = apply_recipe(TrainConfig(task="blood", init=str(parent)), explicit={"task", "init"})
@@ -253,7 +252,6 @@ def test_the_unet_recipe_learns_to_split_touching_nuclei_and_predicts_through_th
 
 def test_a_unet_is_fine_tuned_with_the_unet_recipe(tmp_path):
     """Fine-tuning the bundled U-Net (from the app or the CLI, no recipe named) trains it as a U-Net."""
-    from tests.core.conftest import make_tiny_model
 
     parent = make_tiny_model("unet", tmp_path / "parent")
     assert apply_recipe(TC(task="nuclei", init=str(parent)), explicit={"task", "init"}).recipe == "nuclei-unet"
@@ -319,6 +317,35 @@ def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp
     assert not isinstance(base_sets(str(tmp_path / "b" / "model"), "nuclei"), str)
 
 
+def test_a_fine_tune_rehearses_a_given_folder_instead_of_its_start_models_data(tmp_path):
+    """#34: a start model's own labels may be incomplete (BCCD's red cells); a person can rehearse a completely
+    labelled set of the old data instead, its images chosen by a split file, whether or not the start model's
+    own data are on this machine."""
+    from training.base import rehearsal_pool
+
+    parent = make_tiny_model("unet", tmp_path / "parent")  # its card records no training data
+    old = disc_folder(tmp_path / "old", 4, seed=3, prefix="o")
+    (tmp_path / "ids.txt").write_text("o1\no2\n")
+    new = disc_folder(tmp_path / "new", 2, seed=5, prefix="n")
+    explicit = {"task", "recipe", "data", "out", "unet_width", "random_crop", "batch_size", "max_steps", "val_split",
+                "checkpoint_every", "init", "rehearsal", "rehearsal_data", "rehearsal_ids"}
+    cfg = apply_recipe(TC(task="nuclei", recipe="nuclei-unet", init=str(parent), data=str(new),
+                          out=str(tmp_path / "ft"), unet_width=4, random_crop=48, batch_size=2, max_steps=2,
+                          val_split=0.5, checkpoint_every=0, rehearsal=0.5, rehearsal_data=str(old),
+                          rehearsal_ids=str(tmp_path / "ids.txt")), explicit=explicit)
+    assert [os.path.basename(a.image_path) for a in rehearsal_pool(cfg)[1]] == ["o1.png", "o2.png"]
+    events = list(iter_training(cfg))
+    assert events[-1].kind == "done"
+    assert "1 of old's training images rehearsed" in next(e for e in events if e.kind == "start").message
+    _, card = load_model(tmp_path / "ft" / "model")
+    trained = set(card.training["train_images"])
+    assert len(trained & {"o1.png", "o2.png"}) == 1 and not trained & {"o0.png", "o3.png"}
+    assert card.training["config"]["rehearsal_data"] == str(old)  # the card says what was rehearsed
+    with pytest.raises(Exception, match="rehearsal data .*missing is not a folder"):
+        list(iter_training(dataclasses.replace(cfg, out=str(tmp_path / "ft2"),
+                                               rehearsal_data=str(tmp_path / "missing"))))
+
+
 def test_the_start_models_scores_are_computed_once_and_a_resumed_fine_tune_keeps_them(tmp_path, monkeypatch):
     """Scoring the start model is the same work on every fine-tune from it (#31: minutes before step 1): the
     second run takes the kept figures; a stopped and resumed run still has its "before" column, and a resume
@@ -378,7 +405,6 @@ def test_the_start_models_scores_are_computed_once_and_a_resumed_fine_tune_keeps
 
 
 def test_the_trunk_can_learn_slower_than_the_heads(tmp_path):
-    from tests.core.conftest import make_tiny_model
     from training.setup import make_optimizer, trunk
 
     model, _ = load_model(make_tiny_model("unet", tmp_path / "m"))
