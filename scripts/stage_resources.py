@@ -1,4 +1,5 @@
-"""Stage the resources the counting installer ships: ``resources/`` without the torch weights, plus the float
+"""Stage the resources the counting installer ships: ``resources/`` without the torch weights (nor the models'
+rehearsal samples: that build does not fine-tune), plus the float
 ONNX graph of each bundled model that runs in float (where its card accepts no int8 graph, and the Mask R-CNN
 segmenters). Run by ``make package FLAVOUR=count`` before PyInstaller; needs torch (this build machine has it).
 
@@ -17,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 from cellcounter.inference.choice import CPU_DEFAULT, INT8_NAME, accepted  # noqa: E402
 from cellcounter.inference.export import export_onnx  # noqa: E402
 from cellcounter.models.card import CARD_NAME, ONNX_NAME, WEIGHTS_NAME, load_model  # noqa: E402
+from training.base import REHEARSAL_FOLDER  # noqa: E402 - a model's sample for fine-tunes: not in this build
 
 
 def runs_in_float(directory: Path, card) -> bool:
@@ -28,7 +30,7 @@ def runs_in_float(directory: Path, card) -> bool:
 def stage(out: Path) -> list[str]:
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(ROOT / "resources", out, ignore=shutil.ignore_patterns(WEIGHTS_NAME, "*.pt"))
+    shutil.copytree(ROOT / "resources", out, ignore=shutil.ignore_patterns(WEIGHTS_NAME, "*.pt", REHEARSAL_FOLDER))
     said = []
     for model_dir in sorted((ROOT / "resources" / "models").iterdir()):
         if not (model_dir / CARD_NAME).is_file():

@@ -31,6 +31,8 @@ from cellcounter.models.card import ModelCard, read_card
 from training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
+#: a model folder's sample of its training images, shipped for rehearsal where the data are not at hand
+REHEARSAL_FOLDER = "rehearsal"
 _MAX_ANCESTORS = 8
 
 
@@ -53,20 +55,37 @@ def _find(path: str, data: bool = True) -> Path | None:
     return next((c for c in cands if c.exists()), None)
 
 
+def _lineage(init: str):
+    """``init``'s folder and card, then its ancestors' (each card's ``config.init``), nearest first."""
+    from cellcounter.models.card import resolve_model
+
+    model: str = init
+    for _ in range(_MAX_ANCESTORS):
+        try:
+            folder = resolve_model(model)
+            card = read_card(folder)
+        except (CellCounterError, OSError):
+            return
+        yield folder, card
+        model = str(((card.training or {}).get("config") or {}).get("init", "none"))
+        if model in ("none", "imagenet", ""):
+            return
+
+
 def _file_trained_card(init: str) -> ModelCard:
     """The card of ``init`` or of its nearest ancestor trained on files: a project fine-tune's own data are a
     handful of corrected images; the skills worth keeping are those of the model it came from."""
     card = read_card(init)
-    for _ in range(_MAX_ANCESTORS):
-        cfg = (card.training or {}).get("config") or {}
-        data, parent_init = str(cfg.get("data", "")), str(cfg.get("init", "none"))
-        if not data.startswith("project:") or parent_init in ("none", "imagenet", ""):
-            return card
-        try:
-            card = read_card(parent_init)
-        except (CellCounterError, OSError):
+    for _, card in _lineage(init):
+        if not str(((card.training or {}).get("config") or {}).get("data", "")).startswith("project:"):
             return card
     return card
+
+
+def shipped_rehearsal(init: str) -> Path | None:
+    """The labelled images a model carries for rehearsal (``rehearsal/`` in its folder or its nearest
+    ancestor's): a bundled model's training data are not on a user's machine, a sample of them is."""
+    return next((f / REHEARSAL_FOLDER for f, _ in _lineage(init) if (f / REHEARSAL_FOLDER).is_dir()), None)
 
 
 def _locate(init: str, task: str) -> tuple[str, TrainConfig, list[Path], str] | str:
@@ -102,15 +121,15 @@ def _locate(init: str, task: str) -> tuple[str, TrainConfig, list[Path], str] | 
 
 
 def rehearsal_unavailable(init: str, task: str) -> str | None:
-    """Why ``init``'s own training data cannot be rehearsed here, or ``None``: checked before a run starts,
-    so a refusal comes at once instead of from the run."""
+    """Why nothing can be rehearsed for ``init`` here (neither its own training data nor a shipped sample of
+    them), or ``None``: checked before a run starts, so a refusal comes at once instead of from the run."""
     found = _locate(init, task)
-    return found if isinstance(found, str) else None
+    return found if isinstance(found, str) and shipped_rehearsal(init) is None else None
 
 
 def rehearsal_pool(cfg: TrainConfig) -> tuple[str, list[ImageAnnotation]]:
-    """The folder named by ``cfg.rehearsal_data`` (its images listed by ``cfg.rehearsal_ids`` when given): its
-    name and its labelled images. A start model's own labels may be incomplete (BCCD leaves half the red cells
+    """The folder named by ``cfg.rehearsal_data`` (its images listed by ``cfg.rehearsal_ids`` when given): what
+    it is and its labelled images. A start model's own labels may be incomplete (BCCD leaves half the red cells
     unboxed); rehearsing them teaches the model again to leave such cells out, so a person can rehearse a
     completely labelled set of the old data instead."""
     from cellcounter.evaluate import select_ids, split_ids
@@ -126,7 +145,26 @@ def rehearsal_pool(cfg: TrainConfig) -> tuple[str, list[ImageAnnotation]]:
     if not anns:
         raise CellCounterError(f"rehearsal data {folder}: no labelled images"
                                + (f" listed by {cfg.rehearsal_ids}" if cfg.rehearsal_ids else ""))
-    return folder.name, anns
+    return f"the folder {folder.name}", anns
+
+
+def rehearsal_images(cfg: TrainConfig, sets: BaseSets | str) -> tuple[str, list[ImageAnnotation]]:
+    """What a fine-tune rehearses: the folder it was given, else the start model's own training images
+    (``sets``), else the sample its model folder ships; what that is, and the images."""
+    from cellcounter.tasks import get_task
+    from training.data import _labelled
+
+    if cfg.rehearsal_data:
+        return rehearsal_pool(cfg)
+    if not isinstance(sets, str):
+        return f"{sets.model}'s training images", sets.train
+    shipped = shipped_rehearsal(cfg.init)
+    if shipped is None:
+        raise CellCounterError(f"rehearsal is not possible: {sets}")
+    anns = sorted(_labelled(shipped, get_task(cfg.task).class_names), key=lambda a: a.image_path)
+    if not anns:
+        raise CellCounterError(f"rehearsal is not possible: {shipped} holds no labelled images")
+    return f"{shipped.parent.name}'s rehearsal sample", anns
 
 
 def base_sets(init: str, task: str) -> BaseSets | str:

@@ -421,8 +421,7 @@ class BaseCheck:
     rehearsed_from: str = ""
 
     def describe(self) -> str:
-        parts = ([f"{self.rehearsed} of {self.rehearsed_from or self.model}'s training images rehearsed"]
-                 if self.rehearsed else [])
+        parts = [f"{self.rehearsed} image(s) rehearsed ({self.rehearsed_from})"] if self.rehearsed else []
         if self.val:
             parts.append(f"scored on {len(self.val)} of {self.model}'s validation images")
         return "; ".join(parts)
@@ -433,23 +432,20 @@ def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
     to ``split``. A string says why they are not possible here."""
     if not cfg.rehearsal and not cfg.base_check:
         return ""
-    from training.base import base_sets, rehearsal_count, rehearsal_pool, sample
+    from training.base import base_sets, rehearsal_count, rehearsal_images, sample
     from training.data import training_loaders, validation_loaders
 
     sets = base_sets(cfg.init, cfg.task)
-    given = rehearsal_pool(cfg) if cfg.rehearsal and cfg.rehearsal_data else None
-    if isinstance(sets, str) and given is None:
-        if cfg.rehearsal:
-            raise CellCounterError(f"rehearsal is not possible: {sets}")
+    if isinstance(sets, str) and not cfg.rehearsal:
         return f"no check of what the start model knew: {sets}"
-    source, pool = given or (sets.model, sets.train)
     own = {Path(p).resolve() for p in split.train_names} | {Path(p).resolve() for p in split.val_names}
+    source, pool = rehearsal_images(cfg, sets) if cfg.rehearsal else ("", [])
     pool = [a for a in pool if Path(a.image_path).resolve() not in own]
     rehearse = sample(pool, rehearsal_count(len(set(split.train_names)), cfg.rehearsal), cfg.seed)
     loaders, names = training_loaders(cfg, rehearse)
     split.train += loaders
     split.train_names += names
-    if isinstance(sets, str):  # rehearsing a given folder; the start model's own validation images are not here
+    if isinstance(sets, str):  # rehearsing without the start model's own validation images: no check
         return BaseCheck(source, [], len(rehearse), rehearsed_from=source)
     val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
     val = sample(val, cfg.base_check, 0) if cfg.base_check else []

@@ -41,8 +41,22 @@ def project_task(project: Project, task: str | None = None) -> str:
     return tasks.pop()
 
 
-#: the share of a fine-tune's training images drawn from its start model's own training data (where found)
-DEFAULT_REHEARSAL = 0.0
+#: the share of a fine-tune's training images rehearsed, per task (the others: none), where the start model's
+#: training data or the sample its folder ships are at hand: a blood fine-tune on a new lab's smears forgot the
+#: labs it knew without it and kept its gain with it (#34, docs/performance.md)
+DEFAULT_REHEARSAL = {"blood": 0.5}
+
+
+def default_rehearsal(task: str, start: str) -> float:
+    """The rehearsal share a fine-tune of ``task`` from ``start`` runs unless told: the task's, where there is
+    something to rehearse, else 0 (a run from scratch, a model whose data are nowhere here)."""
+    share = DEFAULT_REHEARSAL.get(task, 0.0)
+    if not share or start == "none":
+        return 0.0
+    try:
+        return 0.0 if rehearsal_unavailable(start, task) else share
+    except CellCounterError:  # an unreadable start model: its own error comes when the run starts
+        return 0.0
 
 
 def project_run(project: Project, task: str, recipe: str | None = None, epochs: int | None = None,
@@ -54,7 +68,8 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
 
     ``init`` is what to start from: a model path or name, ``"none"`` for from scratch, or ``None`` for the
     project's active version of the task, else the bundled default model. ``rehearsal`` (default
-    :data:`DEFAULT_REHEARSAL`) mixes that share of the start model's own training images into the run
+    :func:`default_rehearsal`) mixes that share of the start model's own training images (or of the sample of
+    them its folder ships) into the run
     (:mod:`training.base`), or of the labelled folder ``rehearse_from`` (its images listed by ``rehearse_ids``
     when given); the run refuses it, naming why, where they are not on this machine. ``trunk_lr``
     (a fraction of the learning rate for the backbone; the recipe's when ``None``) keeps more of the start
@@ -75,7 +90,7 @@ def project_run(project: Project, task: str, recipe: str | None = None, epochs: 
     cfg = TrainConfig(task=task, data=f"{PROJECT_PREFIX}{project.path.resolve()}", out=str(run),
                       recipe=recipe or default_recipe(task, start), epochs=epochs or 10, init=start,
                       val_split=0.2, name=f"{task}-project",
-                      rehearsal=DEFAULT_REHEARSAL if rehearsal is None else rehearsal,
+                      rehearsal=default_rehearsal(task, start) if rehearsal is None else rehearsal,
                       rehearsal_data=rehearse_from, rehearsal_ids=rehearse_ids,
                       time_budget_min=time_budget_min, half=True, keep_checkpoints=False)
     # a project's fine-tune keeps its model (float16 weights and card), not its checkpoints: about 295 MB a run

@@ -48,7 +48,7 @@ from cellcounter.project.registry import ModelVersion
 from cellcounter.project.workflows import activate_model, default_model, project_at, register_model, rollback_model
 from training import RECIPES, TrainConfig
 from training.child import iter_training_in_child
-from training.project import DEFAULT_REHEARSAL, project_run, resume_run, stopped_runs
+from training.project import default_rehearsal, project_run, resume_run, stopped_runs
 from training.recipes import DEFAULT_RECIPE, default_recipe
 
 
@@ -102,9 +102,9 @@ class TrainPanel(QWidget):
         self.rehearsal = QDoubleSpinBox()
         self.rehearsal.setRange(0.0, 0.9)
         self.rehearsal.setSingleStep(0.1)
-        self.rehearsal.setValue(DEFAULT_REHEARSAL)
-        self.rehearsal.setToolTip("Share of the training images drawn from the start model's own training data, "
-                                  "so that it keeps what it knew (needs that data on this computer)")
+        self.rehearsal.setToolTip("Share of the training images drawn from the start model's own training data "
+                                  "(or the sample of it the model carries), so that it keeps the images it knew; "
+                                  "set for the start model (blood: 0.5), 0 where there is nothing to rehearse")
         self.trunk = QDoubleSpinBox()
         self.trunk.setRange(0.01, 1.0)
         self.trunk.setSingleStep(0.1)
@@ -187,9 +187,12 @@ class TrainPanel(QWidget):
         self.refresh_bases()
 
     def _base_changed(self, *_args) -> None:
-        """The recipe follows the start model: a U-Net is fine-tuned with the U-Net recipe, not Mask R-CNN's."""
+        """The recipe and the rehearsal share follow the start model: a U-Net is fine-tuned with the U-Net
+        recipe, not Mask R-CNN's; a model with data to rehearse rehearses them."""
+        start = self.base.currentData() or "none"
+        self.rehearsal.setValue(default_rehearsal(self.task, start))
         try:
-            self.recipe.setCurrentText(default_recipe(self.task, self.base.currentData() or "none"))
+            self.recipe.setCurrentText(default_recipe(self.task, start))
         except CellCounterError:  # an unreadable model file: its own error shows when training starts
             pass
 

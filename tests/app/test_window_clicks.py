@@ -3,8 +3,10 @@ clicks on its buttons, keys on its canvas and slider; nothing here calls a panel
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +227,25 @@ def test_the_fine_tune_button_trains_on_the_reviewed_images(app_window, voc_fold
     models = win.session.project.registry.versions("blood")
     assert len(models) == 1 and sorted(models[0].training_data) == [1, 2], panel.status.text()
     assert panel.activate_b.isEnabled()
+
+
+def test_a_blood_fine_tune_from_the_bundled_model_rehearses_the_labs_it_knew(app_window, voc_folder, qtbot):
+    """#34: Rehearsal shows 0.5 for the bundled blood model (it carries a sample of its training smears) and 0
+    from scratch; Start with it mixes as many of them into the run as corrected smears train."""
+    viewer, win = _two_reviewed(app_window, voc_folder, qtbot)
+    panel = win.train
+    assert panel.base.currentData().endswith("blood-default") and panel.rehearsal.value() == 0.5
+    panel.base.setCurrentIndex(panel.base.findData(None))
+    assert panel.rehearsal.value() == 0.0  # from scratch: nothing to rehearse
+    panel.base.setCurrentIndex(1)
+    assert panel.rehearsal.value() == 0.5
+    panel.epochs.setValue(1)
+    qtbot.mouseClick(panel.start_b, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.worker is None, timeout=600_000)
+    assert panel.result.config.rehearsal == 0.5 and panel.result.version is not None, panel.status.text()
+    card = json.loads((Path(panel.result.version.file) / "card.json").read_text())
+    trained = card["training"]["train_images"]
+    assert len(trained) == 2, trained  # one corrected smear trains (one is held back) and one rehearsed
 
 
 def test_a_fine_tune_finishing_after_the_user_opened_another_folder_registers_where_it_started(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.cli import main
+from cellcounter.formats import write_labels
 from cellcounter.project import Project
 from cellcounter.project import workflows as wf
 from tests.conftest import make_image
@@ -33,6 +35,7 @@ def test_a_project_run_trains_on_exactly_the_reviewed_labels_from_the_default_mo
     with _reviewed_project(tmp_path) as proj:
         cfg, anns, ids = project_run(proj, "blood", epochs=1)
         assert cfg.init.endswith("blood-default")  # the Fine-tune panel's default: start from the bundled model
+        assert cfg.rehearsal == 0.5  # which carries a sample of its training smears to rehearse
         # the epochs asked for are run, even at the dataclass default (10), not the recipe's (30)
         assert cfg.recipe_applied and cfg.recipe == "blood-detector" and cfg.epochs == 1
         assert project_run(proj, "blood", epochs=10)[0].epochs == 10
@@ -182,3 +185,50 @@ def test_a_fine_tune_without_epochs_runs_steps_scaled_to_the_corrected_images(tm
         assert scratch.epochs == 10 and scratch.plan == ""
     many = finetune_plan("blood", 100, 4, 0.2)
     assert many["max_steps"] == high and many["epochs"] * 20 >= high  # 80 training images: 20 steps an epoch
+
+
+def test_a_blood_fine_tune_rehearses_the_sample_its_start_model_carries_by_default(tmp_path):
+    """#34: without rehearsal a fine-tune on a new lab forgot the labs its model knew; a user's machine has
+    none of the model's training data, so the model folder carries a sample of it, and a blood fine-tune
+    rehearses it unless told otherwise (a model with nothing to rehearse: none, no refusal)."""
+    import shutil
+
+    from training import iter_training
+
+    parent = make_tiny_model("detector", tmp_path / "parent")  # its card records no training data
+    with _reviewed_project(tmp_path) as proj:
+        assert project_run(proj, "blood", init=str(parent), out=tmp_path / "r0")[0].rehearsal == 0.0
+        carrying = tmp_path / "carrying"
+        shutil.copytree(parent, carrying)
+        sample = carrying / "rehearsal"
+        (sample / "JPEGImages").mkdir(parents=True)
+        for name in ("s0.jpg", "s1.jpg"):  # two smears of the old labs, every cell boxed
+            shutil.copy(tmp_path / "im2.png", sample / "JPEGImages" / name)
+        ann = proj.load(proj.images()[2].id)
+        write_labels([dataclasses.replace(ann, image_path=str(sample / "JPEGImages" / n))
+                      for n in ("s0.jpg", "s1.jpg")], sample, "voc")
+        cfg, anns, _ = project_run(proj, "blood", epochs=1, init=str(carrying), out=tmp_path / "r1")
+        assert cfg.rehearsal == 0.5  # the task's default, where there is something to rehearse
+        assert project_run(proj, "blood", init=str(carrying), out=tmp_path / "r2", rehearsal=0.0)[0].rehearsal == 0
+    events = list(iter_training(dataclasses.replace(cfg, max_steps=1, base_check=0), annotations=anns))
+    assert events[-1].kind == "done"
+    # one corrected image trains (the other is held back): as many rehearsed
+    assert "1 image(s) rehearsed (carrying's rehearsal sample)" in next(e for e in events if e.kind == "start").message
+    card = json.loads((tmp_path / "r1" / "model" / "card.json").read_text())
+    assert len({"s0.jpg", "s1.jpg"} & set(card["training"]["train_images"])) == 1
+
+
+def test_the_bundled_blood_model_carries_a_rehearsal_sample_of_every_lab_it_learnt():
+    from cellcounter.formats import read_labels
+    from cellcounter.models.card import RESOURCES_MODELS
+    from training.base import shipped_rehearsal
+
+    folder = shipped_rehearsal("blood-default")
+    assert folder == RESOURCES_MODELS / "blood-default" / "rehearsal"
+    anns = read_labels(folder, None, ["RBC", "WBC", "Platelets"])
+    labs = [Path(a.image_path).name.split("_")[0] for a in anns]
+    assert len(anns) == 40 and {lab: labs.count(lab) for lab in set(labs)} == \
+        {"BCCD": 10, "BCDD": 10, "PBC": 10, "Raabin-WBC": 10}
+    classes = np.concatenate([a.boxes.classes for a in anns])
+    assert all(Path(a.image_path).is_file() for a in anns) and set(classes.tolist()) == {0, 1, 2}
+    assert (folder / "LICENSE.txt").is_file()  # TXL-PBC's MIT licence goes with its images

@@ -293,7 +293,7 @@ def test_a_fine_tune_rehearses_its_start_models_data_and_scores_what_it_kept(tmp
     (base_eval,) = [e for e in events if e.kind == "base_eval"]
     assert "aji" in base_eval.metrics and "own validation images" in base_eval.message
     start = next(e for e in events if e.kind == "start")
-    assert "training images rehearsed" in start.message
+    assert "1 image(s) rehearsed (nuclei-custom@1's training images)" in start.message
     _, card = load_model(tmp_path / "ft" / "model")
     kept = card.metrics["base_validation"]
     assert kept["images"] == 2 and kept["rehearsal"] == 1 and kept["before"]["aji"] == base_eval.metrics["aji"]
@@ -336,7 +336,7 @@ def test_a_fine_tune_rehearses_a_given_folder_instead_of_its_start_models_data(t
     assert [os.path.basename(a.image_path) for a in rehearsal_pool(cfg)[1]] == ["o1.png", "o2.png"]
     events = list(iter_training(cfg))
     assert events[-1].kind == "done"
-    assert "1 of old's training images rehearsed" in next(e for e in events if e.kind == "start").message
+    assert "1 image(s) rehearsed (the folder old)" in next(e for e in events if e.kind == "start").message
     _, card = load_model(tmp_path / "ft" / "model")
     trained = set(card.training["train_images"])
     assert len(trained & {"o1.png", "o2.png"}) == 1 and not trained & {"o0.png", "o3.png"}
