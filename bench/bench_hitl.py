@@ -81,6 +81,7 @@ VARIANTS = {
     "rehearsal": {"rehearsal": 0.5},  # as many of the base model's own training images mixed in
     "slow-trunk": {"trunk_lr": 0.1},  # the trunk at a tenth of the rate
     "low-lr": {"lr_scale": 0.1},  # every layer at a tenth of the recipe's rate
+    "rehearsal-low-lr": {"rehearsal": 0.5, "lr_scale": 0.1},  # both: the slower rate counted best on new organs
 }
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cellcounter import maskops
-from cellcounter.annotations import Boxes, ImageAnnotation, InstanceMasks, Origin, Points
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, Boxes, ImageAnnotation, InstanceMasks, Origin, Points
 from cellcounter.regions import Region
 
 NEW = -1  # the id a view gives an object a person has just drawn
@@ -51,7 +51,7 @@ class EditModel:
     above every id this model has seen for its kind, so a view cannot mistake it for one that was removed.
     """
 
-    def __init__(self, ann: ImageAnnotation, score_threshold: float | None = 0.5) -> None:
+    def __init__(self, ann: ImageAnnotation, score_threshold: float | None = DEFAULT_SCORE_THRESHOLD) -> None:
         self._ann = ann
         self.score_threshold = score_threshold
         self._listeners: list[Callable[[EditEvent], None]] = []

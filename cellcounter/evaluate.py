@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, ImageAnnotation
 from cellcounter.errors import CellCounterError, FormatError
 from cellcounter.imageio import read_image
 from cellcounter.metrics import coco_mask_ap, count_mae, detection_ap, grade_metrics, mean_aji
@@ -56,7 +56,7 @@ def select_ids(anns: Sequence[ImageAnnotation], ids: set[str]) -> list[ImageAnno
 
 
 def evaluate_annotations(task: str, gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation],
-                         count_threshold: float | None = 0.5) -> dict:
+                         count_threshold: float | None = DEFAULT_SCORE_THRESHOLD) -> dict:
     """Metrics under the keys of ``cellcounter evaluate --json``."""
     kind = get_task(task).kind
     out: dict = {"task": task, "images": len(gts)}

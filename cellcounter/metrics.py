@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cellcounter.annotations import ImageAnnotation
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD, ImageAnnotation
 from cellcounter.formats.coco import coco_document, encode_mask
 
 
@@ -96,7 +96,7 @@ def detection_ap(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation
 
 
 def count_mae(gts: Sequence[ImageAnnotation], preds: Sequence[ImageAnnotation],
-              score_threshold: float | None = 0.5) -> dict[str, float]:
+              score_threshold: float | None = DEFAULT_SCORE_THRESHOLD) -> dict[str, float]:
     """Mean absolute difference per class between predicted (above threshold) and true counts."""
     names = list(gts[0].class_names) if gts else []
     err = np.zeros(len(names))
