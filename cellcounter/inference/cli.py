@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cellcounter.annotations import DEFAULT_SCORE_THRESHOLD
 from cellcounter.errors import CellCounterError, FormatError, missing_reason, os_error_reason
 from cellcounter.formats import image_files, read_labels, write_labels
 from cellcounter.formats.qupath import read_regions
@@ -31,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", choices=["coco", "voc", "label-tiff", "grade-csv"],
                    help="label format per image (default: coco); grades also go to grades.csv for the run")
-    p.add_argument("--score-threshold", type=float, default=0.5, help="for counts and overlays (default 0.5)")
+    p.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                   help=f"for counts and overlays (default {DEFAULT_SCORE_THRESHOLD})")
     p.add_argument("--tile", type=int, default=0,
                    help="tile size for images larger than this (default: the model's, from its card)")
     p.add_argument("--overlap", type=int, default=-1,
@@ -82,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the runtime to judge (default auto: what the app and predict run on this machine; the "
                         "documented model figures name theirs, mostly torch)")
     v.add_argument("--device", default="auto")
-    v.add_argument("--score-threshold", type=float, default=0.5, help="for counting (default 0.5)")
+    v.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                   help=f"for counting (default {DEFAULT_SCORE_THRESHOLD})")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_evaluate)
 
