@@ -170,30 +170,6 @@ class EditModel:
         event = EditEvent(kind, _ids(ids[~known]), _ids(removed), _ids(ids[differs]))
         return ids, classes, origins, pos, known, event
 
-    def add_boxes(self, xyxy, classes) -> np.ndarray:
-        """Boxes a person drew; returns their ids."""
-        xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-        new = Boxes(xyxy, classes, None, None, self._take_ids("boxes", len(xyxy)))
-        self._ann = dataclasses.replace(self._ann, boxes=self._ann.boxes.concat(new))
-        self._emit(EditEvent("boxes", added=_ids(new.ids)))
-        return new.ids
-
-    def delete_boxes(self, ids) -> EditEvent:
-        b = self._ann.boxes
-        gone = np.isin(b.ids, np.asarray(ids, dtype=np.int64))
-        self._ann = dataclasses.replace(self._ann, boxes=b.subset(~gone))
-        return self._emit(EditEvent("boxes", removed=_ids(b.ids[gone])))
-
-    def relabel_boxes(self, ids, class_id: int) -> EditEvent:
-        """Give boxes another class (a model's box becomes corrected)."""
-        b = self._ann.boxes
-        sel = np.isin(b.ids, np.asarray(ids, dtype=np.int64)) & (b.classes != class_id)
-        classes, origins = b.classes.copy(), b.origins.copy()
-        classes[sel] = class_id
-        origins[sel & np.isin(origins, _CORRECTABLE)] = Origin.CORRECTED
-        self._ann = dataclasses.replace(self._ann, boxes=Boxes(b.xyxy, classes, b.scores, origins, b.ids))
-        return self._emit(EditEvent("boxes", changed=_ids(b.ids[sel])))
-
     def accept_shown(self) -> int:
         """A person checked what is shown: shown model boxes become corrected, hidden ones are dropped.
         Returns how many model boxes were accepted."""

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QElidingLabel
 
 from app.controller import LayerController
 from app.layers import class_colours
@@ -43,11 +44,10 @@ def _fitted_table(headers: list[str]) -> QTableWidget:
 class CountsPanel(QWidget):
     def __init__(self, controller: LayerController) -> None:
         super().__init__()
-        self._title_text = ""  # the image name, elided to the title's width
         self.controller = controller
-        self.title = QLabel("No image")
-        # a long file name is elided (full name in the tooltip) instead of widening the dock over the canvas
-        self.title.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        # a long file name is elided in its middle (full name in the tooltip) instead of widening the dock
+        self.title = QElidingLabel("No image")
+        self.title.setElideMode(Qt.ElideMiddle)
         self.summary = QLabel("")  # the total and each class, in one line where the eye is
         self.summary.setWordWrap(True)
         font = self.summary.font()
@@ -88,9 +88,8 @@ class CountsPanel(QWidget):
         if session.saved is not None:
             name = (Path(session.saved.image_path).name if not self.project_wide.isChecked()
                     else f"{len(session.project.images())} images")
-            self._title_text = name
+            self.title.setText(name)
             self.title.setToolTip(name)
-            self._elide_title()
         saved = session.saved
         if (saved is not None and not self.project_wide.isChecked() and saved.task in TASKS
                 and TASKS[saved.task].kind == "grade"):
@@ -179,15 +178,6 @@ class CountsPanel(QWidget):
         if model is not None and model != g.value:
             text += f" (the model said {model}: {names[model]})"
         self.summary.setText(text[:1].upper() + text[1:])
-
-    def _elide_title(self) -> None:
-        text = self._title_text
-        width = max(40, self.title.width())
-        self.title.setText(self.title.fontMetrics().elidedText(text, Qt.ElideMiddle, width))
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        self._elide_title()
 
     def _live_refresh(self) -> None:
         """Counts of the current image follow an edit at once, before it is saved; project totals on save."""

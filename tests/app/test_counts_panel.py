@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from qtpy.QtWidgets import QLabel
 
 
 def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is_elided(open_window, voc_folder,
@@ -19,7 +20,9 @@ def test_every_class_row_and_the_total_show_without_scrolling_and_a_long_name_is
     shown = table.viewport().height()
     assert shown >= sum(table.rowHeight(i) for i in range(table.rowCount()))
     assert panel.summary.text() == "3 counted: RBC 2, WBC 1, Platelets 0"
-    assert panel.title.toolTip().startswith("BloodImage_00004_") and "\u2026" in panel.title.text()
+    shown_name = QLabel.text(panel.title)  # what is drawn; the label's text() is the whole name
+    assert panel.title.toolTip().startswith("BloodImage_00004_") and "\u2026" in shown_name
+    assert shown_name.startswith("BloodImage") and not shown_name.endswith("\u2026")  # elided in the middle
     assert panel.minimumSizeHint().width() < 400  # the name no longer sets the dock's width
 
 

@@ -60,8 +60,9 @@ def test_new_boxes_get_ids_never_used_before_and_pasted_copies_are_new():
     assert ev.changed == ()  # nothing that was there moved
     b = model.annotation.boxes
     assert b.origins[np.isin(b.ids, ids[2:])].tolist() == [H, H]
-    later = model.add_boxes([[1, 1, 2, 2]], [2])
-    assert later[0] > ids.max()  # deleted 14 and the ids just given are not taken again
+    shown = model.shown_boxes()  # then one more drawn
+    later = model.update_boxes(np.vstack([shown.xyxy, [[1, 1, 2, 2]]]), [*shown.classes, 2], [*shown.ids, NEW])
+    assert later[-1] > ids.max()  # deleted 14 and the ids just given are not taken again
 
 
 def test_a_small_shift_keeps_a_model_box_a_model_box_but_a_new_class_corrects_it():
@@ -90,15 +91,18 @@ def test_accept_and_drop_hidden():
     assert model.drop_hidden() == 1 and 13 not in model.annotation.boxes.ids
 
 
-def test_relabel_and_delete_by_id():
+def test_a_relabel_in_the_view_corrects_a_model_box_and_a_deletion_removes_only_it():
     model = EditModel(_ann(_scored()))
     events = _recorder(model)
-    model.relabel_boxes([11, 14], 2)
+    shown = model.shown_boxes()  # 11, 12, 14; the view gives 11 and 14 the platelet class (14 was one)
+    model.update_boxes(shown.xyxy, [2, shown.classes[1], 2], shown.ids)
     b = model.annotation.boxes
     assert b.classes[b.ids == 11][0] == 2 and b.origins[b.ids == 11][0] == C
     assert events[-1].changed == (11,)  # 14 was a platelet already
-    model.delete_boxes([12, 99])
-    assert events[-1].removed == (12,)
+    shown = model.shown_boxes()
+    keep = shown.ids != 12
+    model.update_boxes(shown.xyxy[keep], shown.classes[keep], shown.ids[keep])
+    assert events[-1].removed == (12,) and 13 in model.annotation.boxes.ids  # the hidden box stays
 
 
 def test_points_keep_ids_and_a_moved_reference_mark_is_corrected():
