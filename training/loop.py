@@ -449,7 +449,7 @@ def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
         return BaseCheck(source, [], len(rehearse), rehearsed_from=source)
     val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
     val = sample(val, cfg.base_check, 0) if cfg.base_check else []
-    return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), rehearsed_from=source)
+    return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), val, rehearsed_from=source)
 
 
 def _calibrate(cfg: TrainConfig, card, pairs) -> None:

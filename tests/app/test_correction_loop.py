@@ -13,7 +13,6 @@ from PIL import Image
 
 from app.layers import BOXES
 from app.session import Session
-from app.window import CellCounterWindow
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.project import Project
 from tests.helpers import make_tiny_model
@@ -32,24 +31,16 @@ def _image(path, w, h, seed=0):
     return path
 
 
-def _window(make_napari_viewer, path, task):
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(path, task, user="tester")
-    win = CellCounterWindow(viewer, session, task)
-    win.show_image(first)
-    return viewer, win
-
-
 def _use_model(win, model):
     win.predict.model.addItem("tiny", str(model))
     win.predict.model.setCurrentIndex(win.predict.model.count() - 1)
 
 
-def test_a_prediction_started_on_image_a_lands_on_a_when_b_is_opened_before_it_ends(make_napari_viewer, qtbot,
+def test_a_prediction_started_on_image_a_lands_on_a_when_b_is_opened_before_it_ends(open_window, qtbot,
                                                                                    tmp_path, projects):
     a = _image(tmp_path / "one" / "a.png", 300, 260)
     b = _image(tmp_path / "two" / "b.png", 420, 200, seed=1)  # another folder: another project, the same image id
-    viewer, win = _window(make_napari_viewer, a, "blood")
+    viewer, win = open_window(a, "blood")[:2]
     project_a = win.session.project.path
     _use_model(win, make_tiny_model("detector", tmp_path / "tiny"))
     assert win.predict.start(all_unreviewed=False) is not None
@@ -70,12 +61,12 @@ def test_a_prediction_started_on_image_a_lands_on_a_when_b_is_opened_before_it_e
         session.close()
 
 
-def test_marking_reviewed_keeps_what_was_shown_for_exports_and_the_fine_tune(make_napari_viewer, qtbot, tmp_path,
+def test_marking_reviewed_keeps_what_was_shown_for_exports_and_the_fine_tune(open_window, qtbot, tmp_path,
                                                                            projects):
     folder = tmp_path / "imgs"
     for i in range(2):
         _image(folder / f"im{i}.png", 200, 160, seed=i)
-    viewer, win = _window(make_napari_viewer, folder, "blood")
+    viewer, win = open_window(folder, "blood")[:2]
     ctl = win.controller
     proj = win.session.project
     for rec in proj.images():  # model boxes of mixed scores, and one the person drew
@@ -110,10 +101,10 @@ def test_marking_reviewed_keeps_what_was_shown_for_exports_and_the_fine_tune(mak
     win.session.close()
 
 
-def test_the_panels_follow_the_task_of_the_image_on_screen(make_napari_viewer, tmp_path, projects):
+def test_the_panels_follow_the_task_of_the_image_on_screen(open_window, tmp_path, projects):
     blood = _image(tmp_path / "mixed" / "smear.png", 120, 90)
     fundus = _image(tmp_path / "mixed" / "fundus.png", 160, 120, seed=2)
-    viewer, win = _window(make_napari_viewer, blood, "blood")
+    viewer, win = open_window(blood, "blood")[:2]
     assert not win.grade_dock.isVisible() and win.predict.task.currentText() == "blood"
     fundus_id = win.session.project.add_image(fundus, "retinopathy")
     win.show_image(fundus_id)

@@ -9,7 +9,6 @@ import pytest
 
 from app.layers import BOXES, POINTS
 from app.session import Session
-from app.window import CellCounterWindow
 from cellcounter.annotations import Boxes, Origin
 from cellcounter.formats import read_labels
 from tests.conftest import data_dir
@@ -22,19 +21,11 @@ def projects(tmp_path, monkeypatch):
     return tmp_path / "projects"
 
 
-def _window(make_napari_viewer, path, task):
-    viewer = make_napari_viewer(show=True)
-    session, first = Session.open_path(path, task, user="tester")
-    win = CellCounterWindow(viewer, session, task)
-    win.show_image(first)
-    return viewer, win
-
-
-def test_scripted_session_predict_correct_count_grade_undo_export_reopen(make_napari_viewer, qtbot, tmp_path,
+def test_scripted_session_predict_correct_count_grade_undo_export_reopen(open_window, qtbot, tmp_path,
                                                                         projects):
     bccd = data_dir("bccd")
     image = bccd / "JPEGImages" / "BloodImage_00001.jpg"
-    viewer, win = _window(make_napari_viewer, image, "blood")
+    viewer, win = open_window(image, "blood")[:2]
     ctl = win.controller
     stored = ctl.current()
     assert len(viewer.layers[BOXES].data) == len(stored.boxes) > 0  # the VOC labels beside it are shown
@@ -117,10 +108,10 @@ def test_scripted_session_predict_correct_count_grade_undo_export_reopen(make_na
     session.close()
 
 
-def test_grade_override_on_a_fundus_image(make_napari_viewer, projects):
+def test_grade_override_on_a_fundus_image(open_window, projects):
     idrid = data_dir("idrid")
     image = sorted((idrid / "1. Original Images" / "b. Testing Set").glob("*.jpg"))[0]
-    viewer, win = _window(make_napari_viewer, image, "retinopathy")
+    viewer, win = open_window(image, "retinopathy")[:2]
     assert win.grade_dock.isVisible()
     win.grade.set_grade(3)
     assert win.session.saved.grade.value == 3 and win.session.saved.grade.origin == Origin.HUMAN
@@ -129,7 +120,7 @@ def test_grade_override_on_a_fundus_image(make_napari_viewer, projects):
     win.session.close()
 
 
-def test_grader_prediction_shows_grade_and_a_heat_map_layer(make_napari_viewer, projects, qtbot, tmp_path):
+def test_grader_prediction_shows_grade_and_a_heat_map_layer(open_window, projects, qtbot, tmp_path):
     from PIL import Image
 
     from app.controller import HEATMAP
@@ -137,7 +128,7 @@ def test_grader_prediction_shows_grade_and_a_heat_map_layer(make_napari_viewer, 
     rng = np.random.default_rng(0)
     image = tmp_path / "fundus.png"
     Image.fromarray((rng.random((90, 140, 3)) * 255).astype(np.uint8)).save(image)
-    viewer, win = _window(make_napari_viewer, image, "retinopathy")
+    viewer, win = open_window(image, "retinopathy")[:2]
     model = make_tiny_model("grader", tmp_path / "tiny")
     win.predict.task.setCurrentText("retinopathy")
     win.predict.model.addItem("tiny", str(model))
@@ -155,14 +146,14 @@ def test_grader_prediction_shows_grade_and_a_heat_map_layer(make_napari_viewer, 
     win.session.close()
 
 
-def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_viewer, projects, tmp_path):
+def test_review_queue_moves_between_images_and_orders_by_confidence(open_window, projects, tmp_path):
     from PIL import Image
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
         Image.fromarray(np.full((40, 50, 3), 40 * i, np.uint8)).save(folder / f"im{i}.png")
-    viewer, win = _window(make_napari_viewer, folder, "blood")
+    viewer, win = open_window(folder, "blood")[:2]
     first = win.session.current_id
     win.review.go(1)
     assert win.session.current_id != first
@@ -183,7 +174,7 @@ def test_review_queue_moves_between_images_and_orders_by_confidence(make_napari_
 
 
 @pytest.mark.parametrize("task", ["blood", "leaves", "retinopathy"])
-def test_samples_open_with_the_default_models_predictions(make_napari_viewer, projects, qtbot, task, tmp_path,
+def test_samples_open_with_the_default_models_predictions(open_window, projects, qtbot, task, tmp_path,
                                                           monkeypatch):
     """File > Samples: the image alone, then the bundled default model's objects and counts."""
     import app.widgets.predict as predict_mod
@@ -198,7 +189,7 @@ def test_samples_open_with_the_default_models_predictions(make_napari_viewer, pr
     start = tmp_path / "start" / "first.png"
     start.parent.mkdir()
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(start)
-    viewer, win = _window(make_napari_viewer, start, "blood")
+    viewer, win = open_window(start, "blood")[:2]
     worker = win.open_sample(task)
     assert worker is not None
     qtbot.waitUntil(lambda: win.predict.worker is None, timeout=120_000)
