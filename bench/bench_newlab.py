@@ -54,6 +54,10 @@ VARIANTS = {
 }
 
 
+#: the variants' names in the figure's legend
+PLOT_NAMES = {"recipe": "no rehearsal", "rehearsal-complete": "rehearsing complete labels (the default)"}
+
+
 def base_model_v3() -> Path:
     """blood-default v3 written out of the repository's history into ``bench/results`` (once)."""
     out = RESULTS / "blood-default-v3"
@@ -187,7 +191,7 @@ def plot(results: list[Path], out: Path, variants: tuple[str, ...] = ("recipe",)
             def mean(where: str, key: str) -> list[float]:
                 return [float(np.mean([p[where][key] for p in by_n[n]])) for n in x]
 
-            label = f"{res['lab']}: {name}"
+            label = f"{res['lab']}: {PLOT_NAMES.get(name, name)}"
             left.plot(x, mean("lab", "count_error"), "o-", label=label)
             right.plot(x, mean("others", "map50"), "o-", label=label)
     left.set(xlabel="corrected images of the new lab", ylabel="count error per image (sum of classes)",
@@ -211,10 +215,12 @@ def main() -> int:
     parser.add_argument("--tag", default="")
     parser.add_argument("--no-base", action="store_true", help="do not score the base model (measured before)")
     parser.add_argument("--plot", nargs="+", type=Path, metavar="RESULT",
-                        help="draw these result files' curves into docs/images/newlab_curve.png instead")
+                        help="draw these result files' curves (of --variants) into docs/images/newlab_curve.png "
+                             "instead")
     args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
     if args.plot:
-        plot(args.plot, ROOT / "docs" / "images" / "newlab_curve.png")
+        plot(args.plot, ROOT / "docs" / "images" / "newlab_curve.png", tuple(variants))
         return 0
     if not TXL.is_dir():
         print(f"bench_newlab: skipped, {TXL} is absent (set CELLCOUNTER_DATA)")
@@ -227,7 +233,6 @@ def main() -> int:
     lab_set = measured[args.lab]
     others = [a for lab in LABS if lab != args.lab for a in measured[lab]]
     seeds = [int(s) for s in args.seeds.split(",")]
-    variants = [v for v in args.variants.split(",") if v]
     tmp = Path(tempfile.mkdtemp(prefix="cellcounter-newlab-"))
     res = {"lab": args.lab, "base": base, "measured": {"lab": len(lab_set), "others": len(others)},
            "split": args.measure, "threads": torch.get_num_threads(), "points": []}
