@@ -419,11 +419,14 @@ class BaseCheck:
     rehearsed: int
     anns: list = field(default_factory=list)
     rehearsed_from: str = ""
+    no_check: str = ""  # why there is no check of what the start model knew, where there is none
 
     def describe(self) -> str:
         parts = [f"{self.rehearsed} image(s) rehearsed ({self.rehearsed_from})"] if self.rehearsed else []
         if self.val:
             parts.append(f"scored on {len(self.val)} of {self.model}'s validation images")
+        elif self.no_check:
+            parts.append(self.no_check)
         return "; ".join(parts)
 
 
@@ -446,7 +449,8 @@ def _guard(cfg: TrainConfig, split) -> BaseCheck | str:
     split.train += loaders
     split.train_names += names
     if isinstance(sets, str):  # rehearsing without the start model's own validation images: no check
-        return BaseCheck(source, [], len(rehearse), rehearsed_from=source)
+        return BaseCheck(source, [], len(rehearse), rehearsed_from=source,
+                         no_check=f"no check of what the start model knew: {sets}" if cfg.base_check else "")
     val = [a for a in sets.val if Path(a.image_path).resolve() not in own]
     val = sample(val, cfg.base_check, 0) if cfg.base_check else []
     return BaseCheck(sets.model, validation_loaders(cfg, val), len(rehearse), val, rehearsed_from=source)

@@ -210,10 +210,12 @@ def test_a_blood_fine_tune_rehearses_the_sample_its_start_model_carries_by_defau
         cfg, anns, _ = project_run(proj, "blood", epochs=1, init=str(carrying), out=tmp_path / "r1")
         assert cfg.rehearsal == 0.5  # the task's default, where there is something to rehearse
         assert project_run(proj, "blood", init=str(carrying), out=tmp_path / "r2", rehearsal=0.0)[0].rehearsal == 0
-    events = list(iter_training(dataclasses.replace(cfg, max_steps=1, base_check=0), annotations=anns))
+    events = list(iter_training(dataclasses.replace(cfg, max_steps=1), annotations=anns))
     assert events[-1].kind == "done"
-    # one corrected image trains (the other is held back): as many rehearsed
-    assert "1 image(s) rehearsed (carrying's rehearsal sample)" in next(e for e in events if e.kind == "start").message
+    # one corrected image trains (the other is held back): as many rehearsed; no base check, and it says so
+    start = next(e for e in events if e.kind == "start").message
+    assert "1 image(s) rehearsed (carrying's rehearsal sample)" in start
+    assert "no check of what the start model knew" in start
     card = json.loads((tmp_path / "r1" / "model" / "card.json").read_text())
     assert len({"s0.jpg", "s1.jpg"} & set(card["training"]["train_images"])) == 1
 
