@@ -127,19 +127,25 @@ def rehearsal_unavailable(init: str, task: str) -> str | None:
     return found if isinstance(found, str) and shipped_rehearsal(init) is None else None
 
 
+def _labelled_in_order(folder: Path, task: str) -> list[ImageAnnotation]:
+    """The labelled images of ``folder`` in path order: a seeded sample of them is the same on every run."""
+    from cellcounter.tasks import get_task
+    from training.data import _labelled
+
+    return sorted(_labelled(folder, get_task(task).class_names), key=lambda a: a.image_path)
+
+
 def rehearsal_pool(cfg: TrainConfig) -> tuple[str, list[ImageAnnotation]]:
     """The folder named by ``cfg.rehearsal_data`` (its images listed by ``cfg.rehearsal_ids`` when given): what
     it is and its labelled images. A start model's own labels may be incomplete (BCCD leaves half the red cells
     unboxed); rehearsing them teaches the model again to leave such cells out, so a person can rehearse a
     completely labelled set of the old data instead."""
     from cellcounter.evaluate import select_ids, split_ids
-    from cellcounter.tasks import get_task
-    from training.data import _labelled
 
     folder = _find(cfg.rehearsal_data)
     if folder is None or not folder.is_dir():
         raise CellCounterError(f"rehearsal data {cfg.rehearsal_data} is not a folder on this machine")
-    anns = sorted(_labelled(folder, get_task(cfg.task).class_names), key=lambda a: a.image_path)
+    anns = _labelled_in_order(folder, cfg.task)
     if cfg.rehearsal_ids:
         anns = select_ids(anns, split_ids(folder, cfg.rehearsal_ids))
     if not anns:
@@ -151,9 +157,6 @@ def rehearsal_pool(cfg: TrainConfig) -> tuple[str, list[ImageAnnotation]]:
 def rehearsal_images(cfg: TrainConfig, sets: BaseSets | str) -> tuple[str, list[ImageAnnotation]]:
     """What a fine-tune rehearses: the folder it was given, else the start model's own training images
     (``sets``), else the sample its model folder ships; what that is, and the images."""
-    from cellcounter.tasks import get_task
-    from training.data import _labelled
-
     if cfg.rehearsal_data:
         return rehearsal_pool(cfg)
     if not isinstance(sets, str):
@@ -161,7 +164,7 @@ def rehearsal_images(cfg: TrainConfig, sets: BaseSets | str) -> tuple[str, list[
     shipped = shipped_rehearsal(cfg.init)
     if shipped is None:
         raise CellCounterError(f"rehearsal is not possible: {sets}")
-    anns = sorted(_labelled(shipped, get_task(cfg.task).class_names), key=lambda a: a.image_path)
+    anns = _labelled_in_order(shipped, cfg.task)
     if not anns:
         raise CellCounterError(f"rehearsal is not possible: {shipped} holds no labelled images")
     return f"{shipped.parent.name}'s rehearsal sample", anns

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 #: the parts whose events hold the part's whole new state: each one's ``before`` is the last one's ``after``
 #: (a masks event holds a reversible window diff instead)
 CHAINED_PARTS = ("boxes", "points", "grade", "regions")
+_CHAINED_SQL = ", ".join(f"'{kind}'" for kind in CHAINED_PARTS)  # the same, as an SQL list
 
 _AUDIT_FIELDS = ["id", "time_utc", "user", "image", "kind", "origin", "before_bytes", "after_bytes"]
 
@@ -54,7 +55,7 @@ class History:
         """The events in order, each with the sizes of the states before and after it."""
         # projects written before the chain stored ``before`` themselves: their own value wins
         sql = ("SELECT e.id, e.time, e.user, e.image_id, i.path AS image, e.kind, e.origin,"
-               f" coalesce(length(e.before), CASE WHEN e.kind IN {CHAINED_PARTS} THEN"
+               f" coalesce(length(e.before), CASE WHEN e.kind IN ({_CHAINED_SQL}) THEN"
                " lag(length(e.after)) OVER (PARTITION BY e.image_id, e.kind ORDER BY e.id) END) AS before_bytes,"
                " length(e.after) AS after_bytes FROM events e LEFT JOIN images i ON i.id = e.image_id")
         sql, args = f"SELECT * FROM ({sql})", ()
